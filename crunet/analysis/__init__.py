@@ -1,0 +1,1 @@
+"""Analysis: analytic complexity and the paper's tables."""

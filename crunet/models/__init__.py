@@ -1,0 +1,7 @@
+"""Model families; importing this package registers every builder."""
+
+from crunet.models import crunet as _crunet  # noqa: F401
+from crunet.models import preresnet as _preresnet  # noqa: F401
+from crunet.models._registry import create_model, get_builder, is_model, list_models, register_model
+
+__all__ = ["create_model", "get_builder", "is_model", "list_models", "register_model"]

@@ -1,0 +1,155 @@
+"""The model contract users know from timm, shared by every model family in crunet.
+
+A subclass builds ``stem``, ``stages`` (an ``nn.Sequential`` of stages), ``final_norm`` and ``head`` and sets
+``feature_info``, ``num_features``, ``in_chans``, ``min_input_size`` and ``pretrained_cfg``. Shared tensors live
+inside the stages, never as top-level children, so timm's feature wrappers can replay the children in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from crunet.analysis.complexity import Cx, module_cx
+
+
+class ClassifierHead(nn.Module):
+    """Global average pool -> dropout -> linear; ``num_classes=0`` leaves the pooled features."""
+
+    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0):
+        super().__init__()
+        self.in_features, self.drop_rate = in_features, drop_rate
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.drop = nn.Dropout(drop_rate)
+        self.reset(num_classes)
+
+    def reset(self, num_classes: int) -> None:
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative integer (0 removes the classifier), "
+                             f"got {num_classes!r}")
+        self.num_classes = num_classes
+        if num_classes:
+            self.fc = nn.Linear(self.in_features, num_classes)
+            nn.init.normal_(self.fc.weight, std=0.01)
+            nn.init.zeros_(self.fc.bias)
+        else:
+            self.fc = nn.Identity()
+
+    def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.drop(self.flatten(self.pool(x)))
+        return x if pre_logits else self.fc(x)
+
+    def complexity(self, cx: Cx) -> Cx:
+        return module_cx(self.fc, cx.add(h=1, w=1))
+
+
+class StagedClassifier(nn.Module):
+    stem: nn.Module
+    stages: nn.Sequential
+    final_norm: nn.Module
+    head: ClassifierHead
+    feature_info: list[dict[str, Any]]
+    num_features: int
+    in_chans: int
+    min_input_size: int
+    pretrained_cfg: dict[str, Any]
+    name: str
+
+    @property
+    def default_cfg(self) -> dict[str, Any]:
+        return self.pretrained_cfg
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    def check_input(self, x: Tensor) -> None:
+        """A clear error, before any layer runs, for input this model cannot take."""
+        if not isinstance(x, Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{self.name} expects a batch of images shaped (N, {self.in_chans}, H, W), got {shape}")
+        if x.shape[1] != self.in_chans:
+            raise ValueError(f"{self.name} expects {self.in_chans} input channels, got {x.shape[1]} "
+                             f"(create it with in_chans={x.shape[1]} or convert the images)")
+        if min(x.shape[-2:]) < self.min_input_size:
+            raise ValueError(f"{self.name} expects images of at least {self.min_input_size}x{self.min_input_size} "
+                             f"pixels (its total stride), got {x.shape[-2]}x{x.shape[-1]}")
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return self.final_norm(self.stages(self.stem(x)))
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        return self.head(x, pre_logits=pre_logits)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"only global_pool='avg' is supported, got {global_pool!r}")
+        device = next(self.parameters()).device
+        self.head.reset(num_classes)
+        self.head.to(device)
+        self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes}
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        for stage in self.stages:
+            stage.grad_checkpointing = enable
+
+    def _stage_indices(self, indices: int | list[int] | tuple[int, ...] | None) -> list[int]:
+        n = len(self.stages)
+        if indices is None:
+            return list(range(n))
+        if isinstance(indices, int):
+            if not 0 < indices <= n:
+                raise ValueError(f"indices={indices}: {self.name} has {n} stages, ask for the last 1..{n}")
+            return list(range(n - indices, n))
+        chosen = sorted(i % n if -n <= i < n else _raise_index(i, n) for i in indices)
+        return chosen
+
+    def forward_intermediates(self, x: Tensor, indices: int | list[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """The feature maps after the chosen stages (the indices of ``feature_info``), and the final features."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        take = self._stage_indices(indices)
+        self.check_input(x)
+        x = self.stem(x)
+        intermediates = []
+        last = take[-1] if (stop_early or intermediates_only) else len(self.stages) - 1
+        for i, stage in enumerate(self.stages[: last + 1]):
+            x = stage(x)
+            if i in take:
+                is_last = i == len(self.stages) - 1
+                intermediates.append(self.final_norm(x) if norm and is_last else x)
+        if intermediates_only:
+            return intermediates
+        return self.final_norm(x), intermediates
+
+    def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        take = self._stage_indices(indices)
+        self.stages = self.stages[: take[-1] + 1]
+        if prune_norm:
+            self.final_norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0)
+        return take
+
+    def complexity(self, cx: Cx) -> Cx:
+        for module in (self.stem, self.stages, self.final_norm, self.head):
+            cx = module_cx(module, cx)
+        return cx
+
+
+def _raise_index(i: int, n: int) -> int:
+    raise ValueError(f"stage index {i} is out of range for a model with {n} stages")

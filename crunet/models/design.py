@@ -1,0 +1,94 @@
+"""Design spaces: a network is a stem, a tuple of stages and a head, each described by a frozen dataclass.
+
+A stage of GBTD units is described by its depth, its shortcut width d3 (``out_chs``), its bottleneck width D
+(``width``), its number of Tuckers R (``groups``; ``None`` means one per channel, R = D) and by how its units share
+factors (``share_every``: 0 for none, n for Collective Residual Units sharing in groups of n).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+STEMS = ("imagenet", "small")
+
+
+def _check_positive(owner: str, **values: int) -> None:
+    for field, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{owner}.{field} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class StageCfg:
+    depth: int
+    out_chs: int
+    width: int
+    groups: int | None = 1
+    stride: int = 2
+    share_every: int = 0
+    extra_1x1: bool = True
+
+    def __post_init__(self) -> None:
+        _check_positive("StageCfg", depth=self.depth, out_chs=self.out_chs, width=self.width, stride=self.stride)
+        if self.groups is not None:
+            _check_positive("StageCfg", groups=self.groups)
+            if self.width % self.groups:
+                raise ValueError(f"StageCfg.width={self.width} is not divisible by StageCfg.groups={self.groups}")
+        if not isinstance(self.share_every, int) or self.share_every < 0:
+            raise ValueError(f"StageCfg.share_every must be 0 (no sharing) or a positive integer, "
+                             f"got {self.share_every!r}")
+        if self.share_every > self.depth:
+            raise ValueError(f"StageCfg.share_every={self.share_every} is larger than the stage "
+                             f"(depth={self.depth}): a sharing group cannot span more units than the stage has")
+
+    @property
+    def num_groups(self) -> int:
+        """R, the number of Tuckers (groups of the 3x3)."""
+        return self.width if self.groups is None else self.groups
+
+    @property
+    def shared(self) -> bool:
+        return self.share_every > 0
+
+
+@dataclass(frozen=True)
+class NetCfg:
+    stages: tuple[StageCfg, ...]
+    stem: str = "imagenet"
+    stem_chs: int = 64
+    bn_eps: float = 1e-5
+    zero_init_last: bool = False
+    drop_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.stages or not all(isinstance(s, StageCfg) for s in self.stages):
+            raise ValueError(f"NetCfg.stages must be a non-empty tuple of StageCfg, got {self.stages!r}")
+        object.__setattr__(self, "stages", tuple(self.stages))
+        if self.stem not in STEMS:
+            raise ValueError(f"NetCfg.stem must be one of {STEMS}, got {self.stem!r}")
+        _check_positive("NetCfg", stem_chs=self.stem_chs)
+        if not 0 < self.bn_eps < 1:
+            raise ValueError(f"NetCfg.bn_eps must be in (0, 1), got {self.bn_eps!r}")
+        if not 0 <= self.drop_rate < 1:
+            raise ValueError(f"NetCfg.drop_rate must be in [0, 1), got {self.drop_rate!r}")
+
+    @property
+    def stem_reduction(self) -> int:
+        return 4 if self.stem == "imagenet" else 1
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def bottleneck_stages(depths: tuple[int, ...], widths: tuple[int, ...], groups: tuple[int | None, ...] | int | None,
+                      out_chs: tuple[int, ...] = (256, 512, 1024, 2048), share_every: tuple[int, ...] | None = None,
+                      first_stride: int = 1) -> tuple[StageCfg, ...]:
+    """The usual stage list: the first stage keeps the stem's resolution, the others halve it."""
+    n = len(depths)
+    groups = groups if isinstance(groups, tuple) else (groups,) * n
+    share_every = share_every or (0,) * n
+    if not len(widths) == len(groups) == len(out_chs) == len(share_every) == n:
+        raise ValueError("bottleneck_stages: depths, widths, groups, out_chs and share_every must have equal lengths")
+    return tuple(StageCfg(d, c, w, g, first_stride if i == 0 else 2, s)
+                 for i, (d, c, w, g, s) in enumerate(zip(depths, out_chs, widths, groups, share_every)))
