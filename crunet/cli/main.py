@@ -1,0 +1,49 @@
+"""``crunet`` command: one sub-command per module; each module has ``add_parser(subparsers)``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# Sub-command modules, imported lazily so that `crunet models` does not pay for the trainer's imports.
+COMMANDS = {
+    "models": "crunet.cli.models_cmd",
+    "table": "crunet.cli.table_cmd",
+}
+
+
+class CliError(Exception):
+    """An error the user can fix: printed as one line, exit status 2."""
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crunet", description="Parameter-sharing residual networks.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = [a for a in argv if not a.startswith("-")][:1]
+    for name, module in COMMANDS.items():
+        if wanted and wanted[0] in COMMANDS and name != wanted[0]:
+            subparsers.add_parser(name, help=f"see crunet {name} --help")
+            continue
+        importlib.import_module(module).add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except (CliError, ValueError, TypeError, FileNotFoundError, PermissionError) as err:
+        if os.environ.get("CRUNET_DEBUG"):
+            raise
+        print(f"crunet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"crunet {args.command}: interrupted", file=sys.stderr)
+        return 130
