@@ -79,7 +79,8 @@ def paper_table_rows() -> list[dict]:
             "table": e.table, "method": e.method, "setting": e.setting, "model": e.model, "classes": e.num_classes,
             "params_m": round(params_m, 3), "paper_params_m": e.params_m,
             "params_diff_pct": _diff_pct(params_m, e.params_m),
-            "size_mib": round(size, 1), "ckpt_mib": round(info.checkpoint_mib, 2), "paper_size_mb": e.size_mb, "size_diff_pct": _diff_pct(size, e.size_mb),
+            "size_mib": round(size, 1), "ckpt_mib": round(info.checkpoint_mib, 2), "paper_size_mb": e.size_mb,
+            "size_diff_pct": _diff_pct(size, e.size_mb),
             "gmacs": round(gmacs, 2), "paper_gflops": e.gflops, "flops_diff_pct": _diff_pct(gmacs, e.gflops),
             "note": e.note,
         })

@@ -91,4 +91,4 @@ def bottleneck_stages(depths: tuple[int, ...], widths: tuple[int, ...], groups: 
     if not len(widths) == len(groups) == len(out_chs) == len(share_every) == n:
         raise ValueError("bottleneck_stages: depths, widths, groups, out_chs and share_every must have equal lengths")
     return tuple(StageCfg(d, c, w, g, first_stride if i == 0 else 2, s)
-                 for i, (d, c, w, g, s) in enumerate(zip(depths, out_chs, widths, groups, share_every)))
+                 for i, (d, c, w, g, s) in enumerate(zip(depths, out_chs, widths, groups, share_every, strict=True)))
