@@ -1,0 +1,297 @@
+"""Deeply Shared Filter Bases on post-activation ResNets (Kang & Kim, NeurIPS 2021), and their unshared baselines.
+
+BasicBlock nets (CIFAR ResNet-32/56, ImageNet ResNet-34): within a stage every block except the first rewrites both
+3x3 on a basis of ``u_g`` unique and ``s_g`` shared filters, s_g = s * 2^g and u_g = u * 2^g (stage g = 0, 1, ...).
+"single" shares one basis per stage, "double" (the source's ``*``) one per convolution position. Bottleneck nets
+(ImageNet ResNet-50/101): "shared" shares the 3x3 of blocks 2..n of a stage, "shared++" also their last 1x1.
+Name pattern: ``s48u1`` is S48U1, ``_double`` the ``*`` variant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from torch import nn
+
+from crunet.layers.dsfb_blocks import SHORTCUTS, BasicBlock, BasisBlock, Bottleneck, DSFBStage
+from crunet.layers.orthogonality import OrthogonalityLossMixin
+from crunet.layers.shared_basis import SharedBasis
+from crunet.models._registry import register_model
+from crunet.models.base import ClassifierHead, StagedClassifier
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+BLOCKS = ("basic", "bottleneck")
+STEMS = ("imagenet", "cifar")
+SHARING = {"basic": ("none", "single", "double"), "bottleneck": ("none", "shared", "shared++")}
+
+
+def _check_int(owner: str, field: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        kind = "a positive" if minimum > 0 else "a non-negative"
+        raise ValueError(f"{owner}.{field} must be {kind} integer, got {value!r}")
+
+
+def _check_choice(owner: str, field: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{owner}.{field} must be one of {choices}, got {value!r}")
+
+
+def check_common(owner: str, bn_eps: float, drop_rate: float, orth_lambda: float) -> None:
+    if not isinstance(bn_eps, (int, float)) or not 0 < bn_eps < 1:
+        raise ValueError(f"{owner}.bn_eps must be in (0, 1), got {bn_eps!r}")
+    if not isinstance(drop_rate, (int, float)) or not 0 <= drop_rate < 1:
+        raise ValueError(f"{owner}.drop_rate must be in [0, 1), got {drop_rate!r}")
+    if not isinstance(orth_lambda, (int, float)) or orth_lambda < 0:
+        raise ValueError(f"{owner}.orth_lambda must be a non-negative number, got {orth_lambda!r}")
+
+
+@dataclass(frozen=True)
+class DSFBResNetCfg:
+    depths: tuple[int, ...]
+    block: str = "basic"
+    sharing: str = "none"
+    shared_rank: int = 0  # s of S<s>U<u>: shared filters in the first stage, doubled every stage
+    unique_rank: int = 0  # u of S<s>U<u>
+    stem: str = "imagenet"
+    widths: tuple[int, ...] = (64, 128, 256, 512)  # planes of each stage
+    shortcut: str = "B"  # "A": zero-padding (CIFAR), "B": 1x1 projection
+    bn_eps: float = 1e-5
+    drop_rate: float = 0.0
+    orth_lambda: float = 10.0
+
+    def __post_init__(self) -> None:
+        name = "DSFBResNetCfg"
+        object.__setattr__(self, "depths", tuple(self.depths))
+        object.__setattr__(self, "widths", tuple(self.widths))
+        if not self.depths or len(self.depths) != len(self.widths):
+            raise ValueError(f"{name}.depths={self.depths!r} and {name}.widths={self.widths!r} must be non-empty "
+                             "and of equal length")
+        for d in self.depths:
+            _check_int(name, "depths", d, 1)
+        for w in self.widths:
+            _check_int(name, "widths", w, 1)
+        _check_choice(name, "block", self.block, BLOCKS)
+        _check_choice(name, "sharing", self.sharing, SHARING[self.block])
+        _check_choice(name, "stem", self.stem, STEMS)
+        _check_choice(name, "shortcut", self.shortcut, SHORTCUTS)
+        if self.shortcut == "A" and self.block != "basic":
+            raise ValueError(f"{name}.shortcut='A' (zero padding) needs block='basic', got block={self.block!r}")
+        _check_int(name, "shared_rank", self.shared_rank, 1 if self.sharing in ("single", "double") else 0)
+        _check_int(name, "unique_rank", self.unique_rank, 0)
+        check_common(name, self.bn_eps, self.drop_rate, self.orth_lambda)
+
+    @property
+    def stem_chs(self) -> int:
+        return self.widths[0]
+
+
+class DSFBResNet(OrthogonalityLossMixin, StagedClassifier):
+    def __init__(self, cfg: DSFBResNetCfg, num_classes: int = 1000, in_chans: int = 3, name: str = "dsfb_resnet",
+                 pretrained_cfg: dict[str, Any] | None = None):
+        super().__init__()
+        if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans <= 0:
+            raise ValueError(f"in_chans must be a positive integer, got {in_chans!r}")
+        self.cfg, self.name, self.in_chans, self.orth_lambda = cfg, name, in_chans, float(cfg.orth_lambda)
+        self.stem = _stem(cfg.stem, in_chans, cfg.stem_chs, cfg.bn_eps)
+        reduction, chs = (4 if cfg.stem == "imagenet" else 1), cfg.stem_chs
+        self.feature_info: list[dict[str, Any]] = []
+        stages = []
+        make_stage = _basic_stage if cfg.block == "basic" else _bottleneck_stage
+        for g, planes in enumerate(cfg.widths):
+            stride = 1 if g == 0 else 2
+            stages.append(make_stage(cfg, g, chs, stride))
+            reduction, chs = reduction * stride, planes * (Bottleneck.expansion if cfg.block == "bottleneck" else 1)
+            self.feature_info.append({"num_chs": chs, "reduction": reduction, "module": f"stages.{g}"})
+        self.stages = nn.Sequential(*stages)
+        self.min_input_size, self.num_features = reduction, chs
+        self.final_norm = nn.Identity()  # post-activation: every block ends in a ReLU
+        self.head = ClassifierHead(chs, num_classes, cfg.drop_rate)
+        size = 224 if cfg.stem == "imagenet" else 32
+        defaults = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD} if cfg.stem == "imagenet" else {
+            "mean": CIFAR10_MEAN, "std": CIFAR10_STD, "crop_pct": 1.0}
+        self.pretrained_cfg = make_pretrained_cfg(in_chans, num_classes, size, reduction,
+                                                  {**defaults, **(pretrained_cfg or {})})
+        init_weights(self)
+
+
+def _stem(kind: str, in_chans: int, chs: int, bn_eps: float) -> nn.Sequential:
+    if kind == "imagenet":
+        return nn.Sequential(nn.Conv2d(in_chans, chs, 7, 2, 3, bias=False), nn.BatchNorm2d(chs, eps=bn_eps),
+                             nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+    return nn.Sequential(nn.Conv2d(in_chans, chs, 3, 1, 1, bias=False), nn.BatchNorm2d(chs, eps=bn_eps),
+                         nn.ReLU(inplace=True))
+
+
+def _basic_stage(cfg: DSFBResNetCfg, g: int, in_chs: int, stride: int) -> DSFBStage:
+    planes, depth = cfg.widths[g], cfg.depths[g]
+    blocks: list[nn.Module] = [BasicBlock(in_chs, planes, stride, cfg.shortcut, cfg.bn_eps)]
+    if cfg.sharing == "none" or depth == 1:
+        blocks += [BasicBlock(planes, planes, 1, cfg.shortcut, cfg.bn_eps) for _ in range(depth - 1)]
+        return DSFBStage(blocks)
+    double = cfg.sharing == "double"
+    basis = SharedBasis(planes, cfg.shared_rank * 2**g, 3, count=2 if double else 1)
+    indices = (0, 1) if double else (0, 0)
+    blocks += [BasisBlock(planes, cfg.unique_rank * 2**g, basis, indices, cfg.bn_eps) for _ in range(depth - 1)]
+    return DSFBStage(blocks, [basis])
+
+
+def _bottleneck_stage(cfg: DSFBResNetCfg, g: int, in_chs: int, stride: int) -> DSFBStage:
+    planes, depth, eps = cfg.widths[g], cfg.depths[g], cfg.bn_eps
+    out_chs = planes * Bottleneck.expansion
+    blocks: list[nn.Module] = [Bottleneck(in_chs, planes, stride, bn_eps=eps)]
+    if cfg.sharing == "none" or depth == 1:
+        blocks += [Bottleneck(out_chs, planes, bn_eps=eps) for _ in range(depth - 1)]
+        return DSFBStage(blocks)
+    spatial = SharedBasis(planes, planes, 3)
+    expand = SharedBasis(planes, out_chs, 1) if cfg.sharing == "shared++" else None
+    blocks += [Bottleneck(out_chs, planes, 1, spatial, expand, eps) for _ in range(depth - 1)]
+    return DSFBStage(blocks, [m for m in (spatial, expand) if m is not None])
+
+
+def init_weights(model: nn.Module) -> None:
+    """Kaiming normal (fan_out) convolutions, BN weight 1 and bias 0; shared bases keep their orthogonal init."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def make_pretrained_cfg(in_chans: int, num_classes: int, size: int, reduction: int,
+                        overrides: dict[str, Any]) -> dict[str, Any]:
+    out = {"input_size": (in_chans, size, size), "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "crop_pct": 0.875,
+           "interpolation": "bilinear", "num_classes": num_classes, "pool_size": (size // reduction,) * 2,
+           "first_conv": "stem.0", "classifier": "head.fc"}
+    out.update(overrides)
+    if len(out["mean"]) != in_chans:  # one value per channel: average them for other channel counts
+        out["mean"] = (sum(out["mean"]) / len(out["mean"]),) * in_chans
+        out["std"] = (sum(out["std"]) / len(out["std"]),) * in_chans
+    return out
+
+
+def apply_overrides(cfg: Any, overrides: dict[str, Any], name: str) -> Any:
+    valid = tuple(f.name for f in fields(cfg))
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise TypeError(f"{name}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}")
+    return replace(cfg, **overrides)
+
+
+def _build(name: str, cfg: DSFBResNetCfg, num_classes: int = 1000, in_chans: int = 3,
+           pretrained_cfg: dict[str, Any] | None = None, **overrides: Any) -> DSFBResNet:
+    return DSFBResNet(apply_overrides(cfg, overrides, name), num_classes, in_chans, name, pretrained_cfg)
+
+
+D34, D50, D101, D32, D56 = (3, 4, 6, 3), (3, 4, 6, 3), (3, 4, 23, 3), (5, 5, 5), (9, 9, 9)
+CIFAR = {"stem": "cifar", "widths": (16, 32, 64), "shortcut": "A"}
+
+RESNET34 = DSFBResNetCfg(D34)
+RESNET50 = DSFBResNetCfg(D50, "bottleneck")
+RESNET101 = DSFBResNetCfg(D101, "bottleneck")
+RESNET32_CIFAR = DSFBResNetCfg(D32, **CIFAR)
+RESNET56_CIFAR = DSFBResNetCfg(D56, **CIFAR)
+DSFB_RESNET34_S48U1_DOUBLE = DSFBResNetCfg(D34, "basic", "double", 48, 1)
+DSFB_RESNET50_SHARED = DSFBResNetCfg(D50, "bottleneck", "shared")
+DSFB_RESNET50_SHAREDPP = DSFBResNetCfg(D50, "bottleneck", "shared++")
+DSFB_RESNET101_SHARED = DSFBResNetCfg(D101, "bottleneck", "shared")
+DSFB_RESNET32_S8U1 = DSFBResNetCfg(D32, "basic", "single", 8, 1, **CIFAR)
+DSFB_RESNET32_S16U1 = DSFBResNetCfg(D32, "basic", "single", 16, 1, **CIFAR)
+DSFB_RESNET32_S16U1_DOUBLE = DSFBResNetCfg(D32, "basic", "double", 16, 1, **CIFAR)
+DSFB_RESNET56_S8U1 = DSFBResNetCfg(D56, "basic", "single", 8, 1, **CIFAR)
+DSFB_RESNET56_S16U1 = DSFBResNetCfg(D56, "basic", "single", 16, 1, **CIFAR)
+DSFB_RESNET56_S16U1_DOUBLE = DSFBResNetCfg(D56, "basic", "double", 16, 1, **CIFAR)
+
+
+@register_model
+def resnet34(**kwargs):
+    """ResNet-34 (post-activation, projection shortcuts): the baseline of DSFB ResNet34-S48U1*."""
+    return _build("resnet34", RESNET34, **kwargs)
+
+
+@register_model
+def resnet50(**kwargs):
+    """ResNet-50 (post-activation, stride on the 3x3): the baseline of DSFB ResNet50-Shared/Shared++."""
+    return _build("resnet50", RESNET50, **kwargs)
+
+
+@register_model
+def resnet101(**kwargs):
+    """ResNet-101 (post-activation, stride on the 3x3): the baseline of DSFB ResNet101-Shared."""
+    return _build("resnet101", RESNET101, **kwargs)
+
+
+@register_model
+def resnet32_cifar(**kwargs):
+    """CIFAR ResNet-32 (3x3/16 stem, planes 16/32/64, zero-padding shortcuts)."""
+    return _build("resnet32_cifar", RESNET32_CIFAR, **kwargs)
+
+
+@register_model
+def resnet56_cifar(**kwargs):
+    """CIFAR ResNet-56 (3x3/16 stem, planes 16/32/64, zero-padding shortcuts)."""
+    return _build("resnet56_cifar", RESNET56_CIFAR, **kwargs)
+
+
+@register_model
+def dsfb_resnet34_s48u1_double(**kwargs):
+    """DSFB ResNet34-S48U1*: two shared bases per stage, s = 48/96/192/384, u = 1/2/4/8."""
+    return _build("dsfb_resnet34_s48u1_double", DSFB_RESNET34_S48U1_DOUBLE, **kwargs)
+
+
+@register_model
+def dsfb_resnet50_shared(**kwargs):
+    """DSFB ResNet50-Shared: the 3x3 of blocks 2..n of each stage is shared."""
+    return _build("dsfb_resnet50_shared", DSFB_RESNET50_SHARED, **kwargs)
+
+
+@register_model
+def dsfb_resnet50_sharedpp(**kwargs):
+    """DSFB ResNet50-Shared++: the 3x3 and the last 1x1 of blocks 2..n of each stage are shared."""
+    return _build("dsfb_resnet50_sharedpp", DSFB_RESNET50_SHAREDPP, **kwargs)
+
+
+@register_model
+def dsfb_resnet101_shared(**kwargs):
+    """DSFB ResNet101-Shared: the 3x3 of blocks 2..n of each stage is shared."""
+    return _build("dsfb_resnet101_shared", DSFB_RESNET101_SHARED, **kwargs)
+
+
+@register_model
+def dsfb_resnet32_s8u1(**kwargs):
+    """DSFB CIFAR ResNet32-S8U1 (one shared basis per stage)."""
+    return _build("dsfb_resnet32_s8u1", DSFB_RESNET32_S8U1, **kwargs)
+
+
+@register_model
+def dsfb_resnet32_s16u1(**kwargs):
+    """DSFB CIFAR ResNet32-S16U1 (one shared basis per stage)."""
+    return _build("dsfb_resnet32_s16u1", DSFB_RESNET32_S16U1, **kwargs)
+
+
+@register_model
+def dsfb_resnet32_s16u1_double(**kwargs):
+    """DSFB CIFAR ResNet32-S16U1* (two shared bases per stage)."""
+    return _build("dsfb_resnet32_s16u1_double", DSFB_RESNET32_S16U1_DOUBLE, **kwargs)
+
+
+@register_model
+def dsfb_resnet56_s8u1(**kwargs):
+    """DSFB CIFAR ResNet56-S8U1 (one shared basis per stage)."""
+    return _build("dsfb_resnet56_s8u1", DSFB_RESNET56_S8U1, **kwargs)
+
+
+@register_model
+def dsfb_resnet56_s16u1(**kwargs):
+    """DSFB CIFAR ResNet56-S16U1 (one shared basis per stage; 0.271 M by definition, 0.22 M in the source table)."""
+    return _build("dsfb_resnet56_s16u1", DSFB_RESNET56_S16U1, **kwargs)
+
+
+@register_model
+def dsfb_resnet56_s16u1_double(**kwargs):
+    """DSFB CIFAR ResNet56-S16U1* (two shared bases per stage)."""
+    return _build("dsfb_resnet56_s16u1_double", DSFB_RESNET56_S16U1_DOUBLE, **kwargs)
