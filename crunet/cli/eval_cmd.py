@@ -1,0 +1,33 @@
+"""``crunet eval CHECKPOINT``: top-1, top-5, loss, image count and images/s with 1 or 10 crops, printed and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a checkpoint: top-1/top-5/loss with 1 or 10 crops")
+    p.add_argument("checkpoint", help="a crunet checkpoint (last.pt, best.pt)")
+    p.add_argument("--data", default=None, help="data folder (default: the one the checkpoint was trained on)")
+    p.add_argument("--crops", type=int, default=1, choices=(1, 10), help="1 centre crop or 10 crops")
+    p.add_argument("--resize", type=int, default=None, help="short side before cropping (default: size / 0.875 "
+                   "for folders; the native size for Fashion-MNIST 1-crop)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--subset", type=int, default=0, help="evaluate the first N images of a fixed shuffle")
+    p.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
+    p.add_argument("--amp", default="none", choices=("none", "bf16"))
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--strict-data", action="store_true")
+    p.add_argument("--out", default=None, help="JSON file (default: eval-<crops>crop.json beside the checkpoint)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from crunet.train.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, data=args.data, crops=args.crops, resize=args.resize,
+                                 batch_size=args.batch_size, subset=args.subset, use_ema=args.ema, amp=args.amp,
+                                 workers=args.workers, strict=args.strict_data, out=args.out)
+    print(json.dumps(result, indent=2))
+    return 0

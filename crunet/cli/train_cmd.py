@@ -1,0 +1,64 @@
+"""``crunet train``: arguments -> TrainConfig -> crunet.train.train. Works under ``torchrun -m crunet train``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from crunet.cli.main import CliError
+from crunet.train.config import PRESETS, TrainConfig
+
+HELP = {
+    "model": "registered model name (crunet models lists them)",
+    "data": "data folder: the 4 Fashion-MNIST IDX files, train/ + val/ class folders, or Places365 file lists "
+            "(default: /usr/share/datasets/fashion-mnist)",
+    "out": "run directory (default runs/<model>-<date>; with --resume, the checkpoint's folder)",
+    "batch_size": "images per process per micro-batch",
+    "accum": "micro-batches per optimizer step (gradient accumulation)",
+    "lr_ref_batch": "linear lr scaling: lr * global_batch / this (0: off)",
+    "preset": f"the paper's optimizer settings: {', '.join(PRESETS)}",
+    "warmup_epochs": "linear warm-up length in epochs",
+    "step_epochs": "epochs at which the step schedule multiplies the lr by --gamma",
+    "amp": "mixed precision: bf16 (CPU or GPU) or fp16 (CUDA only)",
+    "channels_last": "channels_last memory format (default on: faster on this CPU)",
+    "ema_decay": "keep an EMA of the weights with this decay (0: off)",
+    "clip_grad": "clip the gradient norm to this (0: off)",
+    "subset": "train on the first N images of a fixed shuffle (quick runs)",
+    "val_subset": "evaluate on N images (default: --subset's N if given, else all)",
+    "augment": "light: pad-crop + flip (small images); rrc: RandomResizedCrop + flip; paper: the CRU-Net recipe",
+    "crops": "evaluation crops per image: 1 or 10",
+    "strict_data": "fail on an unreadable image or an empty class folder instead of skipping and counting it",
+    "resume": "continue the run of this checkpoint (last.pt)",
+    "progress": "auto (a bar on a terminal, lines otherwise), bar, lines, none",
+}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a model (default: crunet_small on Fashion-MNIST)",
+                              description="Train a model. With no arguments: crunet_small on Fashion-MNIST.")
+    for f in dataclasses.fields(TrainConfig):
+        flag, default = "--" + f.name.replace("_", "-"), f.default
+        if isinstance(default, bool) or f.name == "channels_last":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=HELP.get(f.name))
+        elif f.name == "step_epochs":
+            p.add_argument(flag, type=int, nargs="+", default=None, help=HELP.get(f.name))
+        else:
+            kind = {"lr": float, "momentum": float, "weight_decay": float, "warmup_epochs": float, "gamma": float,
+                    "label_smoothing": float, "ema_decay": float, "clip_grad": float}.get(f.name)
+            kind = kind or (int if isinstance(default, int) or f.name == "img_size" else str)
+            p.add_argument(flag, type=kind, default=default, help=HELP.get(f.name))
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from crunet.train.steps import NonFiniteLossError
+    from crunet.train.trainer import train
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    cfg = TrainConfig(**values)
+    try:
+        train(cfg)
+    except NonFiniteLossError as err:
+        raise CliError(str(err)) from None
+    return 0

@@ -1,0 +1,123 @@
+"""Find a data set from ``--data`` and open its train or evaluation split as a loader.
+
+Kinds: ``fashion-mnist`` (IDX files, in memory), ``folder`` (``train/<class>/``, ``val/<class>/``), and ``places365``
+(file lists ``places365_train_standard.txt`` / ``places365_val.txt`` beside the image folders).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from crunet.data import folders, idx
+from crunet.data.tensor_data import TensorLoader
+from crunet.data.transforms import EvalCrops, PaperAugment, RandomResizedCropFlip
+
+
+@dataclass
+class DataSpec:
+    """What the model and the recipe need from the data pipeline."""
+
+    in_chans: int
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: str = "light"  # light (pad-crop + flip), rrc (RandomResizedCrop + flip), paper, none
+    pad: int = 2
+    crops: int = 1
+    resize: int | None = None
+    strict: bool = False
+    workers: int = 2
+    seed: int = 0
+
+
+class FolderLoader:
+    """Decodes images in DataLoader workers; yields (images, labels, number of bad images skipped)."""
+
+    def __init__(self, dataset: folders.ImageListDataset, workers: int):
+        self.dataset, self.workers = dataset, workers
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def empty_classes(self) -> list[str]:
+        return self.dataset.empty_classes
+
+    def iterate(self, batches, epoch: int = 0, train: bool = True):
+        import torch.utils.data as tud
+
+        keyed = [[(int(i), epoch) for i in b] for b in batches]
+        yield from tud.DataLoader(self.dataset, batch_sampler=keyed, num_workers=self.workers,
+                                  collate_fn=folders.skip_bad_collate, persistent_workers=False)
+
+    def subset(self, n: int) -> FolderLoader:
+        return FolderLoader(self.dataset.subset(n), self.workers)
+
+
+def detect_kind(data: str | os.PathLike | None) -> str:
+    if data is None:
+        return "fashion-mnist"
+    root = Path(data)
+    if not root.exists():
+        raise FileNotFoundError(f"--data {data} does not exist")
+    if (root / "places365_train_standard.txt").is_file() or (root / "places365_val.txt").is_file():
+        return "places365"
+    if (root / "train").is_dir() or (root / "val").is_dir():
+        return "folder"
+    try:
+        idx.find_fashion_mnist(root)
+        return "fashion-mnist"
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"--data {data}: no data set recognised; expected the four Fashion-MNIST IDX files, class folders "
+            f"{data}/train/<class>/ and {data}/val/<class>/, or Places365 file lists") from None
+
+
+def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    raise FileNotFoundError(f"{root}: none of the image folders {', '.join(names)} exists")
+
+
+def _transform(spec: DataSpec, train: bool):
+    if not train:
+        resize = spec.resize or round(spec.size / 0.875)
+        return EvalCrops(spec.size, resize, spec.mean, spec.std, spec.in_chans, spec.crops)
+    if spec.augment == "paper":
+        return PaperAugment(size=spec.size)
+    if spec.augment == "none":
+        return EvalCrops(spec.size, spec.resize or spec.size, spec.mean, spec.std, spec.in_chans, 1)
+    return RandomResizedCropFlip(spec.size, spec.mean, spec.std, spec.in_chans)
+
+
+def open_split(data: str | os.PathLike | None, split: str, spec: DataSpec):
+    """A loader for split 'train' or 'val' (Fashion-MNIST's test set is its 'val')."""
+    kind, train = detect_kind(data), split == "train"
+    if kind == "fashion-mnist":
+        images, labels = idx.load_idx_split(idx.find_fashion_mnist(data), "train" if train else "test")
+        aug = train and spec.augment != "none"
+        return TensorLoader(images, labels, spec.mean, spec.std, pad=spec.pad if aug else 0, flip=aug,
+                            crops=1 if train else spec.crops, resize=None if train else spec.resize, size=spec.size)
+    root, empty = Path(data), []
+    if kind == "folder":
+        sub = "train" if train else next((s for s in ("val", "test") if (root / s).is_dir()), "val")
+        samples, classes, empty = folders.class_folder_samples(root / sub, spec.strict)
+    else:
+        list_file = root / ("places365_train_standard.txt" if train else "places365_val.txt")
+        image_root = _first_dir(root, ("data_256", "data_large", "train_256", "train_large") if train
+                                else ("val_256", "val_large"))
+        samples = folders.file_list_samples(list_file, image_root)
+        cats = root / "categories_places365.txt"
+        classes = folders.read_categories(cats) if cats.is_file() else sorted({str(s[1]) for s in samples})
+    dataset = folders.ImageListDataset(samples, classes, _transform(spec, train), spec.strict, spec.seed)
+    dataset.empty_classes = empty
+    return FolderLoader(dataset, spec.workers)
+
+
+def num_classes_of(loader) -> int:
+    if isinstance(loader, TensorLoader):
+        return int(loader.labels.max()) + 1
+    return len(loader.dataset.classes)

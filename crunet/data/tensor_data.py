@@ -1,0 +1,60 @@
+"""Small images held in memory as one uint8 tensor (Fashion-MNIST): batched augmentation, no worker processes."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from crunet.data.transforms import center_crop, ten_crop
+
+
+def pad_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random crop of the zero-padded batch (shift by up to ``pad`` pixels) and a random horizontal flip."""
+    n, _, h, w = x.shape
+    if pad:
+        dy, dx = (torch.randint(0, 2 * pad + 1, (2, n), generator=generator))
+        xp = F.pad(x, (pad, pad, pad, pad))
+        rows = (dy[:, None] + torch.arange(h))[:, :, None]
+        cols = (dx[:, None] + torch.arange(w))[:, None, :]
+        x = xp[torch.arange(n)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    if flip:
+        mask = torch.rand(n, generator=generator) < 0.5
+        x = torch.where(mask[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+class TensorLoader:
+    """Yields (images float (B, C, H, W) normalized, labels, skipped=0) for the given index batches."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, pad: int = 0, flip: bool = False,
+                 crops: int = 1, resize: int | None = None, size: int | None = None):
+        self.images, self.labels, self.pad, self.flip = images, labels, pad, flip
+        self.mean = torch.tensor(mean[: images.shape[1]]).view(1, -1, 1, 1)
+        self.std = torch.tensor(std[: images.shape[1]]).view(1, -1, 1, 1)
+        self.crops, self.size = crops, size or images.shape[-1]
+        self.resize = resize or self.size
+        self.generator = torch.Generator().manual_seed(0)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        if train and (self.pad or self.flip):
+            x = pad_crop_flip(x, self.pad, self.flip, self.generator)
+        x = (x.float() / 255 - self.mean) / self.std
+        if not train and (self.resize != x.shape[-1] or self.size != x.shape[-1] or self.crops == 10):
+            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", antialias=True,
+                              align_corners=False) if self.resize != x.shape[-1] else x
+            x = ten_crop(x, self.size) if self.crops == 10 else center_crop(x, self.size)
+        return x
+
+    def iterate(self, batches: list[torch.Tensor], epoch: int = 0, train: bool = True):
+        for idx in batches:
+            yield self.prepare(self.images[idx], train), self.labels[idx], 0
+
+    def subset(self, n: int) -> TensorLoader:
+        order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(12345))[:n].sort().values
+        out = TensorLoader(self.images[order], self.labels[order], (0,), (1,), self.pad, self.flip, self.crops,
+                           self.resize, self.size)
+        out.mean, out.std = self.mean, self.std
+        return out
