@@ -55,8 +55,10 @@ class GBTDNet(StagedClassifier):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-            elif isinstance(module, ResidualUnit) and zero_init_last:
-                module.zero_init_last()
+        if zero_init_last:  # after the loop above, which would re-initialize the zeroed convs
+            for module in self.modules():
+                if isinstance(module, ResidualUnit):
+                    module.zero_init_last()
 
 
 def _pretrained_cfg(cfg: NetCfg, in_chans: int, num_classes: int, reduction: int,
