@@ -1,4 +1,4 @@
-"""``crunet table``: the paper's size/cost columns (Tables 1-5) beside ours."""
+"""``crunet table``: the papers' size/cost columns (CRU-Net Tables 1-5, DSFB) beside ours."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from crunet.analysis.paper_tables import COLUMNS, paper_table_rows
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("table", help="the paper's Tables 1-5 (size, cost) beside our models")
+    p = subparsers.add_parser("table", help="the papers' size/cost tables (CRU-Net, DSFB) beside our models")
     p.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    p.add_argument("--paper", choices=("cru", "dsfb", "all"), default="all",
+                   help="which paper's rows: CRU-Net, Deeply Shared Filter Bases, or both (default)")
     p.set_defaults(func=run)
 
 
@@ -35,5 +37,10 @@ def render(rows: list[dict], fmt: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(render(paper_table_rows(), args.format))
+    rows = paper_table_rows() if args.paper in ("cru", "all") else []
+    if args.paper in ("dsfb", "all"):
+        from crunet.analysis.dsfb_tables import dsfb_table_rows
+
+        rows += dsfb_table_rows()
+    print(render(rows, args.format))
     return 0
