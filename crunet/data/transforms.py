@@ -27,7 +27,7 @@ def to_mode(img: Image.Image, in_chans: int) -> Image.Image:
 
 def normalize(arr: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """uint8 (H, W) or (H, W, C) -> float (C, H, W), (x / 255 - mean) / std."""
-    x = torch.from_numpy(np.ascontiguousarray(arr)).float().div_(255)
+    x = torch.from_numpy(np.array(arr, dtype=np.float32)).div_(255)
     x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
     mean_t, std_t = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
     return (x - mean_t) / std_t
