@@ -31,7 +31,8 @@ _IN, _C10 = "DSFB ImageNet", "DSFB CIFAR-10"
 _MACS = "published MACs are 0.3-0.6% above ours, which count convolutions and linear layers only"
 _MV2 = ("the source's MACs for MobileNetV2-Shared exceed its own baseline's although sharing adds no computation; "
         "ours are equal")
-_S16 = ("the source's table says 0.22 M; its definition (s=16/32/64, u=1/2/4, one basis per stage) gives 0.271 M")
+_S16 = ("the source's table says 0.22 M; its definition (s=16/32/64, u=1/2/4, one basis per stage) gives 0.271 M "
+        "(S16U0 or S10U1 would give 0.22 M)")
 
 
 def _cifar(method: str, setting: str, model: str, params_m: float, note: str = "") -> DSFBEntry:

@@ -24,8 +24,10 @@ def orthogonality_penalty(bases: Sequence[Tensor]) -> Tensor:
         if b.dim() != 2:
             raise ValueError(f"a basis must be a matrix (filters as rows), got shape {tuple(b.shape)}")
         n = b.shape[0]
-        gram = b @ b.transpose(0, 1) - torch.eye(n, dtype=b.dtype, device=b.device)
-        term = gram.square().sum()
+        with torch.autocast(b.device.type, enabled=False):  # a sum of squares near zero: keep full precision
+            b = b if b.dtype in (torch.float32, torch.float64) else b.float()
+            gram = b @ b.transpose(0, 1) - torch.eye(n, dtype=b.dtype, device=b.device)
+            term = gram.square().sum()
         total = term if total is None else total + term
         count += n * n
     return total / count

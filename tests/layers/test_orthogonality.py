@@ -55,3 +55,10 @@ def test_optimizing_the_term_alone_drives_it_to_zero():
         optimizer.step()
     end = model.extra_losses()["orth"].item()
     assert start > 0.1 and end < start * 1e-6
+
+
+def test_computed_in_full_precision_under_autocast():
+    b = _orthonormal_rows(16, 72, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = orthogonality_penalty([b])
+    assert value.dtype == torch.float32 and value.item() < 1e-10
