@@ -100,7 +100,8 @@ def open_split(data: str | os.PathLike | None, split: str, spec: DataSpec):
         images, labels = idx.load_idx_split(idx.find_fashion_mnist(data), "train" if train else "test")
         aug = train and spec.augment != "none"
         return TensorLoader(images, labels, spec.mean, spec.std, pad=spec.pad if aug else 0, flip=aug,
-                            crops=1 if train else spec.crops, resize=None if train else spec.resize, size=spec.size)
+                            crops=1 if train else spec.crops, resize=None if train else spec.resize, size=spec.size,
+                            seed=spec.seed)
     root, empty = Path(data), []
     if kind == "folder":
         sub = "train" if train else next((s for s in ("val", "test") if (root / s).is_dir()), "val")

@@ -27,13 +27,13 @@ class TensorLoader:
     """Yields (images float (B, C, H, W) normalized, labels, skipped=0) for the given index batches."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, pad: int = 0, flip: bool = False,
-                 crops: int = 1, resize: int | None = None, size: int | None = None):
+                 crops: int = 1, resize: int | None = None, size: int | None = None, seed: int = 0):
         self.images, self.labels, self.pad, self.flip = images, labels, pad, flip
         self.mean = torch.tensor(mean[: images.shape[1]]).view(1, -1, 1, 1)
         self.std = torch.tensor(std[: images.shape[1]]).view(1, -1, 1, 1)
         self.crops, self.size = crops, size or images.shape[-1]
         self.resize = resize or self.size
-        self.generator = torch.Generator().manual_seed(0)
+        self.generator, self.seed = torch.Generator(), seed
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -49,12 +49,14 @@ class TensorLoader:
         return x
 
     def iterate(self, batches: list[torch.Tensor], epoch: int = 0, train: bool = True):
+        """The augmentation of a batch depends only on (seed, epoch, its first image): a resumed run repeats it."""
         for idx in batches:
+            self.generator.manual_seed(self.seed * 1_000_003 + epoch * 100_003 + int(idx[0]))
             yield self.prepare(self.images[idx], train), self.labels[idx], 0
 
     def subset(self, n: int) -> TensorLoader:
         order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(12345))[:n].sort().values
         out = TensorLoader(self.images[order], self.labels[order], (0,), (1,), self.pad, self.flip, self.crops,
-                           self.resize, self.size)
+                           self.resize, self.size, self.seed)
         out.mean, out.std = self.mean, self.std
         return out

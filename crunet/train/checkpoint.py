@@ -58,7 +58,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a torn or foreign file
         raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch checkpoint: "
-                              f"{str(err).splitlines()[0][:200]}") from err
+                              f"{(str(err) or type(err).__name__).splitlines()[0][:200]}") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a crunet training checkpoint")
     return state

@@ -46,9 +46,9 @@ class RunDir:
             writer.writerows(rows + [{k: _fmt(v) for k, v in row.items()}])
         self._tensorboard(row)
 
-    def keep_rows_before(self, epoch: int) -> None:
-        """On resume, drop rows of epochs the checkpoint had not finished."""
-        rows = [r for r in self.rows() if int(r["epoch"]) < epoch]
+    def keep_epochs(self, done: int) -> None:
+        """On resume, keep the rows of the ``done`` epochs the checkpoint had finished, drop later ones."""
+        rows = [r for r in self.rows() if int(r["epoch"]) <= done]
         if self.csv.is_file():
             self.csv.unlink()
         for r in rows:

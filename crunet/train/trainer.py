@@ -72,7 +72,7 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
     schedule = LrSchedule(optimizer, lr, cfg.schedule, sampler.steps_per_epoch, cfg.epochs, cfg.warmup_epochs,
                           cfg.step_epochs, cfg.gamma, cfg.plateau_patience)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
-    generators = {"augment": train_data.generator} if hasattr(train_data, "generator") else {}
+    generators: dict = {}  # augmentation draws are seeded per batch; only the global generators carry state
 
     # resume: weights, optimizer, schedule, EMA, RNG and the position in the epoch
     start_epoch, start_batch, step, best, epoch_stats, elapsed = 0, 0, 0, -math.inf, {}, 0.0
@@ -87,7 +87,7 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
                           "world": info.world, "channels_last": channels_last, "num_classes": num_classes,
                           "in_chans": spec.in_chans, "img_size": spec.size, "train_images": len(train_data),
                           "val_images": len(val_data), "device": str(info.device)}})
-        run.keep_rows_before(start_epoch)
+        run.keep_epochs(start_epoch)
         say(f"training {unwrap(model).name} ({sum(p.numel() for p in model.parameters()):,} params) on "
             f"{len(train_data)} images, {info.world} process(es), global batch {sampler.global_batch}, lr {lr:.4g}; "
             f"run directory {run.path}")
@@ -101,11 +101,11 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
                  "schedule": schedule.state_dict(), "scaler": scaler.state_dict() if scaler else {},
                  "ema": ema.state_dict() if ema else {}, "epoch": epoch, "batch": batch, "step": step,
                  "global_batch": sampler.global_batch, "best_top1": best, "epoch_stats": epoch_stats,
-                 "elapsed": elapsed + time.perf_counter() - t_start, "rng": rng_state(generators)}
+                 "elapsed": elapsed + time.perf_counter() - t_start, "rng": rng}
         return save_checkpoint(state, run.path / name)
 
     # the epoch loop
-    t_start, val = time.perf_counter(), {}
+    t_start, val, rng = time.perf_counter(), {}, rng_state(generators)
     for epoch in range(start_epoch, cfg.epochs):
         ddp_model.train()
         t_epoch, skipped = time.perf_counter(), 0
@@ -121,6 +121,7 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
                     continue
                 micro = [(x, y) for x, y in micro if len(y)]
                 if micro:
+                    rng = rng_state(generators)  # as before this step, which an interrupt would cut short
                     schedule.set(step)
                     stats = train_step(ddp_model, optimizer, micro, device=info.device, amp=cfg.amp,
                                        channels_last=channels_last, label_smoothing=cfg.label_smoothing,
@@ -134,7 +135,7 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
                 micro = []
         except KeyboardInterrupt:
             progress.close()
-            path = checkpoint("last.pt", epoch, done)
+            path = checkpoint("last.pt", epoch, done)  # the batches done so far; the cut one is trained again
             raise TrainingInterrupted(f"interrupted at step {step}; resumable checkpoint {path}; continue with "
                                       f"`crunet train --resume {path}`") from None
         progress.close()
@@ -151,6 +152,7 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
         best = max(best, val["top1"])
         if info.main:
             run.append_row(row)
+            rng = rng_state(generators)
             checkpoint("last.pt", epoch + 1, 0)
             if is_best:
                 checkpoint("best.pt", epoch + 1, 0)

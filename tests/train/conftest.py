@@ -1,0 +1,62 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from crunet.train import TrainConfig
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session")
+def fmnist(tmp_path_factory):
+    """A small Fashion-MNIST look-alike: 28x28 grey images whose brightness pattern depends on the label."""
+    root = tmp_path_factory.mktemp("fmnist")
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 512), ("t10k", 128)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 60, (n, 28, 28))
+        for k in range(10):
+            images[labels == k, 2 * k:2 * k + 6, 4:24] += 150
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+class TinyNet(nn.Module):
+    """The model contract in miniature: fast enough for many short training runs."""
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1):
+        super().__init__()
+        self.name, self.in_chans, self.min_input_size = "tinynet", in_chans, 4
+        self.pretrained_cfg = {"input_size": (in_chans, 28, 28), "mean": (0.2,), "std": (0.3,), "crop_pct": 1.0,
+                               "interpolation": "bilinear"}
+        self.conv = nn.Conv2d(in_chans, 8, 3, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8 * 16, num_classes)
+        self.num_classes = num_classes
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x)))
+        return self.fc(nn.functional.adaptive_avg_pool2d(x, 4).flatten(1))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        pass
+
+
+@pytest.fixture
+def tiny_model():
+    return TinyNet
+
+
+@pytest.fixture
+def cfg(tmp_path, fmnist):
+    return TrainConfig(model="tinynet", data=str(fmnist), out=str(tmp_path / "run"), epochs=2, batch_size=32,
+                       lr=0.1, warmup_epochs=0.0, progress="none", tensorboard=False, plot=False, workers=0)

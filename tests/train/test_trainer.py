@@ -1,0 +1,171 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from crunet.train import CheckpointError, NonFiniteLossError, TrainingInterrupted, load_checkpoint, train
+from crunet.train.steps import train_step
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_directory_holds_config_csv_summary_checkpoints_and_plot(cfg, tiny_model):
+    cfg.plot, cfg.ema_decay = True, 0.9
+    summary = train(cfg, tiny_model())
+    run = cfg.out
+    config = json.load(open(f"{run}/config.json"))
+    assert config["lr"] == 0.1 and config["resolved"]["global_batch"] == 32
+    assert config["resolved"]["train_images"] == 512
+    rows = read_csv(f"{run}/metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"] and int(rows[-1]["step"]) == 2 * 16
+    assert {"train_loss", "val_top1", "val_top5", "ema_val_top1", "images_per_s", "lr"} <= set(rows[0])
+    assert float(rows[-1]["val_top1"]) > 30  # the look-alike data set is easy: the run learns
+    saved = json.load(open(f"{run}/summary.json"))
+    assert saved["best_val_top1"] == summary["best_val_top1"] == pytest.approx(max(float(r["val_top1"]) for r in rows))
+    with open(f"{run}/curves.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    state = load_checkpoint(f"{run}/last.pt")
+    assert state["epoch"] == 2 and state["batch"] == 0 and state["ema"]
+    assert load_checkpoint(f"{run}/best.pt")["step"] <= 32
+
+
+def test_extra_losses_are_added_and_logged(cfg, tiny_model):
+    class WithOrth(tiny_model):
+        def extra_losses(self):
+            return {"orth": 0.01 * self.conv.weight.pow(2).sum()}
+
+    torch.manual_seed(0)
+    model = WithOrth()
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    stats = train_step(model, opt, [(x, y)], device=torch.device("cpu"))
+    grad = model.conv.weight.grad.clone()
+    model.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    torch.testing.assert_close(grad, model.conv.weight.grad + 0.02 * model.conv.weight)  # d(0.01 w^2) = 0.02 w
+    assert stats["loss_orth"] / 8 == pytest.approx(0.01 * model.conv.weight.pow(2).sum().item(), rel=1e-5)
+
+    cfg.epochs = 1
+    train(cfg, WithOrth())
+    row = read_csv(f"{cfg.out}/metrics.csv")[0]
+    assert float(row["loss_orth"]) > 0
+
+
+def test_gradient_clipping_bounds_the_norm(tiny_model):
+    model, x, y = tiny_model(), torch.randn(8, 1, 28, 28) * 50, torch.arange(8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    norm = lambda: torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))  # noqa: E731
+    train_step(model, opt, [(x, y)], device=torch.device("cpu"))
+    assert norm() > 0.1
+    train_step(model, opt, [(x, y)], device=torch.device("cpu"), clip_grad=0.01)
+    assert norm() == pytest.approx(0.01, rel=1e-4)
+
+
+def test_label_smoothing_enters_the_loss(tiny_model):
+    model, x, y = tiny_model(), torch.randn(8, 1, 28, 28), torch.arange(8)
+    model.eval()  # identical forward for both calls
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with torch.no_grad():
+        logits = model(x)
+    for eps in (0.0, 0.3):
+        stats = train_step(model, opt, [(x, y)], device=torch.device("cpu"), label_smoothing=eps)
+        expected = torch.nn.functional.cross_entropy(logits, y, label_smoothing=eps).item()
+        assert stats["loss"] / 8 == pytest.approx(expected, rel=1e-5)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(cfg, tiny_model):
+    class Poisoned(tiny_model):
+        calls = 0
+
+        def forward(self, x):
+            out = super().forward(x)
+            if self.training:
+                Poisoned.calls += 1
+                if Poisoned.calls == 21:  # epoch 2 has 16 steps per epoch: this is step 20
+                    out = out * float("nan")
+            return out
+
+    with pytest.raises(NonFiniteLossError, match="at step 20"):
+        train(cfg, Poisoned())
+    state = load_checkpoint(f"{cfg.out}/last.pt")
+    assert state["epoch"] == 1 and state["step"] == 16
+    assert torch.isfinite(state["model"]["fc.weight"]).all()
+
+
+def test_ctrl_c_writes_a_checkpoint_and_resume_matches_an_uninterrupted_run(cfg, tiny_model, tmp_path):
+    torch.manual_seed(1)
+    reference = tiny_model()
+    start = {k: v.clone() for k, v in reference.state_dict().items()}
+    cfg.out = str(tmp_path / "ref")
+    train(cfg, reference)
+
+    class Interrupted(tiny_model):
+        calls = 0
+
+        def forward(self, x):
+            if self.training:
+                Interrupted.calls += 1
+                if Interrupted.calls == 21:
+                    raise KeyboardInterrupt
+            return super().forward(x)
+
+    first = Interrupted()
+    first.load_state_dict(start)
+    cfg.out = str(tmp_path / "cut")
+    with pytest.raises(TrainingInterrupted, match="resume"):
+        train(cfg, first)
+    state = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (state["epoch"], state["batch"], state["step"]) == (1, 4, 20)
+
+    resumed = tiny_model()
+    cfg.resume, cfg.out = str(tmp_path / "cut" / "last.pt"), None
+    train(cfg, resumed)
+    for k, v in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+    assert [r["epoch"] for r in read_csv(tmp_path / "cut" / "metrics.csv")] == ["1", "2"]
+
+
+def test_corrupt_or_foreign_checkpoint_on_resume_changes_nothing(cfg, tiny_model, tmp_path):
+    cfg.epochs = 1
+    train(cfg, tiny_model())
+    run = tmp_path / "run"
+    files = {p.name: p.read_bytes() for p in run.iterdir()}
+    last = run / "last.pt"
+    cfg.resume = str(last)
+    with pytest.raises(CheckpointError, match="different model.*fc"):
+        train(cfg, _wider(tiny_model))
+    torn = run / "torn.pt"
+    torn.write_bytes(last.read_bytes()[:1000])
+    files["torn.pt"] = torn.read_bytes()
+    cfg.resume = str(torn)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        train(cfg, tiny_model())
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == files
+
+
+def _wider(tiny_model):
+    model = tiny_model()
+    model.fc = torch.nn.Linear(128, 10, bias=False)
+    return model
+
+
+def test_fp16_is_refused_on_the_cpu_and_bf16_trains(cfg, tiny_model):
+    cfg.amp, cfg.epochs = "fp16", 1
+    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
+        train(cfg, tiny_model())
+    cfg.amp = "bf16"
+    summary = train(cfg, tiny_model())
+    assert summary["steps"] == 16 and summary["final_val"]["count"] == 128
+
+
+def test_subset_and_plain_progress_lines(cfg, tiny_model, capsys):
+    cfg.subset, cfg.epochs, cfg.progress, cfg.log_every = 96, 1, "lines", 1
+    summary = train(cfg, tiny_model())
+    out = capsys.readouterr().out
+    assert summary["steps"] == 3 and summary["final_val"]["count"] == 96
+    assert "epoch 1/1 3/3" in out and "img/s" in out and "eta" in out
