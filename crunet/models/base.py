@@ -99,6 +99,12 @@ class StagedClassifier(nn.Module):
         self.head.to(device)
         self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes}
 
+    def deploy(self, **kwargs: Any) -> nn.Module:
+        """An inference-only copy: BatchNorms folded, activations fused, fastest layout (``crunet.deploy.deploy``)."""
+        from crunet.deploy import deploy
+
+        return deploy(self, **kwargs)
+
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         for stage in self.stages:

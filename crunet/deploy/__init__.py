@@ -1,0 +1,148 @@
+"""The deploy path: an inference-only copy of a model with its BatchNorms folded, its activations fused and the
+memory layout that measures fastest on the device.
+
+``deploy(model)`` (or ``model.deploy()``) leaves the model untouched. Pre-activation units (the GBTD family) are
+rebuilt as ``DeployedUnit`` (see ``crunet.deploy.units`` for which BNs fold where); post-activation models (DSFB)
+fold each BN into the convolution before it and a BN that feeds a 1x1 into that 1x1.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+
+import torch
+from torch import Tensor, nn
+
+from crunet.deploy.fused import FusedConv, bn_scale_shift, fold_bn
+from crunet.deploy.units import DeployedUnit, deploy_stem
+from crunet.layers.residual_unit import ResidualUnit
+from crunet.layers.stage import Stage
+
+LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+_POST_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("coeff", "norm"))
+
+
+class DeployedModel(nn.Module):
+    """The folded network ``net`` and the layout it runs in; inputs are converted to that layout on the way in."""
+
+    def __init__(self, net: nn.Module, layout: str = "contiguous", layout_times: dict[str, float] | None = None):
+        super().__init__()
+        self.net, self.layout, self.layout_times = net, layout, layout_times or {}
+        self.net.to(memory_format=LAYOUTS[layout])
+
+    def _prepare(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=LAYOUTS[self.layout]) if x.dim() == 4 else x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(self._prepare(x))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.net.forward_features(self._prepare(x))
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        return self.net.forward_head(x, pre_logits=pre_logits)
+
+    def set_layout(self, layout: str) -> DeployedModel:
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+        self.layout = layout
+        self.net.to(memory_format=LAYOUTS[layout])
+        return self
+
+    def train(self, mode: bool = True) -> DeployedModel:
+        if mode:
+            raise RuntimeError("a deployed model is inference-only (its BatchNorms are folded): train the original")
+        return super().train(False)
+
+
+def deploy(model: nn.Module, unshare: bool = True, layout: str = "auto", input_size: tuple[int, ...] | None = None,
+           batch_size: int = 8, repeats: int = 3) -> DeployedModel:
+    """An inference-only copy of ``model``. ``unshare`` folds BNs into shared weights too (a per-unit copy of each;
+    see ``crunet.deploy.units``); ``layout`` is "contiguous", "channels_last" or "auto" (time both on a random
+    batch of ``input_size``, default the model's ``pretrained_cfg`` input size)."""
+    if layout != "auto" and layout not in LAYOUTS:
+        raise ValueError(f"layout must be 'auto' or one of {sorted(LAYOUTS)}, got {layout!r}")
+    net = copy.deepcopy(model).eval().requires_grad_(False)
+    if any(isinstance(m, ResidualUnit) for m in net.modules()):
+        _deploy_gbtd(net, unshare)
+    else:
+        _fold_post_activation(net)
+    if layout != "auto":
+        return DeployedModel(net, layout)
+    size = input_size or getattr(net, "pretrained_cfg", {}).get("input_size") or (3, 224, 224)
+    fastest, times = choose_layout(net, tuple(size), batch_size, repeats)
+    return DeployedModel(net, fastest, times)
+
+
+def _deploy_gbtd(net: nn.Module, unshare: bool) -> None:
+    if isinstance(getattr(net, "stem", None), nn.Sequential):
+        net.stem = deploy_stem(net.stem)
+    for stage in net.modules():
+        if isinstance(stage, Stage):
+            stage.units = nn.ModuleList(DeployedUnit(u, unshare) for u in stage.units)
+            if unshare:  # every unit now has its own folded copy of the group's 3x3
+                for factors in stage.factors:
+                    factors.spatial = None
+
+
+def _fold_post_activation(net: nn.Module) -> None:
+    """conv -> BN pairs (named convN/bnN, coeff/norm, or adjacent in a Sequential) become one conv with a bias."""
+    for module in list(net.modules()):
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], nn.BatchNorm2d):
+                    module[i], module[i + 1] = _conv_with_bn(module[i], module[i + 1]), nn.Identity()
+        for conv_name, bn_name in _POST_PAIRS:
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                setattr(module, conv_name, _conv_with_bn(conv, bn))
+                setattr(module, bn_name, nn.Identity())
+        basis_norm, coeff = getattr(module, "basis_norm", None), getattr(module, "coeff", None)
+        if isinstance(basis_norm, nn.BatchNorm2d) and isinstance(coeff, nn.Conv2d) and coeff.kernel_size == (1, 1):
+            module.coeff, module.basis_norm = _bn_then_1x1(basis_norm, coeff), nn.Identity()
+
+
+def _new_conv(conv: nn.Conv2d, weight: Tensor, bias: Tensor) -> nn.Conv2d:
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                    conv.groups, bias=True, padding_mode=conv.padding_mode)
+    out.weight.data.copy_(weight)
+    out.bias.data.copy_(bias)
+    return out.requires_grad_(False).eval()
+
+
+def _conv_with_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    return _new_conv(conv, *fold_bn(conv.weight, conv.bias, bn))
+
+
+def _bn_then_1x1(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
+    """A BN feeding a 1x1 (no activation between) folds FORWARD: it scales the 1x1's input channels."""
+    scale, shift = bn_scale_shift(bn)
+    w = conv.weight.detach().double()
+    bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels).double()
+    new_w = w * scale.view(1, -1, 1, 1)
+    new_b = bias + (w.flatten(1) * shift.view(1, -1)).sum(1)
+    return _new_conv(conv, new_w.to(conv.weight.dtype), new_b.to(conv.weight.dtype))
+
+
+@torch.inference_mode()
+def choose_layout(net: nn.Module, input_size: tuple[int, ...], batch_size: int = 8,
+                  repeats: int = 3) -> tuple[str, dict[str, float]]:
+    """Time the forward pass in each layout (interleaved, after one warm-up each); the fastest median wins."""
+    device = next(net.parameters()).device
+    x = torch.randn(batch_size, *input_size, device=device)
+    times: dict[str, list[float]] = {name: [] for name in LAYOUTS}
+    for round_ in range(repeats + 1):
+        for name, fmt in LAYOUTS.items():
+            net.to(memory_format=fmt)
+            xf = x.contiguous(memory_format=fmt)
+            start = time.perf_counter()
+            net(xf)
+            if round_:  # round 0 is the warm-up
+                times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return min(medians, key=medians.get), medians
+
+
+__all__ = ["DeployedModel", "DeployedUnit", "FusedConv", "LAYOUTS", "choose_layout", "deploy", "fold_bn"]
