@@ -1,0 +1,69 @@
+"""Two Gloo processes on the CPU against one process with the same global batch.
+
+With BatchNorm, one process over a batch of 32 is not the same computation as two processes over 16 each (the batch
+statistics differ). One process with two accumulated micro-batches of 16 is: each micro-batch is normalised with its
+own statistics, and the averaged gradient equals DDP's all-reduced mean. So the parameters must agree. (BN running
+statistics are buffers that DDP broadcasts from rank 0; they are not compared.)
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import crunet
+from crunet.train import TrainConfig, load_checkpoint, train
+
+WORKER = Path(__file__).with_name("_ddp_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def torchrun(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *map(str, args)]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(fmnist, tmp_path):
+    result = torchrun(WORKER, fmnist, tmp_path / "ddp", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for name, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][name]), f"{name} differs across ranks"
+
+    torch.manual_seed(0)
+    single = crunet.create_model("crunet_small", num_classes=10, in_chans=1)
+    start = {k: v.clone() for k, v in single.named_parameters()}
+    cfg = TrainConfig(model="crunet_small", data=str(fmnist), out=str(tmp_path / "one"), epochs=1, batch_size=16,
+                      accum=2, subset=128, val_subset=64, augment="none", lr=0.05, warmup_epochs=0.0,
+                      progress="none", tensorboard=False, plot=False, workers=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the workers: the same kernels, so only the reduction order may differ
+    try:
+        train(cfg, single)
+    finally:
+        torch.set_num_threads(threads)
+    moved = 0
+    for name, value in single.named_parameters():
+        torch.testing.assert_close(ranks[0][name], value.detach(), rtol=1e-4, atol=1e-5, msg=name)
+        moved += not torch.allclose(value, start[name])
+    assert moved > 0.9 * len(start)  # the runs did train
+    shared = [k for k in ranks[0] if ".factors." in k]
+    assert shared  # CRU-shared tensors are among the compared parameters
+
+
+def test_crunet_train_runs_under_torchrun(fmnist, tmp_path):
+    result = torchrun("-m", "crunet", "train", "--data", fmnist, "--subset", 64, "--epochs", 1, "--batch-size", 16,
+                      "--out", tmp_path / "run", "--progress", "lines", "--no-plot", "--workers", 0, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("epoch 1/1: train loss") == 1  # logging from rank 0 only
+    config = (tmp_path / "run" / "config.json").read_text()
+    assert '"world": 2' in config and '"global_batch": 32' in config
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2
+
+
+if sys.platform == "win32":
+    pytest.skip("gloo launch tested on Linux", allow_module_level=True)
