@@ -13,6 +13,7 @@ COMMANDS = {
     "table": "crunet.cli.table_cmd",
     "train": "crunet.cli.train_cmd",
     "eval": "crunet.cli.eval_cmd",
+    "bench": "crunet.cli.bench_cmd",
 }
 
 

@@ -1,0 +1,243 @@
+"""Run benchmark cases: images/s for inference or a full training step, in the same process as the peers.
+
+Cases that are compared (same mode, batch, input size and dtype) are built together, warmed up, then timed in
+interleaved rounds (one run of each case per round), so that a change of machine load hits every case alike and
+the ratio of medians stays fair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from crunet.bench import peers
+from crunet.bench.timing import RssSampler, Stats, dense_conv_rate, max_rss_bytes, time_once
+
+MODES = ("infer", "train")
+DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
+LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+VARIANTS = ("eager", "deploy", "compile", "deploy+compile")
+TRAIN_MACS_FACTOR = 3  # a training step: forward + backward (about twice the forward's MACs)
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    mode: str
+    batch: int
+    size: int
+    in_chans: int
+    dtype: str
+    layout: str
+    variant: str
+
+    @property
+    def group(self) -> tuple:
+        return self.mode, self.batch, self.size, self.in_chans, self.dtype
+
+
+@dataclass
+class BenchConfig:
+    models: list[str]
+    modes: tuple[str, ...] = ("infer",)
+    batches: tuple[int, ...] = (8,)
+    sizes: tuple[int, ...] = (224,)
+    in_chans: int = 3
+    num_classes: int = 1000
+    dtypes: tuple[str, ...] = ("float32",)
+    layouts: tuple[str, ...] = ("contiguous", "channels_last")
+    variants: tuple[str, ...] = ("eager",)
+    peers: list[str] | None = None  # None: ``peers.default_peers()``
+    ref: str | None = None  # the ratio's reference: default the first peer
+    warmup: int = 2
+    repeats: int = 5
+    threads: int | None = None
+    memory: bool = True
+
+    def __post_init__(self) -> None:
+        for name, values, allowed in (("modes", self.modes, MODES), ("dtypes", self.dtypes, DTYPES),
+                                      ("layouts", self.layouts, LAYOUTS), ("variants", self.variants, VARIANTS)):
+            bad = [v for v in values if v not in allowed]
+            if bad or not values:
+                raise ValueError(f"{name} must be a non-empty choice of {', '.join(allowed)}, got {values!r}")
+        if self.warmup < 0 or self.repeats < 1:
+            raise ValueError(f"need warmup >= 0 and repeats >= 1, got {self.warmup} and {self.repeats}")
+
+    def all_models(self) -> list[str]:
+        chosen = peers.default_peers() if self.peers is None else self.peers
+        return list(dict.fromkeys([*self.models, *chosen]))
+
+    def reference(self) -> str | None:
+        if self.ref:
+            return self.ref
+        chosen = peers.default_peers() if self.peers is None else self.peers
+        return chosen[0] if chosen else None
+
+
+@dataclass
+class Row:
+    model: str
+    mode: str
+    batch: int
+    size: int
+    in_chans: int
+    dtype: str
+    layout: str
+    variant: str
+    img_s: float
+    img_s_min: float
+    img_s_max: float
+    img_s_q1: float
+    img_s_q3: float
+    ms_median: float
+    runs: int
+    gmacs_per_img: float
+    gmac_s: float
+    roofline: float
+    peak_rss_mib: float
+    ref: str = ""
+    ratio: float | None = None
+    ratio_best: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out.update(out.pop("extra"))
+        return out
+
+
+def cases(cfg: BenchConfig) -> list[Case]:
+    """Every combination; ``deploy`` variants only for our models' inference."""
+    out = []
+    for model, mode, batch, size, dtype, layout, variant in itertools.product(
+            cfg.all_models(), cfg.modes, cfg.batches, cfg.sizes, cfg.dtypes, cfg.layouts, cfg.variants):
+        if "deploy" in variant and (mode == "train" or model.startswith("timm:")):
+            continue
+        out.append(Case(model, mode, batch, size, cfg.in_chans, dtype, layout, variant))
+    return out
+
+
+def _autocast(dtype: str) -> contextlib.AbstractContextManager:
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=DTYPES[dtype])
+
+
+def make_step(case: Case, model: nn.Module) -> Callable[[], None]:
+    """One benchmark run: a forward pass under ``inference_mode``, or forward + backward + SGD step."""
+    fmt = LAYOUTS[case.layout]
+    x = torch.randn(case.batch, case.in_chans, case.size, case.size).contiguous(memory_format=fmt)
+    if case.mode == "infer":
+        model.eval()
+        model = model.deploy(layout=case.layout) if "deploy" in case.variant else model.to(memory_format=fmt)
+        run = torch.compile(model) if "compile" in case.variant else model
+
+        def infer() -> None:
+            with torch.inference_mode(), _autocast(case.dtype):
+                run(x)
+        return infer
+    model.train().to(memory_format=fmt)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    run = torch.compile(model) if "compile" in case.variant else model
+    num_classes = model.get_classifier().out_features
+    y = torch.randint(0, num_classes, (case.batch,))
+
+    def train() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(case.dtype):
+            loss = F.cross_entropy(run(x), y)
+        loss.backward()
+        optimizer.step()
+    return train
+
+
+def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> tuple[list[Row], dict]:
+    """All cases of ``cfg`` as rows, and the run's metadata (machine rates, threads, versions)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    log = log or (lambda msg: None)
+    rates = {d: dense_conv_rate(DTYPES[d]) for d in cfg.dtypes}
+    log("dense 3x3 conv: " + ", ".join(f"{d} {r:.1f} GMAC/s" for d, r in rates.items()))
+    rows: list[Row] = []
+    all_cases = cases(cfg)
+    for _, group in itertools.groupby(sorted(all_cases, key=lambda c: c.group), key=lambda c: c.group):
+        rows += _run_group(list(group), cfg, rates, log)
+    _add_ratios(rows, cfg.reference())
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "dense_conv_gmac_s": rates,
+            "max_rss_mib": max_rss_bytes() / 2**20, "warmup": cfg.warmup, "repeats": cfg.repeats,
+            "timm": peers.timm_version()}
+    return rows, meta
+
+
+def _run_group(group: list[Case], cfg: BenchConfig, rates: dict[str, float],
+               log: Callable[[str], None]) -> list[Row]:
+    steps, macs = {}, {}
+    for case in group:
+        torch.manual_seed(0)
+        model = peers.build(case.model, cfg.num_classes, case.in_chans)
+        macs[case] = peers.macs_per_image(model, case.model, (case.in_chans, case.size, case.size))
+        steps[case] = make_step(case, model)
+        for _ in range(cfg.warmup):
+            steps[case]()
+        log(f"ready: {_label(case)}")
+    times: dict[Case, list[float]] = {case: [] for case in group}
+    peaks = dict.fromkeys(group, 0)
+    with _sampler(cfg.memory) as sampler:
+        for _ in range(cfg.repeats):
+            for case in group:
+                sampler.reset()
+                times[case].append(time_once(steps[case]))
+                peaks[case] = max(peaks[case], sampler.peak, 0)
+    return [_row(case, Stats.of(times[case]), macs[case], rates[case.dtype], peaks[case]) for case in group]
+
+
+@contextlib.contextmanager
+def _sampler(enabled: bool) -> Iterator[RssSampler]:
+    sampler = RssSampler()
+    if not enabled:
+        yield sampler
+        return
+    with sampler:
+        yield sampler
+
+
+def _label(case: Case) -> str:
+    return (f"{case.model} {case.mode} b{case.batch} {case.in_chans}x{case.size}x{case.size} {case.dtype} "
+            f"{case.layout} {case.variant}")
+
+
+def _row(case: Case, stats: Stats, macs: int, rate: float, peak: int) -> Row:
+    img = case.batch
+    factor = TRAIN_MACS_FACTOR if case.mode == "train" else 1
+    gmac_s = macs * factor * img / stats.median / 1e9
+    return Row(case.model, case.mode, case.batch, case.size, case.in_chans, case.dtype, case.layout, case.variant,
+               img_s=img / stats.median, img_s_min=img / stats.max, img_s_max=img / stats.min,
+               img_s_q1=img / stats.q3, img_s_q3=img / stats.q1, ms_median=stats.median * 1e3, runs=stats.n,
+               gmacs_per_img=macs / 1e9, gmac_s=gmac_s, roofline=gmac_s / rate, peak_rss_mib=peak / 2**20)
+
+
+def _add_ratios(rows: list[Row], ref: str | None) -> None:
+    """ratio: against the reference in the same layout and variant (its eager run for ``deploy``); ratio_best:
+    against the reference's fastest layout (eager for eager/deploy rows, compiled for compiled rows)."""
+    if not ref:
+        return
+    for row in rows:
+        same = [r for r in rows if r.model == ref and _group(r) == _group(row)]
+        compiled = "compile" in row.variant
+        pool = [r for r in same if ("compile" in r.variant) == compiled and "deploy" not in r.variant]
+        match = [r for r in pool if r.layout == row.layout]
+        row.ref = ref
+        if match:
+            row.ratio = row.img_s / match[0].img_s
+        if pool:
+            row.ratio_best = row.img_s / max(r.img_s for r in pool)
+
+
+def _group(row: Row) -> tuple:
+    return row.mode, row.batch, row.size, row.in_chans, row.dtype
