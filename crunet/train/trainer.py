@@ -58,6 +58,8 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
     channels_last = cfg.channels_last if cfg.channels_last is not None else True
     if cfg.amp == "fp16" and info.device.type != "cuda":
         raise ValueError("--amp fp16 needs a CUDA GPU (it needs a gradient scaler); use --amp bf16 on the CPU")
+    if cfg.sync_bn and info.world > 1 and info.device.type == "cpu":
+        raise ValueError("--sync-bn needs GPUs: PyTorch's SyncBatchNorm does not run on the CPU")
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     model = model.to(info.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
