@@ -11,6 +11,8 @@ import sys
 COMMANDS = {
     "models": "crunet.cli.models_cmd",
     "table": "crunet.cli.table_cmd",
+    "gbtd": "crunet.cli.gbtd_cmd",
+    "factorize": "crunet.cli.factorize_cmd",
     "train": "crunet.cli.train_cmd",
     "eval": "crunet.cli.eval_cmd",
     "bench": "crunet.cli.bench_cmd",

@@ -1,0 +1,153 @@
+"""Turning an unshared network into a CRU network: collective factorization of chosen stages (paper eq. 12).
+
+For every sharing group of a chosen stage, the linear-view kernels of its units (each unit's first BN kept apart)
+are factorized collectively; the new CRU stage gets the shared A3 (``reduce``) and G (``spatial``), and each unit
+its own A4 as its last 1x1. What carries over unchanged: every other stage, the stem and the head; each unit's first
+BN (as the CRU unit's ``norm1``, or for the first unit of a stage as ``proj_in_norm``); the projection shortcut
+(as ``proj`` with ``proj_short_norm``). The extra 1x1 starts as the identity, the BNs after the core as identities
+carrying the kernel's bias (projected on A4's range).
+
+The result equals the factorization in the linear view only: the CRU moves the original's middle BN-ReLU (a shared
+pair cannot have one) and has ReLUs before its last two 1x1s, so the factorized network needs fine-tuning.
+
+The first unit of a stage reads ``in_chs`` channels while the shared A3 reads ``out_chs``: its kernel K is mapped
+through the projection P (out_chs x in_chs) as K P^+, which P lifts back exactly when P has full column rank.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from crunet.analysis.complexity import count_parameters
+from crunet.gbtd.affine import conv1x1_matrix, set_identity_bn
+from crunet.gbtd.collective import CollectiveFactors, collective_factorize
+from crunet.gbtd.factors import factors
+from crunet.gbtd.terms import a3_to_conv, a4_to_matrix, core_to_conv
+from crunet.layers import ResidualUnit
+from crunet.models.design import NetCfg, StageCfg
+from crunet.models.gbtd_net import GBTDNet
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    stage: str  # "conv4"
+    units: tuple[int, ...]  # unit indices within the stage
+    factors: CollectiveFactors
+
+    @property
+    def errors(self) -> Tensor:
+        """Final relative reconstruction error of each unit's kernel."""
+        return self.factors.errors[-1]
+
+
+@dataclass(frozen=True)
+class FactorizeReport:
+    params_before: int
+    params_after: int
+    groups: tuple[GroupResult, ...]
+
+
+def stage_names(model: GBTDNet) -> list[str]:
+    """``conv2``, ``conv3``, ... for the stages in order (the paper's names: conv1 is the stem)."""
+    return [f"conv{i + 2}" for i in range(len(model.stages))]
+
+
+def stage_index(model: GBTDNet, name: str | int) -> int:
+    names = stage_names(model)
+    if isinstance(name, int) and 0 <= name < len(names):
+        return name
+    if name in names:
+        return names.index(name)
+    if isinstance(name, str) and name.startswith("stages.") and name[7:].isdigit() and int(name[7:]) < len(names):
+        return int(name[7:])
+    raise ValueError(f"{getattr(model, 'name', 'the model')} has no stage {name!r}; its stages: {', '.join(names)}")
+
+
+def cru_design(cfg: NetCfg, stages: Sequence[int], groups: int | None = None, share_every: int | None = None) -> NetCfg:
+    """``cfg`` with ``stages`` turned into CRU stages of the same widths: ``groups`` terms (None: one per channel, as
+    CRU-Net), sharing in groups of ``share_every`` units (None: the whole stage)."""
+    new = list(cfg.stages)
+    for i in stages:
+        s = cfg.stages[i]
+        if s.shared:
+            raise ValueError(f"stage conv{i + 2} already shares its factors: factorize an unshared stage")
+        new[i] = StageCfg(s.depth, s.out_chs, s.width, groups, s.stride, share_every or s.depth, extra_1x1=True)
+    return dataclasses.replace(cfg, stages=tuple(new))
+
+
+def factorize_model(model: GBTDNet, stages: Sequence[str | int], groups: int | None = None,
+                    share_every: int | None = None, max_iter: int = 100) -> tuple[GBTDNet, FactorizeReport]:
+    """A CRU model initialized from the collective factorization of ``model``'s ``stages`` (model is unchanged)."""
+    indices = sorted({stage_index(model, s) for s in stages})
+    if not indices:
+        raise ValueError("name at least one stage to factorize")
+    model = model.eval()
+    cfg = cru_design(model.cfg, indices, groups, share_every)
+    new = GBTDNet(cfg, model.num_classes, model.in_chans, f"{model.name}_cru", dict(model.pretrained_cfg))
+    new = new.to(dtype=next(model.parameters()).dtype)
+    _copy_unchanged(model, new, indices)
+    results = []
+    for i in indices:
+        results.extend(_factorize_stage(model.stages[i], new.stages[i], stage_names(model)[i], max_iter))
+    new.eval()
+    return new, FactorizeReport(count_parameters(model), count_parameters(new), tuple(results))
+
+
+def _copy_unchanged(old: GBTDNet, new: GBTDNet, indices: Sequence[int]) -> None:
+    prefixes = tuple(f"stages.{i}." for i in indices)
+    kept = {k: v for k, v in old.state_dict().items() if not k.startswith(prefixes)}
+    missing, unexpected = new.load_state_dict(kept, strict=False)
+    left = [k for k in missing if not k.startswith(prefixes)]
+    if left or unexpected:
+        raise ValueError(f"cannot carry the unfactorized layers over: missing {left[:3]}, unexpected {unexpected[:3]}")
+
+
+def _factorize_stage(old_stage, new_stage, name: str, max_iter: int) -> list[GroupResult]:
+    results, start = [], 0
+    for shared in new_stage.factors:
+        members = [i for i, u in enumerate(new_stage.units) if u.factors is shared]
+        kernels = [_unit_kernel(old_stage.units[i]) for i in members]
+        cf = collective_factorize(torch.stack([k for k, _ in kernels]), shared.groups,
+                                  shared.width // shared.groups, max_iter=max_iter)
+        dtype = shared.reduce.dtype
+        with torch.no_grad():
+            shared.reduce.copy_(a3_to_conv(cf.a3).to(dtype))
+            shared.spatial.copy_(core_to_conv(cf.core).to(dtype))
+            for j, i in enumerate(members):
+                _init_unit(old_stage.units[i], new_stage.units[i], a4_to_matrix(cf.a4[j]), kernels[j][1])
+        results.append(GroupResult(name, tuple(members), cf))
+        start += len(members)
+    return results
+
+
+def _unit_kernel(unit: ResidualUnit) -> tuple[Tensor, Tensor]:
+    """The kernel (out_chs, out_chs, k, k) and bias a CRU unit's shared part must reproduce for ``unit``."""
+    if unit.factors is not None:
+        raise ValueError("factorize an unshared stage: this unit already uses shared factors")
+    weight, bias = factors(unit, keep_input_norm=True).kernel(include_input_map=False)
+    weight, bias = weight.to(torch.float64), bias.to(torch.float64)
+    if unit.shortcut is not None:  # the projection P becomes the CRU's proj: read the kernel through P^+
+        pinv = torch.linalg.pinv(conv1x1_matrix(unit.shortcut.conv.weight).to(torch.float64))
+        weight = torch.einsum("oiab,ic->ocab", weight, pinv)
+    return weight, bias
+
+
+def _init_unit(old: ResidualUnit, new: ResidualUnit, a4: Tensor, bias: Tensor) -> None:
+    dtype = new.conv3.conv.weight.dtype
+    if new.proj is not None:
+        new.proj.copy_(old.shortcut.conv.weight)
+        new.proj_short_norm.bn.load_state_dict(old.shortcut.norm.bn.state_dict())
+        new.proj_in_norm.bn.load_state_dict(old.conv1.norm.bn.state_dict())
+        set_identity_bn(new.norm1.bn)
+    else:
+        new.norm1.bn.load_state_dict(old.conv1.norm.bn.state_dict())
+    set_identity_bn(new.conv_mix.norm.bn)
+    new.conv_mix.conv.weight.copy_(torch.eye(new.width, dtype=dtype)[:, :, None, None])
+    set_identity_bn(new.conv3.norm.bn)
+    new.conv3.norm.bn.bias.copy_(torch.linalg.lstsq(a4, bias[:, None], driver="gelsd").solution[:, 0].to(dtype))
+    new.conv3.conv.weight.copy_(a4[:, :, None, None].to(dtype))
