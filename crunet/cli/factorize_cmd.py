@@ -26,6 +26,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--groups", type=int, default=None, help="R of the CRU stages (default: one per channel)")
     p.add_argument("--share-every", type=int, default=None, help="units per sharing group (default: whole stage)")
     p.add_argument("--iterations", type=int, default=100, help="maximum ALS sweeps per sharing group")
+    p.add_argument("--restarts", type=int, default=2, help="extra ALS runs from random starts; the best is kept")
     p.add_argument("--out", required=True, help="where to write the CRU model (.safetensors)")
     p.set_defaults(func=run)
 
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     name, weights = read_weights(Path(args.checkpoint), args.model)
     model = build_model(name, weights)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    new, report = factorize_model(model, stages, args.groups, args.share_every, args.iterations)
+    new, report = factorize_model(model, stages, args.groups, args.share_every, args.iterations, args.restarts)
     save_model(new, args.out)
     print(f"{name}: {report.params_before:,} params -> {new.name}: {report.params_after:,} params "
           f"({report.params_after / report.params_before:.1%})")

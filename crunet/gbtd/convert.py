@@ -81,7 +81,8 @@ def cru_design(cfg: NetCfg, stages: Sequence[int], groups: int | None = None, sh
 
 
 def factorize_model(model: GBTDNet, stages: Sequence[str | int], groups: int | None = None,
-                    share_every: int | None = None, max_iter: int = 100) -> tuple[GBTDNet, FactorizeReport]:
+                    share_every: int | None = None, max_iter: int = 100,
+                    restarts: int = 0) -> tuple[GBTDNet, FactorizeReport]:
     """A CRU model initialized from the collective factorization of ``model``'s ``stages`` (model is unchanged)."""
     indices = sorted({stage_index(model, s) for s in stages})
     if not indices:
@@ -93,7 +94,7 @@ def factorize_model(model: GBTDNet, stages: Sequence[str | int], groups: int | N
     _copy_unchanged(model, new, indices)
     results = []
     for i in indices:
-        results.extend(_factorize_stage(model.stages[i], new.stages[i], stage_names(model)[i], max_iter))
+        results.extend(_factorize_stage(model.stages[i], new.stages[i], stage_names(model)[i], max_iter, restarts))
     new.eval()
     return new, FactorizeReport(count_parameters(model), count_parameters(new), tuple(results))
 
@@ -107,13 +108,13 @@ def _copy_unchanged(old: GBTDNet, new: GBTDNet, indices: Sequence[int]) -> None:
         raise ValueError(f"cannot carry the unfactorized layers over: missing {left[:3]}, unexpected {unexpected[:3]}")
 
 
-def _factorize_stage(old_stage, new_stage, name: str, max_iter: int) -> list[GroupResult]:
-    results, start = [], 0
+def _factorize_stage(old_stage, new_stage, name: str, max_iter: int, restarts: int) -> list[GroupResult]:
+    results = []
     for shared in new_stage.factors:
         members = [i for i, u in enumerate(new_stage.units) if u.factors is shared]
         kernels = [_unit_kernel(old_stage.units[i]) for i in members]
         cf = collective_factorize(torch.stack([k for k, _ in kernels]), shared.groups,
-                                  shared.width // shared.groups, max_iter=max_iter)
+                                  shared.width // shared.groups, max_iter=max_iter, restarts=restarts)
         dtype = shared.reduce.dtype
         with torch.no_grad():
             shared.reduce.copy_(a3_to_conv(cf.a3).to(dtype))
@@ -121,7 +122,6 @@ def _factorize_stage(old_stage, new_stage, name: str, max_iter: int) -> list[Gro
             for j, i in enumerate(members):
                 _init_unit(old_stage.units[i], new_stage.units[i], a4_to_matrix(cf.a4[j]), kernels[j][1])
         results.append(GroupResult(name, tuple(members), cf))
-        start += len(members)
     return results
 
 

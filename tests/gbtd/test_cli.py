@@ -1,0 +1,88 @@
+"""crunet gbtd MODEL and crunet factorize, through the command line's entry point."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import crunet
+from crunet.cli.main import main
+from crunet.gbtd.saving import load_model
+from crunet.gbtd.summary import stage_summaries
+
+
+def _row(out, stage):
+    line = next(line for line in out.splitlines() if line.startswith(stage + " "))
+    return line.split()
+
+
+def test_gbtd_prints_every_stage_with_its_factors_and_compression(capsys):
+    assert main(["gbtd", "crunet_small"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("stage"))
+    assert header.split() == ["stage", "units", "R", "d3*", "d4*", "shared", "factors", "dense", "X*", "ratio"]
+    conv2, conv3 = _row(out, "conv2"), _row(out, "conv3")
+    assert conv2[1:5] == ["2", "8", "4", "4"] and conv2[5] == "nothing"
+    width = crunet.models.small.crunet_small_width()
+    assert conv3[1:5] == ["3", str(width), "1", "1"] and "A3+G by 3 units in 1 group(s)" in out
+    # factors: the shared A3 and G once (128 x width + 9 x width) and the three units' A4 (128 x width)
+    assert conv3[-3] == f"{128 * width + 9 * width + 3 * 128 * width:,}"
+    assert conv3[-2] == f"{3 * 9 * 128 * 128:,}"
+
+
+def test_stage_summaries_count_shared_factors_once():
+    model = crunet.create_model("crunet_small").eval()
+    unshared = crunet.create_model("preresnext_small").eval()
+    for s in stage_summaries(unshared):
+        assert s.sharing_groups == 0 and s.compression > 1
+    conv4 = stage_summaries(model)[2]
+    shared = model.stages[2].factors[0]
+    a4 = sum(u.conv3.conv.weight.shape[0] * u.width for u in model.stages[2].units)
+    assert conv4.factor_params == shared.reduce.numel() + shared.spatial.numel() + a4
+
+
+def test_gbtd_unknown_model_is_one_line(capsys):
+    assert main(["gbtd", "resnot50"]) == 2
+    assert "unknown model 'resnot50'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.manual_seed(0)
+    model = crunet.create_model("preresnext_small", num_classes=10, in_chans=1)
+    folder = tmp_path_factory.mktemp("ckpt")
+    save_file(model.state_dict(), str(folder / "w.safetensors"))
+    torch.save({"format": "crunet-checkpoint-v1", "model_name": "preresnext_small", "num_classes": 10,
+                "in_chans": 1, "model": model.state_dict()}, folder / "last.pt")
+    return model, folder
+
+
+@pytest.mark.parametrize("source", ["safetensors", "checkpoint"])
+def test_factorize_writes_a_cru_model_and_reports(trained, capsys, source):
+    model, folder = trained
+    out = folder / f"cru-{source}.safetensors"
+    args = ["--checkpoint", str(folder / "w.safetensors"), "--model", "preresnext_small"] if source == "safetensors" \
+        else ["--checkpoint", str(folder / "last.pt")]
+    assert main(["factorize", *args, "--stages", "conv3", "--iterations", "3", "--restarts", "0",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    cru = load_model(out).eval()
+    assert cru.stages[1].factors and all(u.factors is cru.stages[1].factors[0] for u in cru.stages[1].units)
+    before, after = sum(p.numel() for p in model.parameters()), sum(p.numel() for p in cru.parameters())
+    assert f"{before:,} params" in text and f"{after:,} params" in text
+    assert "conv3 units 1-3: relative reconstruction error per unit [" in text
+    assert cru(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_factorize_user_errors_are_one_line(trained, capsys, tmp_path):
+    _, folder = trained
+    cases = [
+        (["--checkpoint", str(folder / "w.safetensors")], "pass --model NAME"),
+        (["--checkpoint", str(tmp_path / "none.pt")], "does not exist"),
+        (["--checkpoint", str(folder / "last.pt"), "--stages", "conv9"], "no stage 'conv9'"),
+        (["--checkpoint", str(folder / "w.safetensors"), "--model", "crunet_small"], "do not fit crunet_small"),
+    ]
+    for args, message in cases:
+        stages = [] if "--stages" in args else ["--stages", "conv3"]
+        assert main(["factorize", *args, *stages, "--out", str(tmp_path / "x.safetensors")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

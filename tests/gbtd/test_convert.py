@@ -1,0 +1,86 @@
+"""factorize_model: an unshared stage becomes a CRU stage whose linear view is the collective factorization."""
+
+import pytest
+import torch
+
+from crunet.gbtd import factors, operator
+from crunet.gbtd.convert import _unit_kernel, factorize_model
+from crunet.gbtd.operator import shortcut_map
+from crunet.gbtd.saving import load_model, save_model
+from crunet.models.design import NetCfg, StageCfg
+from crunet.models.gbtd_net import GBTDNet
+from tests.gbtd.units import randomize
+
+TINY = NetCfg((StageCfg(1, 8, 8, 2, stride=1), StageCfg(3, 8, 8, 2, stride=1), StageCfg(2, 12, 6, 3, stride=2)),
+              stem="small", stem_chs=4)
+
+
+def _model(seed=0):
+    model = GBTDNet(TINY, num_classes=5, in_chans=1, name="tiny").double()
+    return randomize(model, torch.Generator().manual_seed(seed)).eval()
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def test_new_units_are_the_factorization_in_the_linear_view():
+    old = _model()
+    new, report = factorize_model(old, ["conv4"], max_iter=30)
+    (group,) = report.groups
+    assert group.stage == "conv4" and group.units == (0, 1)
+    units = list(new.stages[2].units)
+    assert units[0].factors is units[1].factors is new.stages[2].factors[0]
+    reconstructed = group.factors.kernels()
+    for j, (old_unit, new_unit) in enumerate(zip(old.stages[2].units, units, strict=True)):
+        new_kernel, _ = factors(new_unit).kernel(include_input_map=False)
+        assert _rel(new_kernel, reconstructed[j]) < 1e-10
+        target, _ = _unit_kernel(old_unit)
+        assert _rel(new_kernel, target) == pytest.approx(float(group.errors[j]), rel=1e-8)
+    # the projection shortcut is carried over exactly
+    for a, b in zip(shortcut_map(old.stages[2].units[0]), shortcut_map(units[0]), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_collectively_low_rank_stages_convert_exactly():
+    old = _model(1)
+    stage = old.stages[1]  # make its kernels share A3 and G: same first 1x1 and 3x3, identity middle BNs
+    with torch.no_grad():
+        for unit in stage.units[1:]:
+            unit.conv1.conv.weight.copy_(stage.units[0].conv1.conv.weight)
+            unit.conv2.conv.weight.copy_(stage.units[0].conv2.conv.weight)
+        for unit in stage.units:
+            for bn in (unit.conv2.norm.bn, unit.conv3.norm.bn):
+                bn.running_mean.zero_(), bn.running_var.fill_(1 - bn.eps), bn.weight.fill_(1), bn.bias.zero_()
+    new, report = factorize_model(old, ["conv3"], groups=2, max_iter=300, restarts=4)
+    assert float(report.groups[0].factors.total_errors[-1]) < 1e-8
+    for old_unit, new_unit in zip(stage.units, new.stages[1].units, strict=True):
+        w_old, b_old = operator(old_unit, shortcut=True)
+        w_new, b_new = operator(new_unit, shortcut=True)
+        assert _rel(w_new, w_old) < 1e-8
+        torch.testing.assert_close(b_new, b_old)
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)  # everything else is carried over unchanged
+    torch.testing.assert_close(new.stem(x), old.stem(x))
+    torch.testing.assert_close(new.head.fc.weight, old.head.fc.weight)
+    assert report.params_before == sum(p.numel() for p in old.parameters())
+    assert report.params_after == sum(p.numel() for p in new.parameters())
+
+
+def test_factorized_models_save_and_load(tmp_path):
+    new, _ = factorize_model(_model(), ["conv3", "conv4"], max_iter=3)
+    path = save_model(new.float(), tmp_path / "cru.safetensors")
+    loaded = load_model(path).eval()
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(loaded(x), new(x))
+    assert loaded.cfg == new.cfg and loaded.name == "tiny_cru"
+
+
+def test_clear_errors():
+    model = _model()
+    with pytest.raises(ValueError, match="no stage 'conv9'.*conv2, conv3, conv4"):
+        factorize_model(model, ["conv9"])
+    with pytest.raises(ValueError, match="at least one stage"):
+        factorize_model(model, [])
+    cru, _ = factorize_model(model, ["conv3"], max_iter=1)
+    with pytest.raises(ValueError, match="already shares"):
+        factorize_model(cru, ["conv3"])
