@@ -30,6 +30,7 @@ class DeployedModel(nn.Module):
     def __init__(self, net: nn.Module, layout: str = "contiguous", layout_times: dict[str, float] | None = None):
         super().__init__()
         self.net, self.layout, self.layout_times = net, layout, layout_times or {}
+        self.training = False
         self.net.to(memory_format=LAYOUTS[layout])
 
     def _prepare(self, x: Tensor) -> Tensor:
