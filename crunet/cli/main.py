@@ -16,6 +16,7 @@ COMMANDS = {
     "train": "crunet.cli.train_cmd",
     "eval": "crunet.cli.eval_cmd",
     "bench": "crunet.cli.bench_cmd",
+    "export": "crunet.cli.export_cmd",
 }
 
 

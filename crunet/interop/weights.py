@@ -1,0 +1,116 @@
+"""Weight files that never execute code: safetensors (written and read here) and crunet training checkpoints
+(read with ``weights_only=True`` by ``crunet.train.checkpoint``).
+
+A crunet safetensors file holds the model's ``state_dict()``, so each shared tensor once (its owner, the stage's
+``SharedFactors``, is the only key), and metadata naming the model, its classes and input channels, so that
+``load_weights(path)`` rebuilds the model without being told which one it is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+FORMAT = "crunet-weights-v1"
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be read, or does not fit the model."""
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike, extra: dict[str, str] | None = None) -> Path:
+    """The model's state dict as safetensors, with the model's name, classes and channels as metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "model": getattr(model, "name", type(model).__name__),
+                "num_classes": str(getattr(model, "num_classes", "")), "in_chans": str(getattr(model, "in_chans", ""))}
+    metadata.update(extra or {})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(state, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a safetensors file."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except (SafetensorError, OSError) as err:
+        raise WeightsError(f"{path} is not a safetensors file: {err}") from err
+
+
+def read_weights(path: str | os.PathLike, model_name: str | None = None,
+                 use_ema: bool = False) -> tuple[str, dict[str, int], dict[str, torch.Tensor]]:
+    """(model name, create_model keywords, state dict) from a training checkpoint or a safetensors file.
+
+    A safetensors file written by crunet names its model; any other needs ``model_name``. The classes and input
+    channels come from the metadata, or else from the classifier and first-convolution shapes.
+    """
+    path = Path(path)
+    if _is_safetensors(path):
+        state, meta = read_safetensors(path)
+        name = model_name or meta.get("model")
+        if not name:
+            raise WeightsError(f"{path} does not say which model it holds: pass the model name (--model NAME)")
+        kwargs = {k: int(meta[k]) for k in ("num_classes", "in_chans") if meta.get(k, "").isdigit()}
+        return name, {**_shape_kwargs(state), **kwargs}, state
+    from crunet.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    weights = ckpt.get("ema") if use_ema else ckpt.get("model")
+    if not weights:
+        raise WeightsError(f"{path} has no {'EMA ' if use_ema else ''}weights"
+                           f"{' (trained without --ema?)' if use_ema else ''}")
+    if model_name and model_name != ckpt.get("model_name"):
+        raise WeightsError(f"{path} holds {ckpt.get('model_name')!r}, not {model_name!r}")
+    kwargs = {k: int(ckpt[k]) for k in ("num_classes", "in_chans") if k in ckpt}
+    return ckpt["model_name"], kwargs, weights
+
+
+def load_weights(path: str | os.PathLike, model_name: str | None = None, use_ema: bool = False,
+                 **overrides) -> nn.Module:
+    """A fresh model with the file's weights loaded strictly (every key, every shape), in eval mode."""
+    from crunet.models import create_model
+    from crunet.train.checkpoint import load_model_state
+
+    name, kwargs, state = read_weights(path, model_name, use_ema)
+    model = create_model(name, **{**kwargs, **overrides})
+    load_model_state(model, state, str(path), name)
+    return model.eval()
+
+
+def _is_safetensors(path: Path) -> bool:
+    if path.suffix == ".safetensors":
+        return True
+    try:
+        with open(path, "rb") as f:  # an 8-byte little-endian header length, then a JSON header
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def _shape_kwargs(state: dict[str, torch.Tensor]) -> dict[str, int]:
+    kwargs = {}
+    if "head.fc.weight" in state:
+        kwargs["num_classes"] = state["head.fc.weight"].shape[0]
+    elif state:
+        kwargs["num_classes"] = 0
+    if "stem.0.weight" in state:
+        kwargs["in_chans"] = state["stem.0.weight"].shape[1]
+    return kwargs
