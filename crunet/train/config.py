@@ -17,7 +17,7 @@ class TrainConfig:
     model: str = "crunet_small"
     data: str | None = None  # None: Fashion-MNIST from /usr/share/datasets/fashion-mnist
     out: str | None = None  # run directory; default runs/<model>-<date>
-    epochs: int = 6
+    epochs: int = 5
     batch_size: int = 128  # per process
     accum: int = 1  # micro-batches per optimizer step
     lr: float = 0.2

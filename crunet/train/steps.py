@@ -62,7 +62,7 @@ def train_step(model, optimizer, micro_batches, *, device, amp="none", channels_
         stats["correct"] += (logits.argmax(1) == y).sum().item()
         stats["count"] += len(y)
         for name, value in extras.items():
-            stats[name] = stats.get(name, 0.0) + float(value) * len(y)
+            stats[name] = stats.get(name, 0.0) + float(value.detach()) * len(y)
     if scaler:
         scaler.unscale_(optimizer)
     if clip_grad > 0:

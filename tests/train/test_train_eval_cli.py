@@ -26,7 +26,7 @@ def test_bad_arguments_are_one_line_errors(fmnist, capsys):
 @pytest.fixture(scope="module")
 def trained(fmnist, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["train", "--data", str(fmnist), "--subset", "128", "--epochs", "1", "--batch-size", "32",
+    code = main(["train", "--data", str(fmnist), "--subset", "64", "--epochs", "1", "--batch-size", "32",
                  "--out", str(out), "--progress", "none", "--no-plot", "--no-tensorboard", "--workers", "0",
                  "--ema-decay", "0.5", "--lr", "0.05"])
     assert code == 0
