@@ -277,3 +277,18 @@ def test_table_has_every_dsfb_model_beside_the_published_figures():
     assert {"resnet34", "resnet50", "resnet101", "resnet32_cifar", "resnet56_cifar", "mobilenetv2"} <= models
     s16 = next(r for r in rows if r["model"] == "dsfb_resnet56_s16u1")
     assert s16["paper_params_m"] == 0.22 and s16["params_m"] == 0.271 and "0.271" in s16["note"]
+
+
+@pytest.mark.parametrize("name, size, dead", [
+    ("dsfb_resnet32_s8u1", 16, {"basis_norm.bias"}),
+    ("mobilenetv2", 64, {"bn3.bias", "0.bias"}),
+])
+def test_biases_before_a_linear_map_and_a_training_bn_get_exactly_zero_gradient(name, size, dead):
+    # BN(u + s) -> 1x1 -> BN in DSFB, and MobileNetV2's linear bottleneck (projection BN -> 1x1 -> BN) and its conv
+    # biases before a BN: a per-channel shift there is removed by the next BN's batch mean, so these parameters,
+    # which the source has and its published counts include, never learn (float64 shows it; float32 adds noise).
+    model = crunet.create_model(name, num_classes=7).double().train()
+    model(torch.randn(2, 3, size, size, dtype=torch.float64)).square().mean().backward()
+    zero = {n for n, p in model.named_parameters() if p.grad.abs().max() < 1e-12}
+    assert {".".join(n.split(".")[-2:]) for n in zero} == dead
+    assert all(p.grad is not None for p in model.parameters())
