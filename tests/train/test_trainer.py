@@ -169,3 +169,27 @@ def test_subset_and_plain_progress_lines(cfg, tiny_model, capsys):
     out = capsys.readouterr().out
     assert summary["steps"] == 3 and summary["final_val"]["count"] == 96
     assert "epoch 1/1 3/3" in out and "img/s" in out and "eta" in out
+
+
+def test_bad_images_are_skipped_counted_and_reported_per_epoch(cfg, tiny_model, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for k in range(2):
+            folder = tmp_path / "imgs" / split / f"c{k}"
+            folder.mkdir(parents=True)
+            for i in range(16):
+                Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    (tmp_path / "imgs" / "train" / "c0" / "zero.png").write_bytes(b"")
+    (tmp_path / "imgs" / "train" / "c1" / "junk.jpg").write_text("junk")
+    cfg.data, cfg.epochs, cfg.batch_size, cfg.progress = str(tmp_path / "imgs"), 1, 17, "none"
+    model = tiny_model(num_classes=2, in_chans=3)
+    model.pretrained_cfg = {**model.pretrained_cfg, "mean": (0.5,) * 3, "std": (0.5,) * 3}
+    train(cfg, model)
+    row = read_csv(f"{cfg.out}/metrics.csv")[0]
+    assert row["skipped_images"] == "2" and "skipped 2 unreadable image(s)" in capsys.readouterr().out
+    cfg.strict_data, cfg.out = True, str(tmp_path / "strict")
+    with pytest.raises(ValueError, match="bad image"):
+        train(cfg, model)
