@@ -21,9 +21,10 @@ def run(args: argparse.Namespace) -> int:
     names = list_models(args.pattern)
     if not names:
         raise CliError(f"no model matches {args.pattern!r}; `crunet models` lists them all")
-    print(f"{'model':<24}{'params':>14}{'MiB':>9}{'GMACs':>9}  input")
+    width = max(len(n) for n in names) + 2
+    print(f"{'model':<{width}}{'params':>14}{'MiB':>9}{'GMACs':>9}  input")
     for name in names:
         info = model_info(name, args.num_classes, args.in_chans)
         size = "x".join(map(str, info.input_size))
-        print(f"{name:<24}{info.params:>14,}{info.mib:>9.1f}{info.macs / 1e9:>9.3f}  {size}")
+        print(f"{name:<{width}}{info.params:>14,}{info.mib:>9.1f}{info.macs / 1e9:>9.3f}  {size}")
     return 0

@@ -38,8 +38,10 @@ def test_forward_backward_reaches_every_parameter(built):
     logits = model(x)
     assert logits.shape == (2, NUM_CLASSES) and torch.isfinite(logits).all()
     logits.square().mean().backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    # Reached, not necessarily non-zero: a bias right before a training-mode BatchNorm has a true gradient of 0.
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
+    assert sum(p.grad.abs().sum() for p in model.parameters()) > 0
 
 
 def test_features_head_and_intermediates(built):
