@@ -79,6 +79,18 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def merged_for_resume(self, saved: dict) -> TrainConfig:
+        """The resumed run's config: the checkpoint's, except the options given here that differ from the defaults
+        (so ``--resume last.pt`` alone continues the same run; ``--epochs 200`` extends it)."""
+        defaults = TrainConfig()
+        merged = TrainConfig.from_dict(saved)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value != getattr(defaults, f.name) or f.name not in saved:
+                setattr(merged, f.name, value)
+        merged.resume, merged.out = self.resume, self.out
+        return merged
+
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}

@@ -28,9 +28,9 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 def train(cfg: TrainConfig, model: nn.Module | None = None) -> dict:
     """Train ``cfg.model`` (or the given model) and return the summary that summary.json also holds."""
-    cfg = cfg.apply_preset()
-    cfg.check()
     resume = load_checkpoint(cfg.resume) if cfg.resume else None  # a bad checkpoint fails before any write
+    cfg = cfg.merged_for_resume(resume["config"]) if resume else cfg.apply_preset()
+    cfg.check()
     info = setup_distributed(cfg.device)
     try:
         return _train(cfg, model, resume, info)

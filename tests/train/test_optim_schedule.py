@@ -62,3 +62,11 @@ def test_reduce_on_plateau_after_patience():
     for acc in (50, 40, 30, 20):
         c.epoch_end(acc)
     assert c.lr_at(0) == pytest.approx(1.0)
+
+
+def test_resume_config_comes_from_the_checkpoint_unless_given():
+    saved = TrainConfig(model="preresnet_small", epochs=90, lr=0.3, data="/d").to_dict()
+    merged = TrainConfig(resume="x/last.pt").merged_for_resume(saved)
+    assert (merged.model, merged.epochs, merged.lr, merged.data, merged.resume) == ("preresnet_small", 90, 0.3, "/d",
+                                                                                  "x/last.pt")
+    assert TrainConfig(resume="x/last.pt", epochs=120).merged_for_resume(saved).epochs == 120
