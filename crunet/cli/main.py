@@ -17,6 +17,7 @@ COMMANDS = {
     "eval": "crunet.cli.eval_cmd",
     "bench": "crunet.cli.bench_cmd",
     "export": "crunet.cli.export_cmd",
+    "convert-mxnet": "crunet.cli.convert_mxnet_cmd",
 }
 
 
