@@ -13,6 +13,17 @@ def default_run_dir(model: str) -> Path:
     return Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def check_run_dir(path: str | os.PathLike, resume: bool) -> Path:
+    """Every process checks, so that all fail together: a new run never writes over an existing one."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"run directory {path} is a file")
+    if not resume and any((path / name).exists() for name in ("metrics.csv", "last.pt")):
+        raise ValueError(f"{path} already holds a run; continue it with --resume {path / 'last.pt'} "
+                         f"or choose another --out")
+    return path
+
+
 def write_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")

@@ -17,7 +17,7 @@ from crunet.train.ema import ModelEma
 from crunet.train.optim import LrSchedule, build_optimizer, scaled_lr
 from crunet.train.plot import plot_curves
 from crunet.train.progress import Progress
-from crunet.train.run_dir import RunDir, default_run_dir
+from crunet.train.run_dir import RunDir, check_run_dir, default_run_dir
 from crunet.train.state import rng_state, seed_everything, set_rng_state
 from crunet.train.steps import evaluate, finish_eval, train_step, unwrap
 
@@ -82,8 +82,9 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
         start_epoch, start_batch, step, best, epoch_stats, elapsed = restore(
             resume, cfg, model, optimizer, schedule, scaler, ema, generators, sampler)
         epoch_stats = epoch_stats if info.main else {}  # the partial epoch's sums are counted once, on rank 0
-    run = RunDir(cfg.out or (Path(cfg.resume).parent if cfg.resume else default_run_dir(cfg.model)),
-                 cfg.tensorboard) if info.main else None
+    run_path = check_run_dir(cfg.out or (Path(cfg.resume).parent if cfg.resume else default_run_dir(cfg.model)),
+                             resume is not None)
+    run = RunDir(run_path, cfg.tensorboard) if info.main else None
     if run:
         run.write_config({**cfg.to_dict(), "resolved": {"lr": lr, "global_batch": sampler.global_batch,
                           "world": info.world, "channels_last": channels_last, "num_classes": num_classes,

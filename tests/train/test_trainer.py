@@ -193,3 +193,16 @@ def test_bad_images_are_skipped_counted_and_reported_per_epoch(cfg, tiny_model, 
     cfg.strict_data, cfg.out = True, str(tmp_path / "strict")
     with pytest.raises(ValueError, match="bad image"):
         train(cfg, model)
+
+
+def test_an_existing_run_is_never_overwritten_by_a_new_one(cfg, tiny_model, tmp_path):
+    cfg.epochs, cfg.subset = 1, 64
+    train(cfg, tiny_model())
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run.*--resume"):
+        train(cfg, tiny_model())
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+    (tmp_path / "file").write_text("x")
+    cfg.out = str(tmp_path / "file")
+    with pytest.raises(ValueError, match="is a file"):
+        train(cfg, tiny_model())
