@@ -184,13 +184,19 @@ def test_bad_images_are_skipped_counted_and_reported_per_epoch(cfg, tiny_model, 
                 Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     (tmp_path / "imgs" / "train" / "c0" / "zero.png").write_bytes(b"")
     (tmp_path / "imgs" / "train" / "c1" / "junk.jpg").write_text("junk")
+    (tmp_path / "imgs" / "train" / "c2").mkdir()
     cfg.data, cfg.epochs, cfg.batch_size, cfg.progress = str(tmp_path / "imgs"), 1, 17, "none"
     model = tiny_model(num_classes=2, in_chans=3)
     model.pretrained_cfg = {**model.pretrained_cfg, "mean": (0.5,) * 3, "std": (0.5,) * 3}
     train(cfg, model)
     row = read_csv(f"{cfg.out}/metrics.csv")[0]
-    assert row["skipped_images"] == "2" and "skipped 2 unreadable image(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert row["skipped_images"] == "2" and "skipped 2 unreadable image(s)" in out
+    assert "class folder 'c2' is empty" in out
     cfg.strict_data, cfg.out = True, str(tmp_path / "strict")
+    with pytest.raises(ValueError, match="empty class folder"):
+        train(cfg, model)
+    (tmp_path / "imgs" / "train" / "c2").rmdir()
     with pytest.raises(ValueError, match="bad image"):
         train(cfg, model)
 
