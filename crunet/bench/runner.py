@@ -22,7 +22,7 @@ from crunet.bench.timing import RssSampler, Stats, dense_conv_rate, max_rss_byte
 MODES = ("infer", "train")
 DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-VARIANTS = ("eager", "deploy", "compile", "deploy+compile")
+VARIANTS = ("eager", "deploy", "deploy-shared", "compile", "deploy+compile")
 TRAIN_MACS_FACTOR = 3  # a training step: forward + backward (about twice the forward's MACs)
 
 
@@ -135,7 +135,10 @@ def make_step(case: Case, model: nn.Module) -> Callable[[], None]:
     x = torch.randn(case.batch, case.in_chans, case.size, case.size).contiguous(memory_format=fmt)
     if case.mode == "infer":
         model.eval()
-        model = model.deploy(layout=case.layout) if "deploy" in case.variant else model.to(memory_format=fmt)
+        if "deploy" in case.variant:  # deploy-shared: keep shared weights shared (BNs after them stay)
+            model = model.deploy(layout=case.layout, unshare=case.variant != "deploy-shared")
+        else:
+            model.to(memory_format=fmt)
         run = torch.compile(model) if "compile" in case.variant else model
 
         def infer() -> None:
