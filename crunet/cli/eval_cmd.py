@@ -11,8 +11,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("checkpoint", help="a crunet checkpoint (last.pt, best.pt)")
     p.add_argument("--data", default=None, help="data folder (default: the one the checkpoint was trained on)")
     p.add_argument("--crops", type=int, default=1, choices=(1, 10), help="1 centre crop or 10 crops")
-    p.add_argument("--resize", type=int, default=None, help="short side before cropping (default: size / 0.875 "
-                   "for folders; the native size for Fashion-MNIST 1-crop)")
+    p.add_argument("--resize", type=int, default=None, help="short side before cropping (default: size / the "
+                   "model's crop_pct, 256 for 224 at 0.875; Fashion-MNIST: the native 28)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--subset", type=int, default=0, help="evaluate the first N images of a fixed shuffle")
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights")

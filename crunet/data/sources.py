@@ -27,6 +27,7 @@ class DataSpec:
     pad: int = 2
     crops: int = 1
     resize: int | None = None
+    crop_pct: float = 0.875  # evaluation: short side = size / crop_pct (ImageNet: 224 / 0.875 = 256)
     strict: bool = False
     workers: int = 2
     seed: int = 0
@@ -84,7 +85,7 @@ def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
 
 def _transform(spec: DataSpec, train: bool):
     if not train:
-        resize = spec.resize or round(spec.size / 0.875)
+        resize = spec.resize or round(spec.size / spec.crop_pct)
         return EvalCrops(spec.size, resize, spec.mean, spec.std, spec.in_chans, spec.crops)
     if spec.augment == "paper":
         return PaperAugment(size=spec.size)

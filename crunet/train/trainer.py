@@ -185,7 +185,8 @@ def _create(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
 def data_spec(cfg: TrainConfig, model: nn.Module) -> DataSpec:
     pc = model.pretrained_cfg
     return DataSpec(in_chans=model.in_chans, size=cfg.img_size or pc["input_size"][-1], mean=tuple(pc["mean"]),
-                    std=tuple(pc["std"]), augment=cfg.augment, pad=cfg.pad, crops=cfg.crops, strict=cfg.strict_data,
+                    std=tuple(pc["std"]), crop_pct=pc.get("crop_pct", 0.875), augment=cfg.augment, pad=cfg.pad,
+                    crops=cfg.crops, strict=cfg.strict_data,
                     workers=cfg.workers, seed=cfg.seed)
 
 
