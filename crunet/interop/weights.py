@@ -75,7 +75,7 @@ def read_weights(path: str | os.PathLike, model_name: str | None = None,
     weights = ckpt.get("ema") if use_ema else ckpt.get("model")
     if not weights:
         raise WeightsError(f"{path} has no {'EMA ' if use_ema else ''}weights"
-                           f"{' (trained without --ema?)' if use_ema else ''}")
+                           f"{' (train with --ema-decay)' if use_ema else ''}")
     if model_name and model_name != ckpt.get("model_name"):
         raise WeightsError(f"{path} holds {ckpt.get('model_name')!r}, not {model_name!r}")
     kwargs = {k: int(ckpt[k]) for k in ("num_classes", "in_chans") if k in ckpt}
