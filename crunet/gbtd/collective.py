@@ -165,6 +165,11 @@ def _lstsq(design: Tensor, target: Tensor) -> Tensor:
 
 
 def _solve_gram(gram: Tensor, rhs: Tensor) -> Tensor:
+    """Cholesky when the Gram matrix is safely positive definite, else the SVD-based minimum-norm solution."""
+    factor, info = torch.linalg.cholesky_ex(gram)
+    diag = factor.diagonal()
+    if info.item() == 0 and diag.min() > diag.max() * 1e-6:  # condition number below ~1e12
+        return torch.cholesky_solve(rhs, factor)
     return torch.linalg.lstsq(gram, rhs, driver="gelsd").solution
 
 
