@@ -30,8 +30,10 @@ def fold_bn(weight: Tensor, bias: Tensor | None, bn: nn.BatchNorm2d) -> tuple[Te
 
 
 def _fusable(x: Tensor) -> bool:
-    """oneDNN's fused convolution serves float CPU tensors outside autograd and autocast."""
-    return (_POINTWISE is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
+    """oneDNN's fused convolution serves float CPU tensors outside autograd, autocast and torch.compile (which
+    fuses the plain ops itself)."""
+    return (_POINTWISE is not None and not torch.compiler.is_compiling() and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.bfloat16)
             and not (torch.is_grad_enabled() and x.requires_grad) and not torch.is_autocast_enabled("cpu")
             and torch.backends.mkldnn.is_available())
 
