@@ -124,12 +124,12 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
                     continue
                 micro = [(x, y) for x, y in micro if len(y)]
                 if micro:
-                    rng = rng_state(generators)  # as before this step, which an interrupt would cut short
                     schedule.set(step)
                     stats = train_step(ddp_model, optimizer, micro, device=info.device, amp=cfg.amp,
                                        channels_last=channels_last, label_smoothing=cfg.label_smoothing,
                                        clip_grad=cfg.clip_grad, scaler=scaler, ema=ema, step=step)
                     step += 1
+                    rng = rng_state(generators)  # as after the last whole step, for an interrupt's checkpoint
                     for k, v in stats.items():
                         epoch_stats[k] = epoch_stats.get(k, 0.0) + v
                     progress.update(int(stats["count"]) * info.world, loss=stats["loss"] / stats["count"],

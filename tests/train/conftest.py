@@ -40,12 +40,13 @@ class TinyNet(nn.Module):
                                "interpolation": "bilinear"}
         self.conv = nn.Conv2d(in_chans, 8, 3, stride=2, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(8)
+        self.drop = nn.Dropout(0.2)  # draws from the global RNG: a resumed run must restore it
         self.fc = nn.Linear(8 * 16, num_classes)
         self.num_classes = num_classes
 
     def forward(self, x):
         x = torch.relu(self.bn(self.conv(x)))
-        return self.fc(nn.functional.adaptive_avg_pool2d(x, 4).flatten(1))
+        return self.fc(self.drop(nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         pass

@@ -39,7 +39,7 @@ def test_extra_losses_are_added_and_logged(cfg, tiny_model):
             return {"orth": 0.01 * self.conv.weight.pow(2).sum()}
 
     torch.manual_seed(0)
-    model = WithOrth()
+    model = WithOrth().eval()  # the same forward twice (no dropout draws)
     x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     stats = train_step(model, opt, [(x, y)], device=torch.device("cpu"))
