@@ -22,7 +22,7 @@ from typing import Any
 from torch import nn
 
 _MARK = "__crunet_model__"
-_SUFFIX_INFO = "crunet has no hosted weights"
+_NO_WEIGHTS = "crunet has no hosted weights"
 
 
 def install() -> None:
@@ -101,7 +101,7 @@ def create_timm_model(name: str, pretrained: bool = False, pretrained_cfg: Any =
     from crunet.models import create_model
 
     if pretrained:
-        raise RuntimeError(f"{name}: {_SUFFIX_INFO}. Convert the released MXNet files (crunet convert-mxnet) or "
+        raise RuntimeError(f"{name}: {_NO_WEIGHTS}. Convert the released MXNet files (crunet convert-mxnet) or "
                            f"export a checkpoint (crunet export --format safetensors), then pass "
                            f"checkpoint_path=FILE to timm.create_model")
     if global_pool not in (None, "avg"):
