@@ -18,11 +18,11 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if not is_model(args.model):
         raise CliError(f"unknown model {args.model!r}; `crunet models` lists them")
-    model = create_model(args.model).eval()
+    summaries = stage_summaries(create_model(args.model).eval())  # before printing: ValueError if not GBTD
     print(f"{args.model}: residual functions as GBTD, X* = sum_r G_r x3 A3_r x4 A4_r (BN absorbed, linear view)")
     print(f"{'stage':<7}{'units':>6}{'R':>7}{'d3*':>6}{'d4*':>6}  {'shared':<32}{'factors':>12}{'dense X*':>14}"
           f"{'ratio':>8}")
-    for s in stage_summaries(model):
+    for s in summaries:
         terms = "/".join(str(r) for r in s.terms)
         d3s = "/".join(str(r[0]) for r in s.ranks)
         d4s = "/".join(str(r[1]) for r in s.ranks)

@@ -45,6 +45,12 @@ def test_gbtd_unknown_model_is_one_line(capsys):
     assert "unknown model 'resnot50'" in capsys.readouterr().err
 
 
+def test_gbtd_of_a_model_without_gbtd_units_is_one_line_and_prints_no_table(capsys):
+    assert main(["gbtd", "mobilenetv2"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "mobilenetv2 has no stages of GBTD residual units" in captured.err
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     torch.manual_seed(0)
