@@ -165,7 +165,7 @@ def init_weights(model: nn.Module) -> None:
 def make_pretrained_cfg(in_chans: int, num_classes: int, size: int, reduction: int,
                         overrides: dict[str, Any]) -> dict[str, Any]:
     out = {"input_size": (in_chans, size, size), "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "crop_pct": 0.875,
-           "interpolation": "bilinear", "num_classes": num_classes, "pool_size": (size // reduction,) * 2,
+           "interpolation": "bilinear", "num_classes": num_classes, "pool_size": (-(-size // reduction),) * 2,
            "first_conv": "stem.0", "classifier": "head.fc"}
     out.update(overrides)
     if len(out["mean"]) != in_chans:  # one value per channel: average them for other channel counts

@@ -71,7 +71,7 @@ def _pretrained_cfg(cfg: NetCfg, in_chans: int, num_classes: int, reduction: int
         "crop_pct": 0.875 if cfg.stem == "imagenet" else 1.0,
         "interpolation": "bilinear",
         "num_classes": num_classes,
-        "pool_size": (size // reduction, size // reduction),
+        "pool_size": (-(-size // reduction), -(-size // reduction)),  # padded convs round up
         "first_conv": "stem.0",
         "classifier": "head.fc",
     }

@@ -121,6 +121,10 @@ def test_pretrained_cfg_and_feature_info(built):
     for key in ("input_size", "mean", "std", "crop_pct", "interpolation", "num_classes"):
         assert key in cfg
     assert cfg["input_size"][0] == model.in_chans == len(cfg["mean"]) == len(cfg["std"])
+    with torch.device("meta"):  # shapes only: the meta device runs no arithmetic
+        meta = crunet.create_model(model.name, num_classes=NUM_CLASSES)
+        features = meta.forward_features(torch.empty(1, *cfg["input_size"]))
+    assert tuple(features.shape[-2:]) == tuple(cfg["pool_size"])
     reductions = [i["reduction"] for i in model.feature_info]
     assert reductions == sorted(reductions) and reductions[-1] == model.min_input_size
     assert model.feature_info[-1]["num_chs"] == model.num_features
