@@ -77,12 +77,7 @@ def test_backward_reaches_every_parameter(name):
     assert out.shape[-1] == 42 and not torch.isnan(out).any()
 
 
-POOL_SIZE_BUG = pytest.mark.xfail(strict=False, reason="pretrained_cfg['pool_size'] is 28 // 8 = 3, the features are "
-                                   "ceil(28 / 8) = 4 (crunet/models/gbtd_net.py _pretrained_cfg)")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=POOL_SIZE_BUG) if n.endswith("_small") else n
-                                  for n in SMALL + FULL])
+@pytest.mark.parametrize("name", SMALL + FULL)
 def test_default_cfg_forward_features_head_and_reset_classifier(name):
     model = _create(name).eval()
     cfg = model.pretrained_cfg
