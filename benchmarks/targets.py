@@ -32,8 +32,8 @@ def configs(repeats: int) -> dict[str, BenchConfig]:
     peers = default_peers()
     common = dict(batches=(8,), warmup=2, repeats=repeats)
     return {
-        "inference": BenchConfig(["crunet56"], modes=("infer",), variants=("eager", "deploy"), peers=peers,
-                                 **common),
+        "inference": BenchConfig(["crunet56"], modes=("infer",), variants=("eager", "deploy", "deploy-shared"),
+                                 peers=peers, **common),
         "training": BenchConfig(["preresnext50_32x4d"], modes=("train",), peers=peers[:1], **common),
         "small": BenchConfig(["crunet_small"], modes=("train",), sizes=(28,), in_chans=1, num_classes=10,
                              peers=["preresnext_small"], batches=(8, 128), warmup=2, repeats=repeats),
