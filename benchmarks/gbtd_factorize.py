@@ -5,13 +5,15 @@
 
 1. train ``preresnext_small`` for ``--epochs`` epochs (the original);
 2. ``factorize_model`` its ``--stages`` into CRU stages (shared A3 and G per stage, R = D as CRU-Net);
-3. evaluate the factorized model as it is, then after one epoch of fine-tuning (lr ``--finetune-lr``);
+3. evaluate the factorized model as it is, then after one epoch of fine-tuning (lr ``--finetune-lr``), with and
+   without calibrating its BNs on ``--calib`` training images first (``factorize_model(calibration=...)``);
 4. train the same CRU design from scratch for ``--epochs`` + 1 epochs (the same total number of epochs).
 Everything runs through ``crunet.train`` with its defaults (cosine schedule, light augmentation); the table gives
 the parameters and Fashion-MNIST test top-1 of each, and the reconstruction errors of the factorization. Top-1 is
 given twice: with the BN running statistics as training left them, and with them re-estimated on ``--calib``
 training images (train-mode forward passes, no gradient, no augmentation), since a factorized model's first
-fine-tuning steps leave stale statistics behind. ``--reuse`` takes the runs already in ``--runs`` instead of training.
+fine-tuning steps leave stale statistics behind. ``--reuse`` takes the runs already in ``--runs`` instead of training
+(waiting for one that another process is still writing).
 """
 
 from __future__ import annotations
@@ -59,12 +61,19 @@ def recalibrated(model: torch.nn.Module, cfg: TrainConfig, images: int) -> torch
 
 def run(cfg: TrainConfig, model: torch.nn.Module, out: Path, name: str, epochs: int, reuse: bool,
         **changes) -> torch.nn.Module:
-    last = out / name / "last.pt"
-    if reuse and last.is_file():
-        model.load_state_dict(torch.load(last, map_location="cpu", weights_only=True)["model"])
+    if reuse and (out / name).is_dir():
+        while not (out / name / "summary.json").is_file():  # another process is still training it
+            time.sleep(20)
+        state = torch.load(out / name / "last.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
     else:
         train(dataclasses.replace(cfg, out=str(out / name), epochs=epochs, **changes), model=model)
     return model.eval()
+
+
+def calibration_images(cfg: TrainConfig, model: torch.nn.Module, images: int) -> torch.Tensor:
+    loader = open_split(cfg.data, "train", data_spec(dataclasses.replace(cfg, augment="none"), model))
+    return torch.cat([x for x, _, _ in loader.iterate(eval_shard(len(loader), images)[:1], 0, train=False)])
 
 
 def both_top1(model: torch.nn.Module, cfg: TrainConfig, calib: int) -> tuple[float, float]:
@@ -95,7 +104,11 @@ def main() -> None:
     cru, report = factorize_model(original.float(), args.stages.split(","), max_iter=args.iterations, restarts=0)
     t_factorize = time.perf_counter() - t1
     top1_factorized = both_top1(cru, cfg, args.calib)
-    finetuned = run(cfg, cru, runs, "finetuned", 1, args.reuse, lr=args.finetune_lr, warmup_epochs=0.0)
+    calibrated, _ = factorize_model(original, args.stages.split(","), max_iter=args.iterations, restarts=0,
+                                    calibration=calibration_images(cfg, original, args.calib))
+    finetune = {"lr": args.finetune_lr, "warmup_epochs": 0.0}
+    finetuned = run(cfg, cru, runs, "finetuned", 1, args.reuse, **finetune)
+    finetuned_calibrated = run(cfg, calibrated, runs, "finetuned-calibrated", 1, args.reuse, **finetune)
     torch.manual_seed(0)
     scratch = GBTDNet(cru.cfg, 10, 1, "cru_scratch", dict(cru.pretrained_cfg))
     scratch = run(cfg, scratch, runs, "scratch", args.epochs + 1, args.reuse)
@@ -105,6 +118,8 @@ def main() -> None:
         ("factorized, before fine-tuning", report.params_after, f"{e} + 0", *top1_factorized),
         ("factorized, after 1 epoch of fine-tuning", report.params_after, f"{e} + 1",
          *both_top1(finetuned, cfg, args.calib)),
+        ("factorized with BNs calibrated, after 1 epoch of fine-tuning", report.params_after, f"{e} + 1",
+         *both_top1(finetuned_calibrated, cfg, args.calib)),
         ("same CRU design from scratch", sum(q.numel() for q in scratch.parameters()), f"{e + 1}",
          *both_top1(scratch, cfg, args.calib)),
     ]

@@ -10,6 +10,10 @@ carrying the kernel's bias (projected on A4's range).
 The result equals the factorization in the linear view only: the CRU moves the original's middle BN-ReLU (a shared
 pair cannot have one) and has ReLUs before its last two 1x1s, so the factorized network needs fine-tuning.
 
+BNs normalize with batch statistics in training, so a BN that starts as an identity would not be one when fine-tuning
+starts. ``calibration`` images fix that: every BN gets its input's statistics on them as running statistics and a
+scale and shift that keep its eval-mode map, so that train mode on those images computes what eval mode computes.
+
 The first unit of a stage reads ``in_chs`` channels while the shared A3 reads ``out_chs``: its kernel K is mapped
 through the projection P (out_chs x in_chs) as K P^+, which P lifts back exactly when P has full column rank.
 """
@@ -24,7 +28,7 @@ import torch
 from torch import Tensor
 
 from crunet.analysis.complexity import count_parameters
-from crunet.gbtd.affine import conv1x1_matrix, set_identity_bn
+from crunet.gbtd.affine import bn_affine, conv1x1_matrix, set_identity_bn
 from crunet.gbtd.collective import CollectiveFactors, collective_factorize
 from crunet.gbtd.factors import factors
 from crunet.gbtd.terms import a3_to_conv, a4_to_matrix, core_to_conv
@@ -82,8 +86,9 @@ def cru_design(cfg: NetCfg, stages: Sequence[int], groups: int | None = None, sh
 
 def factorize_model(model: GBTDNet, stages: Sequence[str | int], groups: int | None = None,
                     share_every: int | None = None, max_iter: int = 100,
-                    restarts: int = 0) -> tuple[GBTDNet, FactorizeReport]:
-    """A CRU model initialized from the collective factorization of ``model``'s ``stages`` (model is unchanged)."""
+                    restarts: int = 0, calibration: Tensor | None = None) -> tuple[GBTDNet, FactorizeReport]:
+    """A CRU model initialized from the collective factorization of ``model``'s ``stages`` (model is unchanged);
+    with ``calibration`` images, its BNs are calibrated on them (see the module's docstring)."""
     indices = sorted({stage_index(model, s) for s in stages})
     if not indices:
         raise ValueError("name at least one stage to factorize")
@@ -96,7 +101,33 @@ def factorize_model(model: GBTDNet, stages: Sequence[str | int], groups: int | N
     for i in indices:
         results.extend(_factorize_stage(model.stages[i], new.stages[i], stage_names(model)[i], max_iter, restarts))
     new.eval()
+    if calibration is not None:
+        calibrate_norms(new, calibration)
     return new, FactorizeReport(count_parameters(model), count_parameters(new), tuple(results))
+
+
+def calibrate_norms(model: torch.nn.Module, images: Tensor) -> None:
+    """Every BN of ``model`` keeps its eval-mode map y = a x + c but takes its input's mean and (biased) variance on
+    ``images`` as running statistics: weight a sqrt(var + eps), bias a mean + c. One eval pass sees every input,
+    since the eval-mode function does not change."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    inputs: dict[torch.nn.Module, Tensor] = {}
+    hooks = [bn.register_forward_hook(lambda m, args, out: inputs.__setitem__(m, args[0])) for bn in norms]
+    try:
+        with torch.no_grad():
+            model.eval()(images.to(next(model.parameters()).dtype))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    with torch.no_grad():
+        for bn in norms:
+            x = inputs[bn].transpose(0, 1).flatten(1)
+            mean, var = x.mean(1), x.var(1, unbiased=False)
+            scale, shift = bn_affine(bn)
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+            bn.weight.copy_(scale * torch.sqrt(var + bn.eps))
+            bn.bias.copy_(scale * mean + shift)
 
 
 def _copy_unchanged(old: GBTDNet, new: GBTDNet, indices: Sequence[int]) -> None:

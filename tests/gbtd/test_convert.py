@@ -66,6 +66,19 @@ def test_collectively_low_rank_stages_convert_exactly():
     assert report.params_after == sum(p.numel() for p in new.parameters())
 
 
+def test_calibration_keeps_the_eval_function_and_makes_train_mode_agree_on_its_images():
+    old = _model(2)
+    x = torch.randn(16, 1, 8, 8, dtype=torch.float64)
+    plain, _ = factorize_model(old, ["conv3", "conv4"], max_iter=3)
+    calibrated, _ = factorize_model(old, ["conv3", "conv4"], max_iter=3, calibration=x)
+    with torch.no_grad():
+        eval_out = calibrated.eval()(x)
+        torch.testing.assert_close(eval_out, plain.eval()(x))  # the same function in eval mode
+        train_plain, train_calibrated = plain.train()(x), calibrated.train()(x)
+    assert _rel(train_calibrated, eval_out) < 1e-9  # batch statistics = the calibrated ones
+    assert _rel(train_plain, eval_out) > 1e-2  # without calibration, train mode is another function
+
+
 def test_factorized_models_save_and_load(tmp_path):
     new, _ = factorize_model(_model(), ["conv3", "conv4"], max_iter=3)
     path = save_model(new.float(), tmp_path / "cru.safetensors")
