@@ -11,7 +11,7 @@ from crunet.deploy import DeployedModel, DeployedUnit, choose_layout, deploy
 from crunet.layers import ResidualUnit, Stage
 
 SMALL = (1, 28, 28)
-FULL = (3, 64, 64)  # the full-size models on small images: fast, and every unit still runs
+FULL = (3, 32, 32)  # the full-size models at their smallest input (their total stride): every unit still runs
 FAMILIES = [("crunet_small", SMALL), ("preresnext_small", SMALL), ("preresnet_small", SMALL), ("crunet56", FULL),
             ("preresnext50_32x4d", FULL)]
 DSFB = [("resnet32_cifar", (3, 32, 32)), ("dsfb_resnet32_s16u1_double", (3, 32, 32)),
