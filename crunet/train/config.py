@@ -40,7 +40,7 @@ class TrainConfig:
     subset: int = 0
     val_subset: int = 0
     augment: str = "light"  # light, rrc, paper, none
-    pad: int = 2
+    pad: int = 0  # light augmentation: random shifts of up to pad pixels (0: flips only, best for 5 epochs)
     img_size: int | None = None
     crops: int = 1
     workers: int = 2
