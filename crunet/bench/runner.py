@@ -1,8 +1,8 @@
 """Run benchmark cases: images/s for inference or a full training step, in the same process as the peers.
 
 Cases that are compared (same mode, batch, input size and dtype) are built together, warmed up, then timed in
-interleaved rounds (one run of each case per round), so that a change of machine load hits every case alike and
-the ratio of medians stays fair.
+interleaved rounds (one run of each case per round, the order rotated every round), so that a change of machine load
+hits every case alike and the ratio of medians stays fair.
 """
 
 from __future__ import annotations
@@ -192,8 +192,8 @@ def _run_group(group: list[Case], cfg: BenchConfig, rates: dict[str, float],
     times: dict[Case, list[float]] = {case: [] for case in group}
     peaks = dict.fromkeys(group, 0)
     with _sampler(cfg.memory) as sampler:
-        for _ in range(cfg.repeats):
-            for case in group:
+        for r in range(cfg.repeats):
+            for case in group[r % len(group):] + group[:r % len(group)]:  # rotated: no case always runs first
                 sampler.reset()
                 times[case].append(time_once(steps[case]))
                 peaks[case] = max(peaks[case], sampler.peak, 0)
