@@ -8,14 +8,10 @@ safetensors file with the CRU model's design in its metadata, loadable with ``cr
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import torch
-
-from crunet.cli.main import CliError
 from crunet.gbtd.convert import factorize_model
 from crunet.gbtd.saving import save_model
-from crunet.models import create_model, is_model
+from crunet.interop.weights import load_weights
 
 
 def add_parser(subparsers) -> None:
@@ -31,41 +27,9 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def read_weights(path: Path, model_name: str | None) -> tuple[str, dict[str, torch.Tensor]]:
-    if not path.is_file():
-        raise CliError(f"checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        if not model_name:
-            raise CliError("safetensors weights do not name their model: pass --model NAME")
-        return model_name, load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a foreign file
-        raise CliError(f"{path} is neither a crunet train checkpoint nor safetensors: {str(err)[:120]}") from err
-    if not isinstance(state, dict) or "model" not in state or "model_name" not in state:
-        raise CliError(f"{path} is not a crunet train checkpoint (no model / model_name)")
-    return model_name or state["model_name"], state["model"]
-
-
-def build_model(name: str, weights: dict[str, torch.Tensor]):
-    if not is_model(name):
-        raise CliError(f"unknown model {name!r}; `crunet models` lists them")
-    if "head.fc.weight" not in weights or "stem.0.weight" not in weights:
-        raise CliError(f"these weights are not a {name} (no head.fc.weight / stem.0.weight)")
-    num_classes, in_chans = weights["head.fc.weight"].shape[0], weights["stem.0.weight"].shape[1]
-    model = create_model(name, num_classes=num_classes, in_chans=in_chans)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        raise CliError(f"these weights do not fit {name}: {str(err).splitlines()[0]}") from err
-    return model.eval()
-
-
 def run(args: argparse.Namespace) -> int:
-    name, weights = read_weights(Path(args.checkpoint), args.model)
-    model = build_model(name, weights)
+    model = load_weights(args.checkpoint, args.model)
+    name = model.name
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     new, report = factorize_model(model, stages, args.groups, args.share_every, args.iterations, args.restarts)
     save_model(new, args.out)

@@ -82,10 +82,11 @@ def test_factorize_writes_a_cru_model_and_reports(trained, capsys, source):
 def test_factorize_user_errors_are_one_line(trained, capsys, tmp_path):
     _, folder = trained
     cases = [
-        (["--checkpoint", str(folder / "w.safetensors")], "pass --model NAME"),
+        (["--checkpoint", str(folder / "w.safetensors")], "pass the model name (--model NAME)"),
         (["--checkpoint", str(tmp_path / "none.pt")], "does not exist"),
         (["--checkpoint", str(folder / "last.pt"), "--stages", "conv9"], "no stage 'conv9'"),
-        (["--checkpoint", str(folder / "w.safetensors"), "--model", "crunet_small"], "do not fit crunet_small"),
+        (["--checkpoint", str(folder / "w.safetensors"), "--model", "crunet_small"],
+         "was written by a different model than crunet_small"),
     ]
     for args, message in cases:
         stages = [] if "--stages" in args else ["--stages", "conv3"]
