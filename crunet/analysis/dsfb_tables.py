@@ -6,25 +6,9 @@ are multiply-accumulates; its table gives none for CIFAR. Same columns as ``pape
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from crunet.analysis.model_info import model_info
-from crunet.analysis.paper_tables import COLUMNS
+from crunet.analysis.paper_tables import COLUMNS, PaperEntry, table_rows
 
 __all__ = ["COLUMNS", "DSFB_ENTRIES", "dsfb_table_rows"]
-
-
-@dataclass(frozen=True)
-class DSFBEntry:
-    table: str
-    method: str
-    setting: str
-    model: str
-    params_m: float | None = None
-    gflops: float | None = None
-    num_classes: int = 1000
-    image_size: int = 224
-    note: str = ""
 
 
 _IN, _C10 = "DSFB ImageNet", "DSFB CIFAR-10"
@@ -35,21 +19,21 @@ _S16 = ("the source's table says 0.22 M; its definition (s=16/32/64, u=1/2/4, on
         "(S16U0 or S10U1 would give 0.22 M)")
 
 
-def _cifar(method: str, setting: str, model: str, params_m: float, note: str = "") -> DSFBEntry:
-    return DSFBEntry(_C10, method, setting, model, params_m, num_classes=10, image_size=32, note=note)
+def _cifar(method: str, setting: str, model: str, params_m: float, note: str = "") -> PaperEntry:
+    return PaperEntry(_C10, method, setting, model, params_m, num_classes=10, image_size=32, note=note)
 
 
 DSFB_ENTRIES = (
-    DSFBEntry(_IN, "ResNet-34", "unshared", "resnet34", 21.80, 3.66),
-    DSFBEntry(_IN, "ResNet34-DSFB", "S48U1* (double)", "dsfb_resnet34_s48u1_double", 11.79, 3.26, note=_MACS),
-    DSFBEntry(_IN, "ResNet-50", "unshared", "resnet50", 25.56, 4.09),
-    DSFBEntry(_IN, "ResNet50-DSFB", "Shared", "dsfb_resnet50_shared", 20.51, 4.11, note=_MACS),
-    DSFBEntry(_IN, "ResNet50-DSFB", "Shared++", "dsfb_resnet50_sharedpp", 18.26, 4.11, note=_MACS),
-    DSFBEntry(_IN, "ResNet-101", "unshared", "resnet101", 44.55, 7.80),
-    DSFBEntry(_IN, "ResNet101-DSFB", "Shared", "dsfb_resnet101_shared", 29.47, 7.83, note=_MACS),
-    DSFBEntry(_IN, "MobileNetV2", "unshared", "mobilenetv2", 3.51, 0.31),
-    DSFBEntry(_IN, "MobileNetV2-DSFB", "Shared", "dsfb_mobilenetv2_shared", 3.24, 0.33, note=_MV2),
-    DSFBEntry(_IN, "MobileNetV2-DSFB", "Shared++ (ECA)", "dsfb_mobilenetv2_sharedpp", 2.98, 0.33, note=_MV2),
+    PaperEntry(_IN, "ResNet-34", "unshared", "resnet34", 21.80, 3.66),
+    PaperEntry(_IN, "ResNet34-DSFB", "S48U1* (double)", "dsfb_resnet34_s48u1_double", 11.79, 3.26, note=_MACS),
+    PaperEntry(_IN, "ResNet-50", "unshared", "resnet50", 25.56, 4.09),
+    PaperEntry(_IN, "ResNet50-DSFB", "Shared", "dsfb_resnet50_shared", 20.51, 4.11, note=_MACS),
+    PaperEntry(_IN, "ResNet50-DSFB", "Shared++", "dsfb_resnet50_sharedpp", 18.26, 4.11, note=_MACS),
+    PaperEntry(_IN, "ResNet-101", "unshared", "resnet101", 44.55, 7.80),
+    PaperEntry(_IN, "ResNet101-DSFB", "Shared", "dsfb_resnet101_shared", 29.47, 7.83, note=_MACS),
+    PaperEntry(_IN, "MobileNetV2", "unshared", "mobilenetv2", 3.51, 0.31),
+    PaperEntry(_IN, "MobileNetV2-DSFB", "Shared", "dsfb_mobilenetv2_shared", 3.24, 0.33, note=_MV2),
+    PaperEntry(_IN, "MobileNetV2-DSFB", "Shared++ (ECA)", "dsfb_mobilenetv2_sharedpp", 2.98, 0.33, note=_MV2),
     _cifar("ResNet-32", "unshared", "resnet32_cifar", 0.46),
     _cifar("ResNet32-DSFB", "S8U1", "dsfb_resnet32_s8u1", 0.151),
     _cifar("ResNet32-DSFB", "S16U1", "dsfb_resnet32_s16u1", 0.197),
@@ -61,23 +45,6 @@ DSFB_ENTRIES = (
 )
 
 
-def _diff_pct(ours: float, paper: float | None) -> float | None:
-    return None if paper is None else round(100 * (ours - paper) / paper, 1)
-
-
 def dsfb_table_rows() -> list[dict]:
-    """One row per DSFB entry: our numbers, the published ones, and the difference in percent."""
-    rows = []
-    for e in DSFB_ENTRIES:
-        info = model_info(e.model, num_classes=e.num_classes, image_size=e.image_size)
-        params_m, gmacs = info.params / 1e6, info.macs / 1e9
-        rows.append({
-            "table": e.table, "method": e.method, "setting": e.setting, "model": e.model, "classes": e.num_classes,
-            "params_m": round(params_m, 3), "paper_params_m": e.params_m,
-            "params_diff_pct": _diff_pct(params_m, e.params_m),
-            "size_mib": round(info.mib, 2), "ckpt_mib": round(info.checkpoint_mib, 2), "paper_size_mb": None,
-            "size_diff_pct": None,
-            "gmacs": round(gmacs, 3), "paper_gflops": e.gflops, "flops_diff_pct": _diff_pct(gmacs, e.gflops),
-            "note": e.note,
-        })
-    return rows
+    """The DSFB paper's ImageNet and CIFAR-10 figures beside our models."""
+    return table_rows(DSFB_ENTRIES)

@@ -23,6 +23,7 @@ class PaperEntry:
     gflops: float | None = None
     size_mb: float | None = None
     num_classes: int = 1000
+    image_size: int = 224
     note: str = ""
 
 
@@ -67,21 +68,28 @@ def _diff_pct(ours: float, paper: float | None) -> float | None:
     return None if paper is None else round(100 * (ours - paper) / paper, 1)
 
 
-def paper_table_rows() -> list[dict]:
-    """One row per paper entry: our numbers, the paper's, and the difference in percent."""
-    infos: dict[tuple[str, int], object] = {}
+def table_rows(entries: tuple[PaperEntry, ...]) -> list[dict]:
+    """One row per entry: our numbers, the published ones, and the difference in percent."""
+    infos = {}
     rows = []
-    for e in PAPER_ENTRIES:
-        key = (e.model, e.num_classes)
-        info = infos.setdefault(key, model_info(e.model, num_classes=e.num_classes, image_size=224))
+    for e in entries:
+        key = (e.model, e.num_classes, e.image_size)
+        if key not in infos:
+            infos[key] = model_info(e.model, num_classes=e.num_classes, image_size=e.image_size)
+        info = infos[key]
         params_m, size, gmacs = info.params / 1e6, info.mib, info.macs / 1e9
         rows.append({
             "table": e.table, "method": e.method, "setting": e.setting, "model": e.model, "classes": e.num_classes,
             "params_m": round(params_m, 3), "paper_params_m": e.params_m,
             "params_diff_pct": _diff_pct(params_m, e.params_m),
-            "size_mib": round(size, 1), "ckpt_mib": round(info.checkpoint_mib, 2), "paper_size_mb": e.size_mb,
+            "size_mib": round(size, 2), "ckpt_mib": round(info.checkpoint_mib, 2), "paper_size_mb": e.size_mb,
             "size_diff_pct": _diff_pct(size, e.size_mb),
-            "gmacs": round(gmacs, 2), "paper_gflops": e.gflops, "flops_diff_pct": _diff_pct(gmacs, e.gflops),
+            "gmacs": round(gmacs, 3), "paper_gflops": e.gflops, "flops_diff_pct": _diff_pct(gmacs, e.gflops),
             "note": e.note,
         })
     return rows
+
+
+def paper_table_rows() -> list[dict]:
+    """The CRU-Net paper's Tables 1-5 beside our models."""
+    return table_rows(PAPER_ENTRIES)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from crunet.analysis.complexity import Cx, conv_cx, module_cx, norm_cx
 from crunet.layers.shared_basis import SharedBasis, SharedBasisConv
+from crunet.layers.stage import owners_then_units_cx, run_units
 
 SHORTCUTS = ("A", "B")
 
@@ -142,16 +142,7 @@ class DSFBStage(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: Tensor) -> Tensor:
-        for block in self.blocks:
-            if self.grad_checkpointing and x.requires_grad:
-                x = checkpoint(block, x, use_reentrant=False)  # non-reentrant: safe with shared weights and DDP
-            else:
-                x = block(x)
-        return x
+        return run_units(self.blocks, x, self.grad_checkpointing)
 
     def complexity(self, cx: Cx) -> Cx:
-        for owner in self.shared:
-            cx = owner.complexity(cx)
-        for block in self.blocks:
-            cx = module_cx(block, cx)
-        return cx
+        return owners_then_units_cx(self.shared, self.blocks, cx)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from crunet.analysis.complexity import Cx
+from crunet.analysis.complexity import Cx, module_cx
 from crunet.layers.residual_unit import ResidualUnit
 from crunet.layers.shared_factors import SharedFactors
 
@@ -30,16 +30,24 @@ class Stage(nn.Module):
                 factors=factors, extra_1x1=extra_1x1 and factors is not None, bn_eps=bn_eps))
 
     def forward(self, x: Tensor) -> Tensor:
-        for unit in self.units:
-            if self.grad_checkpointing and x.requires_grad:
-                x = checkpoint(unit, x, use_reentrant=False)  # non-reentrant: safe with shared weights and DDP
-            else:
-                x = unit(x)
-        return x
+        return run_units(self.units, x, self.grad_checkpointing)
 
     def complexity(self, cx: Cx) -> Cx:
-        for factors in self.factors:
-            cx = factors.complexity(cx)
-        for unit in self.units:
-            cx = unit.complexity(cx)
-        return cx
+        return owners_then_units_cx(self.factors, self.units, cx)
+
+
+def run_units(units: nn.ModuleList, x: Tensor, grad_checkpointing: bool) -> Tensor:
+    """Apply the units in order, each under non-reentrant checkpointing (safe with shared weights and DDP) if asked."""
+    for unit in units:
+        if grad_checkpointing and x.requires_grad:
+            x = checkpoint(unit, x, use_reentrant=False)
+        else:
+            x = unit(x)
+    return x
+
+
+def owners_then_units_cx(owners: nn.ModuleList, units: nn.ModuleList, cx: Cx) -> Cx:
+    """A stage's count: the shared tensors' owners add their parameters once, then each unit counts its uses."""
+    for module in (*owners, *units):
+        cx = module_cx(module, cx)
+    return cx
