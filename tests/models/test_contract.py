@@ -80,9 +80,13 @@ def test_state_dict_holds_each_tensor_once_and_round_trips_through_safetensors(n
     with torch.device("meta"):
         fresh = crunet.create_model(name, num_classes=NUM_CLASSES)
     fresh.load_state_dict(load_file(tmp_path / "w.safetensors"), strict=True, assign=True)
+    for key, tensor in fresh.state_dict().items():
+        assert torch.equal(tensor, state[key]), key
     x = _input(model)
-    with torch.no_grad():
-        assert torch.equal(fresh.eval()(x), model.eval()(x))
+    with torch.no_grad():  # same weights; kernels may pick other algorithms for other memory, hence not bit-equal
+        reference = model.eval()(x)
+        scale = reference.abs().max().item()
+        torch.testing.assert_close(fresh.eval()(x), reference, rtol=1e-4, atol=1e-5 * max(scale, 1.0))
 
 
 def test_analytic_complexity_matches_pytorch(built):
