@@ -14,6 +14,35 @@ from torch import Tensor, nn
 
 from crunet.analysis.complexity import Cx, module_cx
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def init_conv_bn(model: nn.Module) -> None:
+    """Kaiming normal (fan_out) convolutions with zero biases, BN weight 1 and bias 0; other parameters (shared
+    factors, bases) keep the initialization their owners gave them."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def make_pretrained_cfg(in_chans: int, num_classes: int, size: int, reduction: int,
+                        overrides: dict[str, Any] | None = None, crop_pct: float = 0.875) -> dict[str, Any]:
+    """timm's ``pretrained_cfg`` for a model whose features are ``reduction`` times smaller than its input."""
+    out = {"input_size": (in_chans, size, size), "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "crop_pct": crop_pct,
+           "interpolation": "bilinear", "num_classes": num_classes,
+           "pool_size": (-(-size // reduction),) * 2,  # padded convolutions round up
+           "first_conv": "stem.0", "classifier": "head.fc"}
+    out.update(overrides or {})
+    if len(out["mean"]) != in_chans:  # one value per channel: average them for other channel counts
+        out["mean"] = (sum(out["mean"]) / len(out["mean"]),) * in_chans
+        out["std"] = (sum(out["std"]) / len(out["std"]),) * in_chans
+    return out
+
 
 class ClassifierHead(nn.Module):
     """Global average pool -> dropout -> linear; ``num_classes=0`` leaves the pooled features."""

@@ -7,7 +7,8 @@ factors (``share_every``: 0 for none, n for Collective Residual Units sharing in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 STEMS = ("imagenet", "small")
 
@@ -79,6 +80,16 @@ class NetCfg:
 
 def field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
+
+
+def apply_overrides(cfg: Any, overrides: dict[str, Any], name: str) -> Any:
+    """A copy of the frozen design ``cfg`` with some fields replaced; unknown names are a TypeError listing the
+    valid ones."""
+    valid = field_names(type(cfg))
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise TypeError(f"{name}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}")
+    return replace(cfg, **overrides)
 
 
 def bottleneck_stages(depths: tuple[int, ...], widths: tuple[int, ...], groups: tuple[int | None, ...] | int | None,

@@ -20,8 +20,9 @@ from crunet.layers.dsfb_blocks import DSFBStage
 from crunet.layers.orthogonality import OrthogonalityLossMixin
 from crunet.layers.shared_basis import ECA, SharedBasis
 from crunet.models._registry import register_model
-from crunet.models.base import ClassifierHead, StagedClassifier
-from crunet.models.dsfb_resnet import apply_overrides, check_common, init_weights, make_pretrained_cfg
+from crunet.models.base import ClassifierHead, StagedClassifier, init_conv_bn, make_pretrained_cfg
+from crunet.models.design import apply_overrides
+from crunet.models.dsfb_resnet import check_common
 
 # (expansion t, channels c, blocks n, stride s) of the source's stages 1-7
 MOBILENETV2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
@@ -126,7 +127,7 @@ class DSFBMobileNetV2(OrthogonalityLossMixin, StagedClassifier):
         self.final_norm = nn.Identity()
         self.head = ClassifierHead(chs, num_classes, cfg.drop_rate)
         self.pretrained_cfg = make_pretrained_cfg(in_chans, num_classes, 224, reduction, pretrained_cfg or {})
-        init_weights(self)
+        init_conv_bn(self)
 
 
 def _stage(cfg: DSFBMobileNetV2Cfg, in_chs: int, t: int, c: int, n: int, stride: int) -> DSFBStage:

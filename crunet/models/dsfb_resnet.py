@@ -9,7 +9,7 @@ Name pattern: ``s48u1`` is S48U1, ``_double`` the ``*`` variant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -18,9 +18,16 @@ from crunet.layers.dsfb_blocks import SHORTCUTS, BasicBlock, BasisBlock, Bottlen
 from crunet.layers.orthogonality import OrthogonalityLossMixin
 from crunet.layers.shared_basis import SharedBasis
 from crunet.models._registry import register_model
-from crunet.models.base import ClassifierHead, StagedClassifier
+from crunet.models.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ClassifierHead,
+    StagedClassifier,
+    init_conv_bn,
+    make_pretrained_cfg,
+)
+from crunet.models.design import apply_overrides
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("imagenet", "cifar")
@@ -113,7 +120,7 @@ class DSFBResNet(OrthogonalityLossMixin, StagedClassifier):
             "mean": CIFAR10_MEAN, "std": CIFAR10_STD, "crop_pct": 1.0}
         self.pretrained_cfg = make_pretrained_cfg(in_chans, num_classes, size, reduction,
                                                   {**defaults, **(pretrained_cfg or {})})
-        init_weights(self)
+        init_conv_bn(self)
 
 
 def _stem(kind: str, in_chans: int, chs: int, bn_eps: float) -> nn.Sequential:
@@ -148,38 +155,6 @@ def _bottleneck_stage(cfg: DSFBResNetCfg, g: int, in_chs: int, stride: int) -> D
     expand = SharedBasis(planes, out_chs, 1) if cfg.sharing == "shared++" else None
     blocks += [Bottleneck(out_chs, planes, 1, spatial, expand, eps) for _ in range(depth - 1)]
     return DSFBStage(blocks, [m for m in (spatial, expand) if m is not None])
-
-
-def init_weights(model: nn.Module) -> None:
-    """Kaiming normal (fan_out) convolutions, BN weight 1 and bias 0; shared bases keep their orthogonal init."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-
-
-def make_pretrained_cfg(in_chans: int, num_classes: int, size: int, reduction: int,
-                        overrides: dict[str, Any]) -> dict[str, Any]:
-    out = {"input_size": (in_chans, size, size), "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "crop_pct": 0.875,
-           "interpolation": "bilinear", "num_classes": num_classes, "pool_size": (-(-size // reduction),) * 2,
-           "first_conv": "stem.0", "classifier": "head.fc"}
-    out.update(overrides)
-    if len(out["mean"]) != in_chans:  # one value per channel: average them for other channel counts
-        out["mean"] = (sum(out["mean"]) / len(out["mean"]),) * in_chans
-        out["std"] = (sum(out["std"]) / len(out["std"]),) * in_chans
-    return out
-
-
-def apply_overrides(cfg: Any, overrides: dict[str, Any], name: str) -> Any:
-    valid = tuple(f.name for f in fields(cfg))
-    unknown = sorted(set(overrides) - set(valid))
-    if unknown:
-        raise TypeError(f"{name}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}")
-    return replace(cfg, **overrides)
 
 
 def _build(name: str, cfg: DSFBResNetCfg, num_classes: int = 1000, in_chans: int = 3,

@@ -7,10 +7,9 @@ from typing import Any
 from torch import nn
 
 from crunet.layers import BnAct, ResidualUnit, Stage
-from crunet.models.base import ClassifierHead, StagedClassifier
+from crunet.models.base import ClassifierHead, StagedClassifier, init_conv_bn, make_pretrained_cfg
 from crunet.models.design import NetCfg
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The released CRU-Net models: (RGB - [124, 117, 104]) * 0.0167, written as mean/std of [0, 1] images.
 CRUNET_RELEASED_MEAN = (124 / 255, 117 / 255, 104 / 255)
 CRUNET_RELEASED_STD = (1 / (0.0167 * 255),) * 3
@@ -45,38 +44,13 @@ class GBTDNet(StagedClassifier):
         self.num_features = chs
         self.final_norm = BnAct(chs, cfg.bn_eps)
         self.head = ClassifierHead(chs, num_classes, cfg.drop_rate)
-        self.pretrained_cfg = _pretrained_cfg(cfg, in_chans, num_classes, reduction, pretrained_cfg)
+        size, crop_pct = (224, 0.875) if cfg.stem == "imagenet" else (28, 1.0)
+        self.pretrained_cfg = make_pretrained_cfg(in_chans, num_classes, size, reduction, pretrained_cfg, crop_pct)
         self._init_weights(cfg.zero_init_last)
 
     def _init_weights(self, zero_init_last: bool) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-        if zero_init_last:  # after the loop above, which would re-initialize the zeroed convs
+        init_conv_bn(self)
+        if zero_init_last:  # after init_conv_bn, which would re-initialize the zeroed convs
             for module in self.modules():
                 if isinstance(module, ResidualUnit):
                     module.zero_init_last()
-
-
-def _pretrained_cfg(cfg: NetCfg, in_chans: int, num_classes: int, reduction: int,
-                    overrides: dict[str, Any] | None) -> dict[str, Any]:
-    size = 224 if cfg.stem == "imagenet" else 28
-    out = {
-        "input_size": (in_chans, size, size),
-        "mean": IMAGENET_MEAN,
-        "std": IMAGENET_STD,
-        "crop_pct": 0.875 if cfg.stem == "imagenet" else 1.0,
-        "interpolation": "bilinear",
-        "num_classes": num_classes,
-        "pool_size": (-(-size // reduction), -(-size // reduction)),  # padded convs round up
-        "first_conv": "stem.0",
-        "classifier": "head.fc",
-    }
-    out.update(overrides or {})
-    if len(out["mean"]) != in_chans:  # one value per channel: average them for other channel counts
-        out["mean"] = (sum(out["mean"]) / len(out["mean"]),) * in_chans
-        out["std"] = (sum(out["std"]) / len(out["std"]),) * in_chans
-    return out
