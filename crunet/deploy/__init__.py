@@ -15,7 +15,7 @@ import time
 import torch
 from torch import Tensor, nn
 
-from crunet.deploy.fused import FusedConv, bn_scale_shift, fold_bn
+from crunet.layers.fused import FusedConv, bn_scale_shift, fold_bn
 from crunet.deploy.units import DeployedUnit, deploy_stem
 from crunet.layers.residual_unit import ResidualUnit
 from crunet.layers.stage import Stage

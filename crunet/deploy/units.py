@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from crunet.deploy.fused import FusedConv, fold_bn
+from crunet.layers.fused import FusedConv, fold_bn
 from crunet.layers.bn_act_conv import BnAct
 from crunet.layers.residual_unit import ResidualUnit
 

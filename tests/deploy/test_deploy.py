@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import crunet
-import crunet.deploy.fused as fused
+import crunet.layers.fused as fused
 from crunet.deploy import DeployedModel, DeployedUnit, choose_layout, deploy
 from crunet.layers import ResidualUnit, Stage
 

@@ -1,4 +1,4 @@
-"""The inference-only pieces of a deployed model: a convolution with its BatchNorm folded in and its activation
+"""Inference-only building blocks: a convolution with its BatchNorm folded in and its activation
 (or the residual add) fused, and the arithmetic of folding."""
 
 from __future__ import annotations
