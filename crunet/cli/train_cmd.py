@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 
 from crunet.cli.main import CliError
 from crunet.train.config import PRESETS, TrainConfig
@@ -28,6 +29,9 @@ HELP = {
     "augment": "light: pad-crop + flip (small images); rrc: RandomResizedCrop + flip; paper: the CRU-Net recipe",
     "crops": "evaluation crops per image: 1 or 10",
     "strict_data": "fail on an unreadable image or an empty class folder instead of skipping and counting it",
+    "model_kwargs": 'design overrides for create_model, as JSON: \'{"orth_lambda": 0}\'',
+    "holdout": "validate on N images held out of the training set instead of the test set (hyper-parameter search)",
+    "log_shared_grads": "log the mean gradient norm of each shared tensor and the orthogonality penalty per epoch",
     "resume": "continue the run of this checkpoint (last.pt)",
     "progress": "auto (a bar on a terminal, lines otherwise), bar, lines, none",
 }
@@ -42,12 +46,24 @@ def add_parser(subparsers) -> None:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=HELP.get(f.name))
         elif f.name == "step_epochs":
             p.add_argument(flag, type=int, nargs="+", default=None, help=HELP.get(f.name))
+        elif f.name == "model_kwargs":
+            p.add_argument(flag, type=_json_object, default=None, metavar="JSON", help=HELP.get(f.name))
         else:
             kind = {"lr": float, "momentum": float, "weight_decay": float, "warmup_epochs": float, "gamma": float,
                     "label_smoothing": float, "ema_decay": float, "clip_grad": float}.get(f.name)
             kind = kind or (int if isinstance(default, int) or f.name == "img_size" else str)
             p.add_argument(flag, type=kind, default=default, help=HELP.get(f.name))
     p.set_defaults(func=run)
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON ({err.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"orth_lambda\": 0}}', got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -55,8 +55,25 @@ class TensorLoader:
             yield self.prepare(self.images[idx], train), self.labels[idx], 0
 
     def subset(self, n: int) -> TensorLoader:
-        order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(12345))[:n].sort().values
-        out = TensorLoader(self.images[order], self.labels[order], (0,), (1,), self.pad, self.flip, self.crops,
+        return self._take(_fixed_order(len(self.labels))[:n].sort().values)
+
+    def hold_out(self, n: int, evaluation: TensorLoader) -> tuple[TensorLoader, TensorLoader]:
+        """(training images minus ``n`` held-out ones, those ``n`` as an evaluation set configured like
+        ``evaluation``). The held-out images are the same for every seed and model, so runs compare on one split."""
+        if not 0 < n < len(self.labels):
+            raise ValueError(f"--holdout {n}: the training set has {len(self.labels)} images; hold out fewer")
+        order = _fixed_order(len(self.labels))
+        held = evaluation._take(order[:n].sort().values, self)
+        return self._take(order[n:].sort().values), held
+
+    def _take(self, index: torch.Tensor, source: TensorLoader | None = None) -> TensorLoader:
+        source = source or self
+        out = TensorLoader(source.images[index], source.labels[index], (0,), (1,), self.pad, self.flip, self.crops,
                            self.resize, self.size, self.seed)
         out.mean, out.std = self.mean, self.std
         return out
+
+
+def _fixed_order(n: int) -> torch.Tensor:
+    """A shuffle that does not depend on the run's seed: subsets and held-out sets are the same in every run."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(12345))

@@ -15,6 +15,7 @@ PRESETS = {
 @dataclass
 class TrainConfig:
     model: str = "crunet_small"
+    model_kwargs: dict = field(default_factory=dict)  # design overrides passed to create_model (e.g. orth_lambda)
     data: str | None = None  # None: Fashion-MNIST from /usr/share/datasets/fashion-mnist
     out: str | None = None  # run directory; default runs/<model>-<date>
     epochs: int = 5
@@ -39,6 +40,7 @@ class TrainConfig:
     clip_grad: float = 0.0
     subset: int = 0
     val_subset: int = 0
+    holdout: int = 0  # >0: validate on N images held out of the training set (the test set is not touched)
     augment: str = "light"  # light, rrc, paper, none
     pad: int = 0  # light augmentation: random shifts of up to pad pixels (0: flips only, best for 5 epochs)
     img_size: int | None = None
@@ -50,6 +52,7 @@ class TrainConfig:
     grad_checkpointing: bool = False
     resume: str | None = None
     log_every: int = 50
+    log_shared_grads: bool = False  # metrics.csv: mean gradient norm of each shared tensor, orthogonality penalty
     tensorboard: bool = True
     plot: bool = True
     progress: str = "auto"  # auto (bar on a terminal), bar, lines, none
@@ -75,6 +78,11 @@ class TrainConfig:
                 raise ValueError(f"--{key.replace('_', '-')} must be at least 1")
         if self.lr <= 0 or not 0 <= self.ema_decay < 1 or self.crops not in (1, 10):
             raise ValueError("need lr > 0, 0 <= ema-decay < 1 and crops 1 or 10")
+        if not isinstance(self.model_kwargs, dict):
+            raise ValueError(f"--model-kwargs must be a JSON object such as '{{\"orth_lambda\": 0}}', "
+                             f"got {self.model_kwargs!r}")
+        if self.holdout < 0:
+            raise ValueError(f"--holdout must be 0 (off) or a number of training images, got {self.holdout}")
 
     def to_dict(self) -> dict:
         return asdict(self)

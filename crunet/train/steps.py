@@ -38,10 +38,11 @@ def to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> tor
 
 
 def train_step(model, optimizer, micro_batches, *, device, amp="none", channels_last=False, label_smoothing=0.0,
-               clip_grad=0.0, scaler=None, ema=None, step=0) -> dict:
+               clip_grad=0.0, scaler=None, ema=None, step=0, grad_probe=None) -> dict:
     """Forward/backward over the micro-batches (gradients synchronised once, on the last), clip, step, EMA.
 
-    Returns sums over the step: ``loss`` (data term), ``correct``, ``count`` and each extra loss term."""
+    Returns sums over the step: ``loss`` (data term), ``correct``, ``count``, each extra loss term and, with a
+    ``grad_probe``, its gradient statistics (taken before clipping) weighted by the step's image count."""
     optimizer.zero_grad(set_to_none=True)
     stats: dict[str, float] = {"loss": 0.0, "correct": 0.0, "count": 0.0}
     n_micro = len(micro_batches)
@@ -65,6 +66,8 @@ def train_step(model, optimizer, micro_batches, *, device, amp="none", channels_
             stats[name] = stats.get(name, 0.0) + float(value.detach()) * len(y)
     if scaler:
         scaler.unscale_(optimizer)
+    if grad_probe:
+        stats.update({k: v * stats["count"] for k, v in grad_probe().items()})
     if clip_grad > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
     if scaler:

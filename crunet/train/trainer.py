@@ -18,6 +18,7 @@ from crunet.train.optim import LrSchedule, build_optimizer, scaled_lr
 from crunet.train.plot import plot_curves
 from crunet.train.progress import Progress
 from crunet.train.run_dir import RunDir, check_run_dir, default_run_dir
+from crunet.train.shared_grads import SharedGradProbe, orthogonality_of
 from crunet.train.state import rng_state, seed_everything, set_rng_state
 from crunet.train.steps import evaluate, finish_eval, train_step, unwrap
 
@@ -47,6 +48,8 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
     probe = model or _create(cfg, 10 if kind == "fashion-mnist" else 1000, 1 if kind == "fashion-mnist" else 3)
     spec = data_spec(cfg, probe)
     train_data, val_data = open_split(cfg.data, "train", spec), open_split(cfg.data, "val", spec)
+    if cfg.holdout:
+        train_data, val_data = hold_out(train_data, val_data, cfg.holdout)
     num_classes = num_classes_of(train_data)
     if model is None:
         model = probe if probe.num_classes == num_classes else _create(cfg, num_classes, spec.in_chans)
@@ -66,6 +69,7 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
     if cfg.sync_bn and info.world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay else None
+    grad_probe = SharedGradProbe(model) if cfg.log_shared_grads else None
 
     # optimizer and schedule
     sampler = StepSampler(len(train_data), cfg.batch_size, info.world, info.rank, cfg.accum, True, cfg.seed)
@@ -127,7 +131,8 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
                     schedule.set(step)
                     stats = train_step(ddp_model, optimizer, micro, device=info.device, amp=cfg.amp,
                                        channels_last=channels_last, label_smoothing=cfg.label_smoothing,
-                                       clip_grad=cfg.clip_grad, scaler=scaler, ema=ema, step=step)
+                                       clip_grad=cfg.clip_grad, scaler=scaler, ema=ema, step=step,
+                                       grad_probe=grad_probe)
                     step += 1
                     rng = rng_state(generators)  # as after the last whole step, for an interrupt's checkpoint
                     for k, v in stats.items():
@@ -149,6 +154,8 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
         totals = dict(zip(epoch_stats, all_reduce_sum(list(epoch_stats.values()), info), strict=True))
         skipped = int(all_reduce_sum([float(skipped)], info)[0])
         row = epoch_row(epoch, step, optimizer, totals, val, ema_val, train_time, skipped)
+        if cfg.log_shared_grads and (penalty := orthogonality_of(unwrap(model))) is not None:
+            row["orth_penalty"] = penalty
         epoch_stats = {}
         schedule.epoch_end(val["top1"])
         is_best = val["top1"] > best
@@ -179,7 +186,15 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
 def _create(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
     from crunet.models import create_model
 
-    return create_model(cfg.model, num_classes=num_classes, in_chans=in_chans)
+    return create_model(cfg.model, num_classes=num_classes, in_chans=in_chans, **cfg.model_kwargs)
+
+
+def hold_out(train_data, val_data, n: int):
+    """Validate on ``n`` images of the training set (for choosing hyper-parameters without the test set)."""
+    if not hasattr(train_data, "hold_out"):
+        raise ValueError("--holdout works with the in-memory IDX data sets (Fashion-MNIST, MNIST); with class "
+                         "folders, move some training images into a folder of their own and pass that as val/")
+    return train_data.hold_out(n, val_data)
 
 
 def data_spec(cfg: TrainConfig, model: nn.Module) -> DataSpec:
@@ -203,7 +218,7 @@ def epoch_row(epoch, step, optimizer, totals, val, ema_val, train_time, skipped)
     n = max(1.0, totals.get("count", 0.0))
     row = {"epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
            "train_loss": totals.get("loss", math.nan) / n, "train_top1": 100 * totals.get("correct", 0.0) / n}
-    row.update({k: v / n for k, v in totals.items() if k.startswith("loss_")})
+    row.update({k: v / n for k, v in totals.items() if k.startswith(("loss_", "grad_"))})
     row.update({"val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"]})
     if ema_val:
         row.update({"ema_val_loss": ema_val["loss"], "ema_val_top1": ema_val["top1"], "ema_val_top5": ema_val["top5"]})
