@@ -1,6 +1,6 @@
 """crunet: parameter-sharing residual networks (CRU-Net, DSFB) and their baselines."""
 
-from crunet.analysis.complexity import complexity, count_parameters
+from crunet.layers.complexity import complexity, count_parameters
 from crunet.interop.timm_registry import install as _install_timm_registry
 from crunet.models import create_model, list_models, register_model
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from crunet.analysis.complexity import complexity, count_parameters
+from crunet.layers.complexity import complexity, count_parameters
 from crunet.models import create_model
 
 BYTES_PER_MIB = 1 << 20

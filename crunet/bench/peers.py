@@ -10,7 +10,7 @@ import importlib.util
 
 from torch import nn
 
-from crunet.analysis.complexity import complexity, measured_macs
+from crunet.layers.complexity import complexity, measured_macs
 from crunet.models import create_model
 
 TIMM_PEERS = ("timm:resnext50_32x4d", "timm:resnet50")

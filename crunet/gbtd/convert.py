@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from crunet.analysis.complexity import count_parameters
+from crunet.layers.complexity import count_parameters
 from crunet.gbtd.affine import bn_affine, conv1x1_matrix, set_identity_bn
 from crunet.gbtd.collective import CollectiveFactors, collective_factorize
 from crunet.gbtd.factors import factors

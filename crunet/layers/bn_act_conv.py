@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from crunet.analysis.complexity import Cx, conv_cx, norm_cx
+from crunet.layers.complexity import Cx, conv_cx, norm_cx
 
 
 class BnAct(nn.Sequential):

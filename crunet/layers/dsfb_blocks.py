@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crunet.analysis.complexity import Cx, conv_cx, module_cx, norm_cx
+from crunet.layers.complexity import Cx, conv_cx, module_cx, norm_cx
 from crunet.layers.shared_basis import SharedBasis, SharedBasisConv
 from crunet.layers.stage import owners_then_units_cx, run_units
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crunet.analysis.complexity import Cx, conv_cx, norm_cx
+from crunet.layers.complexity import Cx, conv_cx, norm_cx
 from crunet.layers.bn_act_conv import BnAct, BnActConv
 from crunet.layers.shared_factors import SharedFactors
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crunet.analysis.complexity import Cx, conv_cx, norm_cx
+from crunet.layers.complexity import Cx, conv_cx, norm_cx
 
 
 class SharedBasis(nn.Module):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from crunet.analysis.complexity import Cx
+from crunet.layers.complexity import Cx
 
 
 class SharedFactors(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from crunet.analysis.complexity import Cx, module_cx
+from crunet.layers.complexity import Cx, module_cx
 from crunet.layers.residual_unit import ResidualUnit
 from crunet.layers.shared_factors import SharedFactors
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crunet.analysis.complexity import Cx, conv_cx, module_cx, norm_cx
+from crunet.layers.complexity import Cx, conv_cx, module_cx, norm_cx
 from crunet.layers.dsfb_blocks import DSFBStage
 from crunet.layers.orthogonality import OrthogonalityLossMixin
 from crunet.layers.shared_basis import ECA, SharedBasis

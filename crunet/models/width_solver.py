@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from crunet.analysis.complexity import count_parameters
+from crunet.layers.complexity import count_parameters
 from crunet.models.design import NetCfg
 from crunet.models.gbtd_net import GBTDNet
 

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 import crunet
-from crunet.analysis.complexity import Cx, conv_cx, measured_macs, module_cx
+from crunet.layers.complexity import Cx, conv_cx, measured_macs, module_cx
 
 
 def test_conv_count_matches_the_formula():

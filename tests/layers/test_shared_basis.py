@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from crunet.analysis.complexity import Cx
+from crunet.layers.complexity import Cx
 from crunet.layers.dsfb_blocks import BasisBlock, DSFBStage
 from crunet.layers.shared_basis import ECA, SharedBasis, SharedBasisConv
 

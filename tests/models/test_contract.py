@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import crunet
-from crunet.analysis.complexity import measured_macs
+from crunet.layers.complexity import measured_macs
 
 NUM_CLASSES = 7
 ALL_MODELS = crunet.list_models()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import crunet
-from crunet.analysis.complexity import measured_macs
+from crunet.layers.complexity import measured_macs
 from crunet.analysis.dsfb_tables import dsfb_table_rows
 from crunet.analysis.paper_tables import COLUMNS
 from crunet.layers.shared_basis import SharedBasis, SharedBasisConv

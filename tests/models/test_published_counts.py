@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import crunet
-from crunet.analysis.complexity import measured_macs
+from crunet.layers.complexity import measured_macs
 from crunet.models.crunet import CRUNET56_PARAMS, crunet56_136x1d_width
 from crunet.models.small import crunet_small_width
 
