@@ -18,6 +18,7 @@ COMMANDS = {
     "bench": "crunet.cli.bench_cmd",
     "export": "crunet.cli.export_cmd",
     "convert-mxnet": "crunet.cli.convert_mxnet_cmd",
+    "study": "crunet.cli.study_cmd",
 }
 
 

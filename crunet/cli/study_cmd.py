@@ -1,0 +1,75 @@
+"""``crunet study``: run a grid of training runs (resumable), list it, or regenerate the report from its CSVs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from crunet.cli.main import CliError
+
+
+def add_parser(subparsers) -> None:
+    from crunet.study.grid import GRIDS
+
+    p = subparsers.add_parser("study", help="run the study grids and regenerate their report",
+                              description="Grids of runs testing the papers' claims; results in results/.")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    run = sub.add_parser("run", help="run a grid; finished runs are skipped, interrupted ones resumed")
+    run.add_argument("grid", choices=sorted(GRIDS))
+    run.add_argument("--workers", type=int, default=1, help="runs side by side (default 1)")
+    run.add_argument("--threads", type=int, default=None, help="threads per run (default: cores / workers)")
+    run.add_argument("--results", default="results", help="folder of the committed CSVs (default results/)")
+    run.add_argument("--runs", default="runs/study", help="run directories and logs (default runs/study/)")
+    run.add_argument("--model", action="append", help="only these models (repeatable)")
+    run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
+    run.set_defaults(func=run_cmd)
+    show = sub.add_parser("list", help="list a grid's runs and which are done")
+    show.add_argument("grid", choices=sorted(GRIDS))
+    show.add_argument("--results", default="results")
+    show.set_defaults(func=list_cmd)
+    report = sub.add_parser("report", help="regenerate results.md and the plots from the CSVs")
+    report.add_argument("--results", default="results")
+    report.set_defaults(func=report_cmd)
+
+
+def _selected(args: argparse.Namespace):
+    from crunet.study.grid import grid
+
+    specs = grid(args.grid)
+    if args.model:
+        unknown = sorted(set(args.model) - {s.model for s in specs})
+        if unknown:
+            raise CliError(f"--model {', '.join(unknown)} is not in grid {args.grid}")
+        specs = [s for s in specs if s.model in args.model]
+    return specs
+
+
+def run_cmd(args: argparse.Namespace) -> int:
+    from crunet.study.results_csv import done_keys
+    from crunet.study.runner import GridPaths, run_grid
+
+    results = Path(args.results)
+    paths = GridPaths(results / f"{args.grid}.csv", results / "epochs", Path(args.runs))
+    specs = _selected(args)
+    if args.dry_run:
+        done = done_keys(paths.csv)
+        for s in specs:
+            print(("done " if s.key in done else "todo ") + s.key)
+        return 0
+    counts = run_grid(specs, paths, workers=args.workers, threads=args.threads)
+    print(f"grid {args.grid}: {counts['finished']} finished, {counts['failed']} failed, {counts['skipped']} already "
+          f"done; results in {paths.csv}")
+    return 1 if counts["failed"] else 0
+
+
+def list_cmd(args: argparse.Namespace) -> int:
+    args.model, args.dry_run, args.runs = None, True, "runs/study"
+    return run_cmd(args)
+
+
+def report_cmd(args: argparse.Namespace) -> int:
+    from crunet.study.report import write_report
+
+    for path in write_report(Path(args.results)):
+        print(f"wrote {path}")
+    return 0

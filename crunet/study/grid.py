@@ -1,0 +1,135 @@
+"""What a study runs: one recipe per data set and a list of runs, each a (data set, model, option, seed).
+
+An option is a comma-separated list of ``name=value`` changes to the recipe or the model:
+``lr=0.1`` (learning rate), ``orth_lambda=0`` (DSFB's regularizer off), ``size=2`` (about twice the parameters: every
+width times sqrt(2)), ``amp=bf16``, ``holdout=10000`` (validate on held-out training images, never the test set).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from crunet.train.config import TrainConfig
+
+OPTION_NAMES = ("lr", "orth_lambda", "size", "amp", "holdout")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The fixed training recipe of a data set: every run on it uses these settings, changed only by its option."""
+
+    data: str | None  # None: Fashion-MNIST from the Debian package
+    epochs: int
+    settings: dict[str, Any] = field(default_factory=dict)  # further TrainConfig fields (tests: subset, batch_size)
+
+
+RECIPES = {
+    "fashion-mnist": Recipe(data=None, epochs=5),
+    "mnist": Recipe(data="data/mnist", epochs=2),  # IDX files written by scripts/get-mnist
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataset: str
+    model: str
+    seed: int
+    option: str = ""
+
+    @property
+    def key(self) -> str:
+        return "/".join((self.dataset, self.model, self.option or "-", f"seed{self.seed}"))
+
+    def train_config(self, recipe: Recipe, out: str) -> TrainConfig:
+        values = {"model": self.model, "data": recipe.data, "epochs": recipe.epochs, "seed": self.seed, "out": out,
+                  "progress": "none", "tensorboard": False, "plot": False, "log_shared_grads": True,
+                  **recipe.settings}
+        cfg = TrainConfig(**values)
+        kwargs: dict[str, Any] = {}
+        for name, value in parse_option(self.option).items():
+            if name == "orth_lambda":
+                kwargs["orth_lambda"] = float(value)
+            elif name == "size":
+                kwargs.update(size_overrides(self.model, float(value)))
+            else:
+                setattr(cfg, name, {"lr": float, "holdout": int, "amp": str}[name](value))
+        cfg.model_kwargs = kwargs
+        return cfg
+
+
+def parse_option(option: str) -> dict[str, str]:
+    """``"lr=0.1,size=2"`` -> ``{"lr": "0.1", "size": "2"}``; an unknown name or a malformed part is an error."""
+    parsed = {}
+    for part in filter(None, option.split(",")):
+        name, sep, value = part.partition("=")
+        if not sep or not value or name not in OPTION_NAMES:
+            raise ValueError(f"study option {part!r}: expected name=value with name one of {', '.join(OPTION_NAMES)}")
+        parsed[name] = value
+    return parsed
+
+
+def size_overrides(model: str, factor: float) -> dict[str, Any]:
+    """Design overrides giving ``model`` about ``factor`` times its parameters: widths times sqrt(factor)."""
+    from crunet.models import create_model
+
+    cfg = create_model(model, num_classes=10, in_chans=1).cfg
+    k = math.sqrt(factor)
+    names = {f.name for f in fields(cfg)}
+    if "stages" in names:  # residual-unit family: shortcut and bottleneck widths of every stage, and the stem
+        stages = tuple(replace(s, out_chs=_scaled(s.out_chs, k), width=_scaled(s.width, k, s.groups or 1))
+                       for s in cfg.stages)
+        return {"stages": stages, "stem_chs": _scaled(cfg.stem_chs, k)}
+    if "widths" in names:  # DSFB ResNets: planes of every stage and the shared basis (s grows with the planes)
+        return {"widths": tuple(_scaled(w, k) for w in cfg.widths), "shared_rank": _scaled(cfg.shared_rank, k)
+                if cfg.shared_rank else 0}
+    raise ValueError(f"study option size=: {model} has no width fields to scale")
+
+
+def _scaled(value: int, k: float, multiple: int = 1) -> int:
+    return max(multiple, round(value * k / multiple) * multiple)
+
+
+def _grid(datasets: tuple[str, ...], models: tuple[str, ...], seeds: range | tuple[int, ...],
+          options: tuple[str, ...] = ("",)) -> list[RunSpec]:
+    return [RunSpec(d, m, s, o) for d in datasets for m in models for o in options for s in seeds]
+
+
+FM, MNIST = ("fashion-mnist",), ("mnist",)
+CRU_TRIO = ("preresnet_small", "preresnext_small", "crunet_small")
+DSFB_PAIR = ("resnet32_cifar", "dsfb_resnet32_s16u1")
+LR_CHECK_MODELS = CRU_TRIO + DSFB_PAIR
+LR_CHOICES = ("0.05", "0.1", "0.2", "0.4")
+HOLDOUT = 10_000  # of Fashion-MNIST's 60,000 training images
+
+
+def lr_check() -> list[RunSpec]:
+    """One seed per model and learning rate, validated on held-out training images (the fairness check)."""
+    return _grid(FM, LR_CHECK_MODELS, (0,), tuple(f"lr={lr},holdout={HOLDOUT}" for lr in LR_CHOICES))
+
+
+def tier1() -> list[RunSpec]:
+    """The claims: the CRU trio and the DSFB pair with its regularizer ablation, 3 seeds on Fashion-MNIST; the CRU
+    trio with 2 seeds on MNIST."""
+    return (_grid(FM, CRU_TRIO + DSFB_PAIR, range(3))
+            + _grid(FM, ("dsfb_resnet32_s16u1",), range(3), ("orth_lambda=0",))
+            + _grid(MNIST, CRU_TRIO, range(2)))
+
+
+def tier2() -> list[RunSpec]:
+    """The rest: more DSFB variants, ResNet-56, the size axis (each family as a curve) and bf16 on the default run."""
+    return (_grid(FM, ("dsfb_resnet32_s8u1", "dsfb_resnet32_s16u1_double", "resnet56_cifar", "dsfb_resnet56_s16u1"),
+                  (0,))
+            + _grid(FM, ("preresnext_small", "crunet_small", "resnet32_cifar", "dsfb_resnet32_s16u1"), (0,),
+                    ("size=0.5", "size=2"))
+            + _grid(FM, ("crunet_small",), range(3), ("amp=bf16",)))
+
+
+GRIDS = {"lr-check": lr_check, "tier1": tier1, "tier2": tier2}
+
+
+def grid(name: str) -> list[RunSpec]:
+    if name not in GRIDS:
+        raise ValueError(f"unknown grid {name!r}; choose from {', '.join(GRIDS)}")
+    return GRIDS[name]()

@@ -1,0 +1,103 @@
+"""The study's figures (matplotlib, imported here only): error against size and time, and the gradient flow of the
+shared bases with and without DSFB's orthogonality regularizer."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from crunet.study.report import FAMILIES, SIZE_OPTIONS, cells, epoch_metrics, errors, mean_std
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_error_vs_params(rows: list[dict[str, str]], path: Path, dataset: str = "fashion-mnist") -> Path | None:
+    table = cells(rows)
+    curves = []
+    for model, family in FAMILIES.items():
+        points = [(int(g[0]["params"]), *mean_std(errors(g))) for o in SIZE_OPTIONS
+                  if (g := table.get((dataset, model, o)))]
+        if points:
+            curves.append((family, sorted(points)))
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for family, points in curves:
+        x, y, s = zip(*points, strict=True)
+        ax.errorbar(x, y, yerr=[0 if v != v else v for v in s], marker="o", capsize=3, label=family)
+    ax.set(xscale="log", xlabel="parameters", ylabel="test error % (mean ± sd over seeds)",
+           title=f"{dataset}: test error against size (size=0.5, 1, 2)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_error_vs_time(rows: list[dict[str, str]], path: Path, dataset: str = "fashion-mnist") -> Path | None:
+    table = {k: g for k, g in cells(rows).items() if k[0] == dataset}
+    if not table:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (_, model, option), group in table.items():
+        secs = statistics.fmean(float(r["train_seconds"]) for r in group)
+        m, s = mean_std(errors(group))
+        ax.errorbar([secs], [m], yerr=[0 if s != s else s], marker="o", capsize=3,
+                    label=model + (f" {option}" if option else ""))
+    ax.set(xlabel="training seconds per run (as measured in the grid)", ylabel="test error %",
+           title=f"{dataset}: test error against training time")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_ablation(results: Path, path: Path, model: str = "dsfb_resnet32_s16u1",
+                  dataset: str = "fashion-mnist") -> Path | None:
+    """Mean gradient norm of each stage's shared basis per epoch, averaged over seeds, with and without the
+    regularizer; the orthogonality penalty beside it."""
+    from crunet.study.report import load
+
+    series: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in load(results):
+        if row["dataset"] != dataset or row["model"] != model or row["option"] not in ("", "orth_lambda=0"):
+            continue
+        label = "orth_lambda=0" if row["option"] else "orth_lambda=10 (default)"
+        for epoch in epoch_metrics(results, row["key"]):
+            for column, value in epoch.items():
+                if (column.startswith("grad_") or column == "orth_penalty") and value:
+                    series[(label, column)][int(epoch["epoch"])].append(float(value))
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, (ax_grad, ax_orth) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for (label, column), by_epoch in sorted(series.items()):
+        epochs = sorted(by_epoch)
+        values = [statistics.fmean(by_epoch[e]) for e in epochs]
+        ax = ax_orth if column == "orth_penalty" else ax_grad
+        name = column.removeprefix("grad_").replace(".shared.0.weights.0", "")
+        ax.plot(epochs, values, marker="o", linestyle="--" if "=0" in label else "-",
+                label=f"{name}, {label}" if ax is ax_grad else label)
+    ax_grad.set(yscale="log", xlabel="epoch", ylabel="mean gradient norm per step",
+                title=f"{model}: shared-basis gradients")
+    ax_orth.set(yscale="log", xlabel="epoch", ylabel="||B B^T - I||^2 / n^2", title="orthogonality penalty")
+    for ax in (ax_grad, ax_orth):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

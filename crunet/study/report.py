@@ -1,0 +1,167 @@
+"""``crunet study report``: the study's tables and plots, regenerated from its CSVs alone.
+
+The markdown is a pure function of the CSV rows (a test checks the committed one against them); the plots are drawn
+from the same rows and the per-epoch metrics of each run.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from crunet.study.results_csv import read_rows
+
+GRID_FILES = ("tier1.csv", "tier2.csv")  # the claims and the rest; lr-check.csv is the fairness check
+COMPARISONS = (  # (question, data set, candidate (model, option), reference (model, option))
+    ("CRU vs ResNeXt units at equal size", "fashion-mnist", ("crunet_small", ""), ("preresnext_small", "")),
+    ("CRU vs ResNet units", "fashion-mnist", ("crunet_small", ""), ("preresnet_small", "")),
+    ("ResNeXt vs ResNet units", "fashion-mnist", ("preresnext_small", ""), ("preresnet_small", "")),
+    ("CRU vs ResNeXt units at equal size", "mnist", ("crunet_small", ""), ("preresnext_small", "")),
+    ("CRU vs ResNet units", "mnist", ("crunet_small", ""), ("preresnet_small", "")),
+    ("DSFB S16U1 vs its unshared ResNet-32", "fashion-mnist", ("dsfb_resnet32_s16u1", ""), ("resnet32_cifar", "")),
+    ("DSFB S16U1 without vs with the orthogonality regularizer", "fashion-mnist",
+     ("dsfb_resnet32_s16u1", "orth_lambda=0"), ("dsfb_resnet32_s16u1", "")),
+    ("bf16 vs float32 autocast (crunet_small)", "fashion-mnist", ("crunet_small", "amp=bf16"), ("crunet_small", "")),
+)
+FAMILIES = {  # curves of the Pareto plot: a base model and its size=0.5 / size=2 variants
+    "preresnext_small": "ResNeXt (pre-act, small)", "crunet_small": "CRU-Net (small)",
+    "resnet32_cifar": "ResNet-32", "dsfb_resnet32_s16u1": "DSFB ResNet-32 S16U1",
+}
+SIZE_OPTIONS = ("size=0.5", "", "size=2")
+
+
+def load(results: Path) -> list[dict[str, str]]:
+    rows = []
+    for name in GRID_FILES:
+        rows += read_rows(results / name)
+    return rows
+
+
+def cells(rows: list[dict[str, str]]) -> dict[tuple[str, str, str], list[dict[str, str]]]:
+    grouped: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        grouped[(row["dataset"], row["model"], row["option"])].append(row)
+    return dict(sorted(grouped.items()))
+
+
+def errors(group: list[dict[str, str]]) -> list[float]:
+    return [100.0 - float(r["test_top1"]) for r in group]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
+
+
+def welch(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Welch's t statistic and two-sided p-value (unequal variances); NaN when a side has fewer than 2 runs."""
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, math.nan
+    from scipy import stats
+
+    result = stats.ttest_ind(a, b, equal_var=False)
+    return float(result.statistic), float(result.pvalue)
+
+
+def results_table(rows: list[dict[str, str]]) -> list[str]:
+    lines = ["| data set | model | option | n | test error % (mean ± sd) | params | MMACs | train s/run | img/s |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for (dataset, model, option), group in cells(rows).items():
+        m, s = mean_std(errors(group))
+        secs = statistics.fmean(float(r["train_seconds"]) for r in group)
+        ips = statistics.fmean(float(r["images_per_s"]) for r in group)
+        lines.append(f"| {dataset} | `{model}` | {option or '-'} | {len(group)} | {m:.2f} ± {_num(s)} | "
+                     f"{int(group[0]['params']):,} | {int(group[0]['macs']) / 1e6:.1f} | {secs:.0f} | {ips:.0f} |")
+    return lines
+
+
+def comparison_table(rows: list[dict[str, str]]) -> list[str]:
+    lines = ["| question | data set | candidate | reference | error difference (points) | sd of seeds | Welch p | "
+             "n |", "|---|---|---|---|---:|---:|---:|---|"]
+    table = cells(rows)
+    for question, dataset, cand, ref in COMPARISONS:
+        a, b = table.get((dataset, *cand)), table.get((dataset, *ref))
+        if not a or not b:
+            continue
+        ea, eb = errors(a), errors(b)
+        _, p = welch(ea, eb)
+        spread = max(mean_std(ea)[1], mean_std(eb)[1])
+        lines.append(f"| {question} | {dataset} | {_label(cand)} | {_label(ref)} | "
+                     f"{statistics.fmean(ea) - statistics.fmean(eb):+.2f} | {_num(spread)} | {_num(p, 3)} | "
+                     f"{len(ea)} vs {len(eb)} |")
+    return lines
+
+
+def lr_table(rows: list[dict[str, str]]) -> list[str]:
+    if not rows:
+        return []
+    lrs = sorted({_option_value(r["option"], "lr") for r in rows}, key=float)
+    lines = ["| model | " + " | ".join(f"lr {lr}" for lr in lrs) + " | best |",
+             "|---|" + "---:|" * (len(lrs) + 1)]
+    by_model: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        by_model[r["model"]][_option_value(r["option"], "lr")] = float(r["test_top1"])
+    for model, scores in by_model.items():
+        best = max(scores, key=scores.get)
+        cols = " | ".join(f"{scores[lr]:.2f}" if lr in scores else "" for lr in lrs)
+        lines.append(f"| `{model}` | {cols} | {best} |")
+    return lines
+
+
+def render_markdown(results: Path) -> str:
+    rows = load(results)
+    lr_rows = read_rows(results / "lr-check.csv")
+    out = ["# Study results", "",
+           "Generated by `crunet study report` from the CSVs in this folder; do not edit by hand. Test error is "
+           "100 - top-1 on the test set after the last epoch (no epoch is chosen on the test set).", "",
+           "## Comparisons", "",
+           "Difference = candidate minus reference in mean test error (negative: the candidate is better); p from "
+           "Welch's two-sided t-test over seeds.", ""]
+    out += comparison_table(rows) + ["", "## All runs", ""] + results_table(rows)
+    if lr_rows:
+        out += ["", "## Learning-rate check", "",
+                f"Top-1 % on {lr_rows[0]['option'].split('holdout=')[-1]} images held out of the training set "
+                "(one seed; the test set is not used).", ""] + lr_table(lr_rows)
+    out += ["", "## Plots", "", "![test error against parameters](error_vs_params.png)", "",
+            "![test error against training time](error_vs_time.png)", "",
+            "![gradient norm of the shared bases](ablation_grad_norms.png)", ""]
+    return "\n".join(out)
+
+
+def write_report(results: Path) -> list[Path]:
+    results = Path(results)
+    if not any((results / n).is_file() for n in (*GRID_FILES, "lr-check.csv")):
+        raise FileNotFoundError(f"{results}: no study CSVs ({', '.join(GRID_FILES)}, lr-check.csv); run "
+                                "`crunet study run GRID` first")
+    md = results / "results.md"
+    md.write_text(render_markdown(results))
+    rows = load(results)
+    written = [md]
+    from crunet.study.plots import plot_ablation, plot_error_vs_params, plot_error_vs_time
+
+    written += [p for p in (plot_error_vs_params(rows, results / "error_vs_params.png"),
+                            plot_error_vs_time(rows, results / "error_vs_time.png"),
+                            plot_ablation(results, results / "ablation_grad_norms.png")) if p]
+    return written
+
+
+def epoch_metrics(results: Path, key: str) -> list[dict[str, str]]:
+    path = results / "epochs" / (key.replace("/", "__") + ".csv")
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _label(cell: tuple[str, str]) -> str:
+    return f"`{cell[0]}`" + (f" {cell[1]}" if cell[1] else "")
+
+
+def _option_value(option: str, name: str) -> str:
+    return dict(p.split("=", 1) for p in option.split(",") if "=" in p).get(name, "")
+
+
+def _num(x: float, digits: int = 2) -> str:
+    return "-" if math.isnan(x) else f"{x:.{digits}f}"

@@ -1,0 +1,55 @@
+"""The study's record: one CSV row per finished run, appended atomically, so a killed grid loses no finished run and
+two runs finishing at once never interleave their rows."""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import os
+from pathlib import Path
+
+COLUMNS = ("key", "dataset", "model", "option", "seed", "params", "macs", "test_top1", "test_top5", "test_loss",
+           "best_epoch", "best_top1", "final_epoch", "lr", "train_seconds", "images_per_s", "threads",
+           "concurrent_runs", "git_commit", "torch_version", "finished_at")
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = [c for c in COLUMNS if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path} is not a study CSV (missing columns {', '.join(missing)})")
+    return rows
+
+
+def done_keys(path: str | os.PathLike) -> set[str]:
+    return {row["key"] for row in read_rows(path)}
+
+
+def append_row(path: str | os.PathLike, row: dict) -> None:
+    """Append one row (and the header, if the file is new) as one write under an exclusive lock."""
+    unknown = set(row) - set(COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown study columns: {', '.join(sorted(unknown))}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
+        if os.fstat(fd).st_size == 0:
+            writer.writeheader()
+        writer.writerow({c: _fmt(row.get(c, "")) for c in COLUMNS})
+        os.write(fd, buf.getvalue().encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _fmt(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,120 @@
+"""Run a grid: skip what the CSV already holds, run the rest N at a time (each in its own process with its own
+threads), print a line per finished run with an ETA for the grid. Stop it at any moment and run it again later."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from crunet.study.grid import RECIPES, Recipe, RunSpec
+from crunet.study.results_csv import done_keys, read_rows
+from crunet.study.worker import job_json
+
+
+@dataclass
+class GridPaths:
+    csv: Path  # one row per finished run (committed)
+    epochs: Path  # each run's per-epoch metrics.csv (committed: the gradient-flow plots read them)
+    runs: Path  # run directories and logs (checkpoints: not committed)
+
+
+def check_data(specs: Sequence[RunSpec], recipes: dict[str, Recipe]) -> None:
+    """Every data set of the grid is there before the first run starts."""
+    from crunet.data import detect_kind
+
+    for dataset in sorted({s.dataset for s in specs}):
+        if dataset not in recipes:
+            raise ValueError(f"no recipe for data set {dataset!r}; known: {', '.join(recipes)}")
+        data = recipes[dataset].data
+        try:
+            detect_kind(data)
+            if data is None:
+                from crunet.data.idx import find_fashion_mnist
+
+                find_fashion_mnist(None)
+        except FileNotFoundError as err:
+            hint = " (run ./scripts/get-mnist)" if dataset == "mnist" else ""
+            raise FileNotFoundError(f"data set {dataset}: {err}{hint}") from None
+
+
+def run_grid(specs: Sequence[RunSpec], paths: GridPaths, workers: int = 1, threads: int | None = None,
+             recipes: dict[str, Recipe] | None = None, say: Callable[[str], None] = print) -> dict[str, int]:
+    """Run every spec not yet in ``paths.csv``; returns counts of finished, failed and skipped runs."""
+    recipes = recipes or RECIPES
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    done = done_keys(paths.csv)
+    pending = [s for s in specs if s.key not in done]
+    check_data(pending, recipes)
+    say(f"{len(specs) - len(pending)} of {len(specs)} runs already in {paths.csv}; running {len(pending)}, "
+        f"{workers} at a time with {threads} thread(s) each")
+    counts = {"finished": 0, "failed": 0, "skipped": len(specs) - len(pending)}
+    running: dict[str, tuple[subprocess.Popen, RunSpec, float]] = {}
+    started = time.time()
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                spec = pending.pop(0)
+                running[spec.key] = (_launch(spec, recipes[spec.dataset], paths, threads, workers), spec, time.time())
+            time.sleep(0.2)
+            for key, (proc, spec, t0) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[key]
+                ok = proc.returncode == 0 and key in done_keys(paths.csv)
+                counts["finished" if ok else "failed"] += 1
+                say(_progress_line(spec, ok, time.time() - t0, paths, counts, len(pending) + len(running), started))
+    except KeyboardInterrupt:
+        for proc, _, _ in running.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc, _, _ in running.values():
+            proc.wait(timeout=120)
+        say(f"grid stopped: {counts['finished']} run(s) finished and recorded; run the same command again to "
+            "continue (finished runs are skipped, interrupted ones resume from their checkpoint)")
+        raise
+    return counts
+
+
+def _launch(spec: RunSpec, recipe: Recipe, paths: GridPaths, threads: int, concurrent: int) -> subprocess.Popen:
+    log = paths.runs / (spec.key + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    job = job_json(spec, recipe, paths.csv, paths.runs, paths.epochs, threads, concurrent)
+    with open(log, "a") as out:
+        return subprocess.Popen([sys.executable, "-m", "crunet.study.worker", job], stdout=out,
+                                stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """Linux: the run gets SIGTERM (and checkpoints) when the grid process dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _progress_line(spec: RunSpec, ok: bool, seconds: float, paths: GridPaths, counts: dict[str, int], left: int,
+                   started: float) -> str:
+    n = counts["finished"] + counts["failed"]
+    if not ok:
+        return (f"[{n}] FAILED {spec.key} after {seconds:.0f}s: see {paths.runs / (spec.key + '.log')}; "
+                f"{left} left")
+    row = next(r for r in reversed(read_rows(paths.csv)) if r["key"] == spec.key)
+    per_run = (time.time() - started) / n  # wall time per finished run at this concurrency
+    eta = per_run * left
+    return (f"[{n}] {spec.key}: test top-1 {float(row['test_top1']):.2f}% in {seconds:.0f}s; {left} left, "
+            f"ETA {_duration(eta)}")
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"

@@ -1,0 +1,105 @@
+"""One run of a study, in its own process: train through the normal trainer, then append the run's row.
+
+A run directory left by a killed run is resumed from its checkpoint (or started again if it has none), and a run
+that finished but whose row was never written is recorded without training again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from crunet.study.grid import Recipe, RunSpec
+from crunet.study.results_csv import append_row
+
+
+def run_one(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epochs_dir: Path, threads: int,
+            concurrent: int) -> dict:
+    from crunet.train.trainer import train
+
+    torch.set_num_threads(threads)
+    out = runs_dir / spec.key
+    out.mkdir(parents=True, exist_ok=True)
+    lock = os.open(runs_dir / (spec.key + ".lock"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RuntimeError(f"{spec.key} is already running in another process") from None
+    cfg = spec.train_config(recipe, str(out))
+    if not (out / "summary.json").is_file():
+        if (out / "last.pt").is_file():
+            cfg.resume, cfg.out = str(out / "last.pt"), None
+        elif any(out.iterdir()):
+            shutil.rmtree(out)  # killed before its first checkpoint: nothing to keep
+        train(cfg)
+    summary = json.loads((out / "summary.json").read_text())
+    resolved = json.loads((out / "config.json").read_text())
+    with open(out / "metrics.csv", newline="") as f:
+        epochs = list(csv.DictReader(f))
+    epochs_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "metrics.csv", epochs_dir / (spec.key.replace("/", "__") + ".csv"))
+    row = make_row(spec, cfg, summary, resolved, epochs, threads, concurrent)
+    append_row(csv_path, row)
+    return row
+
+
+def make_row(spec: RunSpec, cfg, summary: dict, resolved: dict, epochs: list[dict], threads: int,
+             concurrent: int) -> dict:
+    from crunet.layers.complexity import complexity
+    from crunet.models import create_model
+
+    info = resolved["resolved"]
+    model = create_model(cfg.model, num_classes=info["num_classes"], in_chans=info["in_chans"], **cfg.model_kwargs)
+    cx = complexity(model, input_size=(info["in_chans"], info["img_size"], info["img_size"]))
+    best = max(epochs, key=lambda r: float(r["val_top1"]))
+    final = summary["final_val"]
+    train_seconds = sum(float(r["epoch_seconds"]) for r in epochs)
+    images = sum(float(r["images_per_s"]) * float(r["epoch_seconds"]) for r in epochs)
+    return {"key": spec.key, "dataset": spec.dataset, "model": spec.model, "option": spec.option, "seed": spec.seed,
+            "params": cx["params"], "macs": cx["macs"], "test_top1": final["top1"], "test_top5": final["top5"],
+            "test_loss": final["loss"], "best_epoch": int(best["epoch"]), "best_top1": float(best["val_top1"]),
+            "final_epoch": int(epochs[-1]["epoch"]), "lr": info["lr"], "train_seconds": train_seconds,
+            "images_per_s": images / max(train_seconds, 1e-9), "threads": threads, "concurrent_runs": concurrent,
+            "git_commit": code_version(), "torch_version": torch.__version__,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def code_version() -> str:
+    """The commit of the crunet code that ran, with ``+dirty`` when the package differs from it."""
+    package = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(package), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."], capture_output=True,
+                               text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit or "unknown") + ("+dirty" if dirty else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="one study run (started by crunet study run)")
+    parser.add_argument("job", help="JSON: spec, recipe, csv, runs, epochs, threads, concurrent")
+    job = json.loads(parser.parse_args().job)
+    run_one(RunSpec(**job["spec"]), Recipe(**job["recipe"]), Path(job["csv"]), Path(job["runs"]),
+            Path(job["epochs"]), job["threads"], job["concurrent"])
+
+
+def job_json(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epochs_dir: Path, threads: int,
+             concurrent: int) -> str:
+    return json.dumps({"spec": asdict(spec), "recipe": asdict(recipe), "csv": str(csv_path), "runs": str(runs_dir),
+                       "epochs": str(epochs_dir), "threads": threads, "concurrent": concurrent})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+import csv
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from crunet.study.grid import RunSpec
+from crunet.study.results_csv import COLUMNS, append_row, read_rows
+from crunet.study.runner import GridPaths, run_grid
+
+
+def _paths(tmp_path) -> GridPaths:
+    return GridPaths(tmp_path / "results" / "grid.csv", tmp_path / "results" / "epochs", tmp_path / "runs")
+
+
+def _append_many(path, worker: int) -> None:
+    for i in range(40):
+        append_row(path, {"key": f"w{worker}/run{i}", "model": "x" * 300, "seed": i})
+
+
+def test_rows_appended_from_several_processes_never_interleave(tmp_path):
+    path = tmp_path / "rows.csv"
+    procs = [multiprocessing.get_context("spawn").Process(target=_append_many, args=(path, w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    rows = read_rows(path)
+    assert sorted(r["key"] for r in rows) == sorted(f"w{w}/run{i}" for w in range(3) for i in range(40))
+    assert all(r["model"] == "x" * 300 and list(r) == list(COLUMNS) for r in rows)
+
+
+def test_unknown_column_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown study columns: accuracy"):
+        append_row(tmp_path / "rows.csv", {"key": "a", "accuracy": 1})
+
+
+@pytest.mark.slow
+def test_grid_runs_two_side_by_side_records_each_run_and_skips_it_next_time(tmp_path, tiny_recipes):
+    specs = [RunSpec("tiny", "preresnet_small", 0), RunSpec("tiny", "preresnet_small", 1, "lr=0.05")]
+    paths = _paths(tmp_path)
+    lines = []
+    counts = run_grid(specs, paths, workers=2, threads=1, recipes=tiny_recipes, say=lines.append)
+    assert counts == {"finished": 2, "failed": 0, "skipped": 0}
+    rows = {r["key"]: r for r in read_rows(paths.csv)}
+    assert set(rows) == {s.key for s in specs}
+    row = rows[specs[1].key]
+    assert float(row["lr"]) == 0.05 and row["concurrent_runs"] == "2" and row["threads"] == "1"
+    assert int(row["params"]) == 309_354 and 9.6e6 < int(row["macs"]) < 9.8e6  # the README's table
+    assert row["final_epoch"] == "2" and 0 <= float(row["test_top1"]) <= 100
+    assert any("ETA" in line and specs[0].key in line for line in lines)
+    with open(paths.epochs / (specs[0].key.replace("/", "__") + ".csv"), newline="") as f:
+        epochs = list(csv.DictReader(f))
+    assert len(epochs) == 2 and "grad_stages.0.factors.0.reduce" not in epochs[0]  # preresnet shares nothing
+    again = run_grid(specs, paths, workers=2, threads=1, recipes=tiny_recipes, say=lines.append)
+    assert again == {"finished": 0, "failed": 0, "skipped": 2}
+    assert len(read_rows(paths.csv)) == 2
+
+
+@pytest.mark.slow
+def test_killed_grid_resumes_and_records_every_run_once(tmp_path, tiny_recipes, idx_data):
+    specs = [RunSpec("tiny", "preresnet_small", s) for s in range(3)]
+    paths = _paths(tmp_path)
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from crunet.study.grid import Recipe, RunSpec
+        from crunet.study.runner import GridPaths, run_grid
+        recipes = {{"tiny": Recipe(data={str(idx_data)!r}, epochs=2, settings={tiny_recipes['tiny'].settings!r})}}
+        specs = [RunSpec("tiny", "preresnet_small", s) for s in range(3)]
+        run_grid(specs, GridPaths(Path({str(paths.csv)!r}), Path({str(paths.epochs)!r}), Path({str(paths.runs)!r})),
+                 workers=1, threads=1, recipes=recipes)
+    """)
+    grid = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 300
+    while len(read_rows(paths.csv)) < 1 and time.time() < deadline:
+        time.sleep(0.2)
+    grid.send_signal(signal.SIGKILL)  # the run in flight is told by the kernel (parent-death signal)
+    grid.wait(30)
+    assert 1 <= len(read_rows(paths.csv)) < 3
+    counts = run_grid(specs, paths, workers=1, threads=1, recipes=tiny_recipes, say=lambda _: None)
+    keys = [r["key"] for r in read_rows(paths.csv)]
+    assert sorted(keys) == sorted(s.key for s in specs) and counts["failed"] == 0
+
+
+def test_missing_data_set_is_one_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data set mnist: .*get-mnist"):
+        from crunet.study.grid import Recipe
+
+        run_grid([RunSpec("mnist", "crunet_small", 0)], _paths(tmp_path),
+                 recipes={"mnist": Recipe(data=str(tmp_path / "nowhere"), epochs=1)}, say=lambda _: None)
