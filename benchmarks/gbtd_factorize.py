@@ -30,7 +30,7 @@ import torch
 import crunet
 from crunet.data import eval_shard, open_split
 from crunet.gbtd.convert import factorize_model
-from crunet.models.gbtd_net import GBTDNet
+from crunet.models.preact_resnet import PreActResNet
 from crunet.train.config import TrainConfig
 from crunet.train.steps import evaluate, finish_eval
 from crunet.train.trainer import data_spec, train
@@ -110,7 +110,7 @@ def main() -> None:
     finetuned = run(cfg, cru, runs, "finetuned", 1, args.reuse, **finetune)
     finetuned_calibrated = run(cfg, calibrated, runs, "finetuned-calibrated", 1, args.reuse, **finetune)
     torch.manual_seed(0)
-    scratch = GBTDNet(cru.cfg, 10, 1, "cru_scratch", dict(cru.pretrained_cfg))
+    scratch = PreActResNet(cru.cfg, 10, 1, "cru_scratch", dict(cru.pretrained_cfg))
     scratch = run(cfg, scratch, runs, "scratch", args.epochs + 1, args.reuse)
     e = args.epochs
     rows = [

@@ -1,5 +1,5 @@
 """The top operators of one inference pass or training step (torch.profiler, self CPU time), to see what limits a
-model. ``--deploy`` profiles ``model.deploy()``.
+model. ``--deploy`` profiles ``crunet.deploy.deploy(model)``.
     .venv/bin/python benchmarks/profile_ops.py crunet_small --mode train --size 28 --in-chans 1 --num-classes 10
 """
 

@@ -14,6 +14,7 @@ import torch
 
 import crunet
 from crunet.bench.peers import timm_available
+from crunet.deploy import deploy
 
 
 def stage_times(parts: list, x: torch.Tensor, repeats: int) -> list[float]:
@@ -29,7 +30,7 @@ def stage_times(parts: list, x: torch.Tensor, repeats: int) -> list[float]:
 
 
 def deployed_parts(name: str) -> list:
-    net = crunet.create_model(name).deploy(layout="channels_last").net
+    net = deploy(crunet.create_model(name), layout="channels_last").net
     return [net.stem, *net.stages, lambda h: net.forward_head(net.final_norm(h))]
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from crunet.bench import peers
 from crunet.bench.timing import RssSampler, Stats, dense_conv_rate, max_rss_bytes, time_once
+from crunet.deploy import deploy
 
 MODES = ("infer", "train")
 DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
@@ -136,7 +137,7 @@ def make_step(case: Case, model: nn.Module) -> Callable[[], None]:
     if case.mode == "infer":
         model.eval()
         if "deploy" in case.variant:  # deploy-shared: keep shared weights shared (BNs after them stay)
-            model = model.deploy(layout=case.layout, unshare=case.variant != "deploy-shared")
+            model = deploy(model, layout=case.layout, unshare=case.variant != "deploy-shared")
         else:
             model.to(memory_format=fmt)
         run = torch.compile(model) if "compile" in case.variant else model

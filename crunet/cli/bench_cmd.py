@@ -24,8 +24,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dtype", nargs="+", choices=list(DTYPES), default=["float32"], help="bf16 = autocast")
     p.add_argument("--layout", nargs="+", choices=list(LAYOUTS), default=list(LAYOUTS))
     p.add_argument("--variant", nargs="+", choices=VARIANTS, default=["eager"],
-                   help="deploy = model.deploy() (our models, inference; deploy-shared keeps shared weights "
-                        "shared); compile = torch.compile")
+                   help="deploy = crunet.deploy.deploy(model) (our models, inference; deploy-shared keeps shared "
+                        "weights shared); compile = torch.compile")
     p.add_argument("--peers", nargs="*", default=None, help="peer models (default: the timm pair + ours); "
                                                             "give none to run only MODELS")
     p.add_argument("--ref", default=None, help="the ratio's reference model (default: the first peer)")

@@ -1,9 +1,10 @@
 """The deploy path: an inference-only copy of a model with its BatchNorms folded, its activations fused and the
 memory layout that measures fastest on the device.
 
-``deploy(model)`` (or ``model.deploy()``) leaves the model untouched. Pre-activation units (the GBTD family) are
-rebuilt as ``DeployedUnit`` (see ``crunet.deploy.units`` for which BNs fold where); post-activation models (DSFB)
-fold each BN into the convolution before it and a BN that feeds a 1x1 into that 1x1.
+``deploy(model)`` leaves the model untouched. It knows no block's insides: a module that can fold defines
+``fuse(unshare=True) -> nn.Module`` (an inference-only module computing its eval-mode function), and ``deploy`` walks
+the copy, replacing each such module by what its ``fuse`` returns. A plain ``nn.Sequential`` has its adjacent
+(``nn.Conv2d``, ``nn.BatchNorm2d``) pairs folded here (torch structure, not anyone's attribute names).
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from crunet.layers.fused import FusedConv, bn_scale_shift, fold_bn
-from crunet.deploy.units import DeployedUnit, deploy_stem
-from crunet.layers.residual_unit import ResidualUnit
-from crunet.layers.stage import Stage
+from crunet.layers.fused_unit import DeployedUnit
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 _POST_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("coeff", "norm"))
@@ -61,15 +60,12 @@ class DeployedModel(nn.Module):
 def deploy(model: nn.Module, unshare: bool = True, layout: str = "auto", input_size: tuple[int, ...] | None = None,
            batch_size: int = 8, repeats: int = 3) -> DeployedModel:
     """An inference-only copy of ``model``. ``unshare`` folds BNs into shared weights too (a per-unit copy of each;
-    see ``crunet.deploy.units``); ``layout`` is "contiguous", "channels_last" or "auto" (time both on a random
+    see ``crunet.layers.fused_unit``); ``layout`` is "contiguous", "channels_last" or "auto" (time both on a random
     batch of ``input_size``, default the model's ``pretrained_cfg`` input size)."""
     if layout != "auto" and layout not in LAYOUTS:
         raise ValueError(f"layout must be 'auto' or one of {sorted(LAYOUTS)}, got {layout!r}")
     net = copy.deepcopy(model).eval().requires_grad_(False)
-    if any(isinstance(m, ResidualUnit) for m in net.modules()):
-        _deploy_gbtd(net, unshare)
-    else:
-        _fold_post_activation(net)
+    net = fuse_modules(net, unshare)
     if layout != "auto":
         return DeployedModel(net, layout)
     size = input_size or getattr(net, "pretrained_cfg", {}).get("input_size") or (3, 224, 224)
@@ -77,32 +73,37 @@ def deploy(model: nn.Module, unshare: bool = True, layout: str = "auto", input_s
     return DeployedModel(net, fastest, times)
 
 
-def _deploy_gbtd(net: nn.Module, unshare: bool) -> None:
-    if isinstance(getattr(net, "stem", None), nn.Sequential):
-        net.stem = deploy_stem(net.stem)
-    for stage in net.modules():
-        if isinstance(stage, Stage):
-            stage.units = nn.ModuleList(DeployedUnit(u, unshare) for u in stage.units)
-            if unshare:  # every unit now has its own folded copy of the group's 3x3
-                for factors in stage.factors:
-                    factors.spatial = None
+def fuse_modules(module: nn.Module, unshare: bool = True) -> nn.Module:
+    """``module`` with every submodule that defines ``fuse`` replaced by ``submodule.fuse(unshare)`` (not descended
+    into); the others are descended into. Modifies ``module`` in place (``deploy`` passes a copy)."""
+    if callable(getattr(module, "fuse", None)):
+        return module.fuse(unshare)
+    if type(module) is nn.Sequential:
+        _fold_conv_bn_pairs(module)
+    _fold_post_activation(module)
+    for name, child in list(module.named_children()):
+        setattr(module, name, fuse_modules(child, unshare))
+    return module
 
 
-def _fold_post_activation(net: nn.Module) -> None:
-    """conv -> BN pairs (named convN/bnN, coeff/norm, or adjacent in a Sequential) become one conv with a bias."""
-    for module in list(net.modules()):
-        if isinstance(module, nn.Sequential):
-            for i in range(len(module) - 1):
-                if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], nn.BatchNorm2d):
-                    module[i], module[i + 1] = _conv_with_bn(module[i], module[i + 1]), nn.Identity()
-        for conv_name, bn_name in _POST_PAIRS:
-            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                setattr(module, conv_name, _conv_with_bn(conv, bn))
-                setattr(module, bn_name, nn.Identity())
-        basis_norm, coeff = getattr(module, "basis_norm", None), getattr(module, "coeff", None)
-        if isinstance(basis_norm, nn.BatchNorm2d) and isinstance(coeff, nn.Conv2d) and coeff.kernel_size == (1, 1):
-            module.coeff, module.basis_norm = _bn_then_1x1(basis_norm, coeff), nn.Identity()
+def _fold_conv_bn_pairs(seq: nn.Sequential) -> None:
+    """Adjacent (Conv2d, BatchNorm2d) in a plain Sequential (a stem): one conv with a bias, then an Identity."""
+    for i in range(len(seq) - 1):
+        if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+            seq[i], seq[i + 1] = _conv_with_bn(seq[i], seq[i + 1]), nn.Identity()
+
+
+def _fold_post_activation(module: nn.Module) -> None:
+    """FALLBACK for blocks without ``fuse`` (the DSFB blocks, until they fold themselves): conv -> BN pairs named
+    convN/bnN or coeff/norm become one conv with a bias, and a ``basis_norm`` feeding a 1x1 ``coeff`` folds into it."""
+    for conv_name, bn_name in _POST_PAIRS:
+        conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            setattr(module, conv_name, _conv_with_bn(conv, bn))
+            setattr(module, bn_name, nn.Identity())
+    basis_norm, coeff = getattr(module, "basis_norm", None), getattr(module, "coeff", None)
+    if isinstance(basis_norm, nn.BatchNorm2d) and isinstance(coeff, nn.Conv2d) and coeff.kernel_size == (1, 1):
+        module.coeff, module.basis_norm = _bn_then_1x1(basis_norm, coeff), nn.Identity()
 
 
 def _new_conv(conv: nn.Conv2d, weight: Tensor, bias: Tensor) -> nn.Conv2d:
@@ -146,4 +147,5 @@ def choose_layout(net: nn.Module, input_size: tuple[int, ...], batch_size: int =
     return min(medians, key=medians.get), medians
 
 
-__all__ = ["DeployedModel", "DeployedUnit", "FusedConv", "LAYOUTS", "choose_layout", "deploy", "fold_bn"]
+__all__ = ["DeployedModel", "DeployedUnit", "FusedConv", "LAYOUTS", "choose_layout", "deploy", "fold_bn",
+           "fuse_modules"]

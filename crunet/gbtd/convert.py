@@ -27,14 +27,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from crunet.layers.complexity import count_parameters
 from crunet.gbtd.affine import bn_affine, conv1x1_matrix, set_identity_bn
 from crunet.gbtd.collective import CollectiveFactors, collective_factorize
 from crunet.gbtd.factors import factors
 from crunet.gbtd.terms import a3_to_conv, a4_to_matrix, core_to_conv
 from crunet.layers import ResidualUnit
+from crunet.layers.complexity import count_parameters
 from crunet.models.design import NetCfg, StageCfg
-from crunet.models.gbtd_net import GBTDNet
+from crunet.models.preact_resnet import PreActResNet
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,12 @@ class FactorizeReport:
     groups: tuple[GroupResult, ...]
 
 
-def stage_names(model: GBTDNet) -> list[str]:
+def stage_names(model: PreActResNet) -> list[str]:
     """``conv2``, ``conv3``, ... for the stages in order (the paper's names: conv1 is the stem)."""
     return [f"conv{i + 2}" for i in range(len(model.stages))]
 
 
-def stage_index(model: GBTDNet, name: str | int) -> int:
+def stage_index(model: PreActResNet, name: str | int) -> int:
     names = stage_names(model)
     if isinstance(name, int) and 0 <= name < len(names):
         return name
@@ -84,9 +84,9 @@ def cru_design(cfg: NetCfg, stages: Sequence[int], groups: int | None = None, sh
     return dataclasses.replace(cfg, stages=tuple(new))
 
 
-def factorize_model(model: GBTDNet, stages: Sequence[str | int], groups: int | None = None,
+def factorize_model(model: PreActResNet, stages: Sequence[str | int], groups: int | None = None,
                     share_every: int | None = None, max_iter: int = 100,
-                    restarts: int = 0, calibration: Tensor | None = None) -> tuple[GBTDNet, FactorizeReport]:
+                    restarts: int = 0, calibration: Tensor | None = None) -> tuple[PreActResNet, FactorizeReport]:
     """A CRU model initialized from the collective factorization of ``model``'s ``stages`` (model is unchanged);
     with ``calibration`` images, its BNs are calibrated on them (see the module's docstring)."""
     indices = sorted({stage_index(model, s) for s in stages})
@@ -94,7 +94,7 @@ def factorize_model(model: GBTDNet, stages: Sequence[str | int], groups: int | N
         raise ValueError("name at least one stage to factorize")
     model = model.eval()
     cfg = cru_design(model.cfg, indices, groups, share_every)
-    new = GBTDNet(cfg, model.num_classes, model.in_chans, f"{model.name}_cru", dict(model.pretrained_cfg))
+    new = PreActResNet(cfg, model.num_classes, model.in_chans, f"{model.name}_cru", dict(model.pretrained_cfg))
     new = new.to(dtype=next(model.parameters()).dtype)
     _copy_unchanged(model, new, indices)
     results = []
@@ -130,7 +130,7 @@ def calibrate_norms(model: torch.nn.Module, images: Tensor) -> None:
             bn.bias.copy_(scale * mean + shift)
 
 
-def _copy_unchanged(old: GBTDNet, new: GBTDNet, indices: Sequence[int]) -> None:
+def _copy_unchanged(old: PreActResNet, new: PreActResNet, indices: Sequence[int]) -> None:
     prefixes = tuple(f"stages.{i}." for i in indices)
     kept = {k: v for k, v in old.state_dict().items() if not k.startswith(prefixes)}
     missing, unexpected = new.load_state_dict(kept, strict=False)

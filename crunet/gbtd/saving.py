@@ -8,12 +8,12 @@ import os
 from pathlib import Path
 
 from crunet.models.design import NetCfg, StageCfg
-from crunet.models.gbtd_net import GBTDNet
+from crunet.models.preact_resnet import PreActResNet
 
 FORMAT = "crunet-gbtd-model-v1"
 
 
-def save_model(model: GBTDNet, path: str | os.PathLike) -> Path:
+def save_model(model: PreActResNet, path: str | os.PathLike) -> Path:
     """Weights as safetensors; the design, name, classes and input channels in its metadata."""
     from safetensors.torch import save_file
 
@@ -26,7 +26,7 @@ def save_model(model: GBTDNet, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_model(path: str | os.PathLike) -> GBTDNet:
+def load_model(path: str | os.PathLike) -> PreActResNet:
     """A model written by ``save_model``, rebuilt from its design and loaded."""
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -41,6 +41,6 @@ def load_model(path: str | os.PathLike) -> GBTDNet:
     design = json.loads(meta["design"])
     cfg = NetCfg(**{**design, "stages": tuple(StageCfg(**s) for s in design["stages"])})
     pretrained = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(meta["pretrained_cfg"]).items()}
-    model = GBTDNet(cfg, int(meta["num_classes"]), int(meta["in_chans"]), meta["name"], pretrained)
+    model = PreActResNet(cfg, int(meta["num_classes"]), int(meta["in_chans"]), meta["name"], pretrained)
     model.load_state_dict(load_file(str(path)))
     return model

@@ -165,7 +165,7 @@ def read_checkpoint(prefix: str | os.PathLike, epoch: int = 0) -> tuple[dict[str
 
 
 def released_names(model: nn.Module) -> dict[str, str]:
-    """Our state-dict key -> the released MXNet parameter name, for a CRU-Net built by crunet (``GBTDNet``).
+    """Our state-dict key -> the released MXNet parameter name, for a CRU-Net built by crunet (``PreActResNet``).
 
     Stem ``conv1_x_1``, units ``conv{2..5}_x__{1..n}``, final BN ``conv5_x_x__relu-sp``, classifier ``fc6``. Inside a
     unit: ``c1x1-a`` (first 1x1), ``c3x3-b`` (grouped 3x3), ``c1x1-b`` (the CRU's extra 1x1), ``c1x1-c`` (last 1x1),

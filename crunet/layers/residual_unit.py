@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crunet.layers.complexity import Cx, conv_cx, norm_cx
 from crunet.layers.bn_act_conv import BnAct, BnActConv
+from crunet.layers.complexity import Cx, conv_cx, norm_cx
+from crunet.layers.fused_unit import DeployedUnit
 from crunet.layers.shared_factors import SharedFactors
 
 
@@ -89,6 +90,11 @@ class ResidualUnit(nn.Module):
         if self.conv_mix is not None:
             x = self.conv_mix(x)
         return self.conv3(x) + shortcut
+
+    def fuse(self, unshare: bool = True) -> DeployedUnit:
+        """This unit for inference, its foldable BNs folded (see ``crunet.layers.fused_unit``). With ``unshare`` the
+        BN after the shared 3x3 folds into a copy of it; the stage then drops its shared 3x3 (``Stage.fuse``)."""
+        return DeployedUnit(self, unshare)
 
     def complexity(self, cx: Cx) -> Cx:
         start = cx.shape_only()

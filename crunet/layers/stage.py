@@ -35,6 +35,15 @@ class Stage(nn.Module):
     def complexity(self, cx: Cx) -> Cx:
         return owners_then_units_cx(self.factors, self.units, cx)
 
+    def fuse(self, unshare: bool = True) -> Stage:
+        """This stage for inference: each unit folded by its own ``fuse``. Unshared, every unit has its own folded
+        copy of its group's 3x3, so the group's ``spatial`` is dropped (its ``reduce`` stays shared)."""
+        self.units = nn.ModuleList(unit.fuse(unshare) for unit in self.units)
+        if unshare:
+            for factors in self.factors:
+                factors.spatial = None
+        return self
+
 
 def run_units(units: nn.ModuleList, x: Tensor, grad_checkpointing: bool) -> Tensor:
     """Apply the units in order, each under non-reentrant checkpointing (safe with shared weights and DDP) if asked."""

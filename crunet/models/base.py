@@ -1,18 +1,22 @@
-"""The model contract users know from timm, shared by every model family in crunet.
+"""The model contract users know from timm, shared by every model family in crunet, and the one construction path.
 
-A subclass builds ``stem``, ``stages`` (an ``nn.Sequential`` of stages), ``final_norm`` and ``head`` and sets
-``feature_info``, ``num_features``, ``in_chans``, ``min_input_size`` and ``pretrained_cfg``. Shared tensors live
-inside the stages, never as top-level children, so timm's feature wrappers can replay the children in order.
+A family's ``__init__`` calls ``super().__init__(name, in_chans)``, builds its stem and stages from its design, and
+hands them to ``assemble``, which sets ``stem``, ``stages`` (an ``nn.Sequential``), ``final_norm``, ``head``,
+``feature_info``, ``num_features``, ``min_input_size`` and ``pretrained_cfg`` and initializes the weights. Registered
+models are built with ``Family.create(name, design, **overrides)``. Shared tensors live inside the stages, never as
+top-level children, so timm's feature wrappers can replay the children in order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from crunet.layers.complexity import Cx, module_cx
+from crunet.models.validation import apply_overrides, check_in_chans
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -76,6 +80,8 @@ class ClassifierHead(nn.Module):
 
 
 class StagedClassifier(nn.Module):
+    """A stem, a sequence of stages, a final norm and a classifier head, with timm's model API."""
+
     stem: nn.Module
     stages: nn.Sequential
     final_norm: nn.Module
@@ -86,6 +92,35 @@ class StagedClassifier(nn.Module):
     min_input_size: int
     pretrained_cfg: dict[str, Any]
     name: str
+
+    def __init__(self, name: str, in_chans: int):
+        super().__init__()
+        self.name, self.in_chans = name, check_in_chans(in_chans)
+
+    @classmethod
+    def create(cls, name: str, cfg: Any, num_classes: int = 1000, in_chans: int = 3,
+               pretrained_cfg: dict[str, Any] | None = None, **overrides: Any) -> StagedClassifier:
+        """The registered model ``name``: its design ``cfg`` with keyword ``overrides`` applied (unknown names are a
+        TypeError listing the valid ones), then built."""
+        return cls(apply_overrides(cfg, overrides, name), num_classes, in_chans, name, pretrained_cfg)
+
+    def assemble(self, stem: nn.Module, stem_reduction: int, stages: Sequence[tuple[nn.Module, int, int]],
+                 final_norm: nn.Module, num_classes: int, drop_rate: float, image_size: int,
+                 pretrained_cfg: dict[str, Any]) -> None:
+        """Set the parts and the metadata from ``stages`` given as (stage, output channels, stride), then
+        initialize convolutions and BNs (``init_conv_bn``)."""
+        self.stem = stem
+        reduction, chs = stem_reduction, 0
+        self.feature_info = []
+        for i, (_, out_chs, stride) in enumerate(stages):
+            reduction, chs = reduction * stride, out_chs
+            self.feature_info.append({"num_chs": chs, "reduction": reduction, "module": f"stages.{i}"})
+        self.stages = nn.Sequential(*(stage for stage, _, _ in stages))
+        self.min_input_size, self.num_features = reduction, chs
+        self.final_norm = final_norm
+        self.head = ClassifierHead(chs, num_classes, drop_rate)
+        self.pretrained_cfg = make_pretrained_cfg(self.in_chans, num_classes, image_size, reduction, pretrained_cfg)
+        init_conv_bn(self)
 
     @property
     def default_cfg(self) -> dict[str, Any]:
@@ -127,12 +162,6 @@ class StagedClassifier(nn.Module):
         self.head.reset(num_classes)
         self.head.to(device)
         self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes}
-
-    def deploy(self, **kwargs: Any) -> nn.Module:
-        """An inference-only copy: BatchNorms folded, activations fused, fastest layout (``crunet.deploy.deploy``)."""
-        from crunet.deploy import deploy
-
-        return deploy(self, **kwargs)
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import functools
 
 from crunet.models._registry import register_model
-from crunet.models.build import build_gbtd
 from crunet.models.design import NetCfg, bottleneck_stages
-from crunet.models.gbtd_net import CRUNET_RELEASED_MEAN, CRUNET_RELEASED_STD
+from crunet.models.preact_resnet import CRUNET_RELEASED_MEAN, CRUNET_RELEASED_STD, PreActResNet
 from crunet.models.width_solver import solve_width
 
 SHARE_EVERY = 6  # "parameters are only shared within every six layers": six units per sharing group
@@ -41,23 +40,23 @@ def crunet56_136x1d_width() -> int:
 @register_model
 def crunet56(**kwargs):
     """CRU-Net-56 @x14, 32x4d: 25,609,384 parameters."""
-    return build_gbtd("crunet56", CRUNET56, pretrained_cfg=RELEASED, **kwargs)
+    return PreActResNet.create("crunet56", CRUNET56, pretrained_cfg=RELEASED, **kwargs)
 
 
 @register_model
 def crunet116(**kwargs):
     """CRU-Net-116 @x28x14, 32x4d: 43,656,136 parameters."""
-    return build_gbtd("crunet116", CRUNET116, pretrained_cfg=RELEASED, **kwargs)
+    return PreActResNet.create("crunet116", CRUNET116, pretrained_cfg=RELEASED, **kwargs)
 
 
 @register_model
 def crunet116_wide(**kwargs):
     """CRU-Net-116 wider, 64x4d (a reconstruction: widths inferred from the paper's 318 MB)."""
-    return build_gbtd("crunet116_wide", CRUNET116_WIDE, pretrained_cfg=RELEASED, **kwargs)
+    return PreActResNet.create("crunet116_wide", CRUNET116_WIDE, pretrained_cfg=RELEASED, **kwargs)
 
 
 @register_model
 def crunet56_136x1d(**kwargs):
     """CRU-Net-56 @x14, 136x1d (a reconstruction: conv4 width solved to match crunet56's size)."""
     design = crunet56_136x1d_design(crunet56_136x1d_width())
-    return build_gbtd("crunet56_136x1d", design, pretrained_cfg=RELEASED, **kwargs)
+    return PreActResNet.create("crunet56_136x1d", design, pretrained_cfg=RELEASED, **kwargs)

@@ -7,16 +7,11 @@ factors (``share_every``: 0 for none, n for Collective Residual Units sharing in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass
+
+from crunet.models.validation import check_choice, check_common, check_positive
 
 STEMS = ("imagenet", "small")
-
-
-def _check_positive(owner: str, **values: int) -> None:
-    for field, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{owner}.{field} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -30,9 +25,9 @@ class StageCfg:
     extra_1x1: bool = True
 
     def __post_init__(self) -> None:
-        _check_positive("StageCfg", depth=self.depth, out_chs=self.out_chs, width=self.width, stride=self.stride)
+        check_positive("StageCfg", depth=self.depth, out_chs=self.out_chs, width=self.width, stride=self.stride)
         if self.groups is not None:
-            _check_positive("StageCfg", groups=self.groups)
+            check_positive("StageCfg", groups=self.groups)
             if self.width % self.groups:
                 raise ValueError(f"StageCfg.width={self.width} is not divisible by StageCfg.groups={self.groups}")
         if not isinstance(self.share_every, int) or self.share_every < 0:
@@ -65,31 +60,13 @@ class NetCfg:
         if not self.stages or not all(isinstance(s, StageCfg) for s in self.stages):
             raise ValueError(f"NetCfg.stages must be a non-empty tuple of StageCfg, got {self.stages!r}")
         object.__setattr__(self, "stages", tuple(self.stages))
-        if self.stem not in STEMS:
-            raise ValueError(f"NetCfg.stem must be one of {STEMS}, got {self.stem!r}")
-        _check_positive("NetCfg", stem_chs=self.stem_chs)
-        if not 0 < self.bn_eps < 1:
-            raise ValueError(f"NetCfg.bn_eps must be in (0, 1), got {self.bn_eps!r}")
-        if not 0 <= self.drop_rate < 1:
-            raise ValueError(f"NetCfg.drop_rate must be in [0, 1), got {self.drop_rate!r}")
+        check_choice("NetCfg", "stem", self.stem, STEMS)
+        check_positive("NetCfg", stem_chs=self.stem_chs)
+        check_common("NetCfg", self.bn_eps, self.drop_rate)
 
     @property
     def stem_reduction(self) -> int:
         return 4 if self.stem == "imagenet" else 1
-
-
-def field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
-
-
-def apply_overrides(cfg: Any, overrides: dict[str, Any], name: str) -> Any:
-    """A copy of the frozen design ``cfg`` with some fields replaced; unknown names are a TypeError listing the
-    valid ones."""
-    valid = field_names(type(cfg))
-    unknown = sorted(set(overrides) - set(valid))
-    if unknown:
-        raise TypeError(f"{name}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}")
-    return replace(cfg, **overrides)
 
 
 def bottleneck_stages(depths: tuple[int, ...], widths: tuple[int, ...], groups: tuple[int | None, ...] | int | None,

@@ -20,9 +20,8 @@ from crunet.layers.dsfb_blocks import DSFBStage
 from crunet.layers.orthogonality import OrthogonalityLossMixin
 from crunet.layers.shared_basis import ECA, SharedBasis
 from crunet.models._registry import register_model
-from crunet.models.base import ClassifierHead, StagedClassifier, init_conv_bn, make_pretrained_cfg
-from crunet.models.design import apply_overrides
-from crunet.models.dsfb_resnet import check_common
+from crunet.models.base import StagedClassifier
+from crunet.models.validation import check_choice, check_common, check_positive
 
 # (expansion t, channels c, blocks n, stride s) of the source's stages 1-7
 MOBILENETV2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
@@ -44,8 +43,7 @@ class DSFBMobileNetV2Cfg:
     def __post_init__(self) -> None:
         name = "DSFBMobileNetV2Cfg"
         object.__setattr__(self, "shared_chs", tuple(self.shared_chs))
-        if self.sharing not in SHARING:
-            raise ValueError(f"{name}.sharing must be one of {SHARING}, got {self.sharing!r}")
+        check_choice(name, "sharing", self.sharing, SHARING)
         stage_chs = tuple(c for _, c, _, _ in MOBILENETV2_STAGES)
         for c in self.shared_chs:
             if c not in stage_chs:
@@ -54,10 +52,7 @@ class DSFBMobileNetV2Cfg:
             raise ValueError(f"{name}.eca must be True or False, got {self.eca!r}")
         if self.eca and self.sharing == "none":
             raise ValueError(f"{name}.eca=True gates the sharing blocks, but sharing={self.sharing!r}")
-        for field in ("stem_chs", "head_chs"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name}.{field} must be a positive integer, got {value!r}")
+        check_positive(name, stem_chs=self.stem_chs, head_chs=self.head_chs)
         check_common(name, self.bn_eps, self.drop_rate, self.orth_lambda)
 
 
@@ -104,30 +99,20 @@ class InvertedResidual(nn.Module):
 class DSFBMobileNetV2(OrthogonalityLossMixin, StagedClassifier):
     def __init__(self, cfg: DSFBMobileNetV2Cfg, num_classes: int = 1000, in_chans: int = 3,
                  name: str = "dsfb_mobilenetv2", pretrained_cfg: dict[str, Any] | None = None):
-        super().__init__()
-        if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans <= 0:
-            raise ValueError(f"in_chans must be a positive integer, got {in_chans!r}")
-        self.cfg, self.name, self.in_chans, self.orth_lambda = cfg, name, in_chans, float(cfg.orth_lambda)
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, cfg.stem_chs, 3, 2, 1), nn.BatchNorm2d(cfg.stem_chs, cfg.bn_eps),
-                                  nn.ReLU6(inplace=True))
-        chs, reduction = cfg.stem_chs, 2
-        self.feature_info: list[dict[str, Any]] = []
-        stages = []
+        super().__init__(name, in_chans)
+        self.cfg, self.orth_lambda = cfg, float(cfg.orth_lambda)
+        stem = nn.Sequential(nn.Conv2d(in_chans, cfg.stem_chs, 3, 2, 1), nn.BatchNorm2d(cfg.stem_chs, cfg.bn_eps),
+                             nn.ReLU6(inplace=True))
+        stages, chs = [], cfg.stem_chs
         for i, (t, c, n, s) in enumerate(MOBILENETV2_STAGES):
             stage = _stage(cfg, chs, t, c, n, s)
-            chs, reduction = c, reduction * s
+            chs = c
             if i == len(MOBILENETV2_STAGES) - 1:  # the 1x1 to 1280 channels ends the last stage
                 stage.blocks.append(nn.Sequential(nn.Conv2d(chs, cfg.head_chs, 1),
                                                   nn.BatchNorm2d(cfg.head_chs, cfg.bn_eps), nn.ReLU6(inplace=True)))
                 chs = cfg.head_chs
-            stages.append(stage)
-            self.feature_info.append({"num_chs": chs, "reduction": reduction, "module": f"stages.{i}"})
-        self.stages = nn.Sequential(*stages)
-        self.min_input_size, self.num_features = reduction, chs
-        self.final_norm = nn.Identity()
-        self.head = ClassifierHead(chs, num_classes, cfg.drop_rate)
-        self.pretrained_cfg = make_pretrained_cfg(in_chans, num_classes, 224, reduction, pretrained_cfg or {})
-        init_conv_bn(self)
+            stages.append((stage, chs, s))
+        self.assemble(stem, 2, stages, nn.Identity(), num_classes, cfg.drop_rate, 224, pretrained_cfg or {})
 
 
 def _stage(cfg: DSFBMobileNetV2Cfg, in_chs: int, t: int, c: int, n: int, stride: int) -> DSFBStage:
@@ -143,11 +128,6 @@ def _stage(cfg: DSFBMobileNetV2Cfg, in_chs: int, t: int, c: int, n: int, stride:
     return DSFBStage(blocks, [m for m in (expand, project) if m is not None])
 
 
-def _build(name: str, cfg: DSFBMobileNetV2Cfg, num_classes: int = 1000, in_chans: int = 3,
-           pretrained_cfg: dict[str, Any] | None = None, **overrides: Any) -> DSFBMobileNetV2:
-    return DSFBMobileNetV2(apply_overrides(cfg, overrides, name), num_classes, in_chans, name, pretrained_cfg)
-
-
 MOBILENETV2 = DSFBMobileNetV2Cfg()
 DSFB_MOBILENETV2_SHARED = DSFBMobileNetV2Cfg("shared")
 DSFB_MOBILENETV2_SHAREDPP = DSFBMobileNetV2Cfg("shared++", eca=True)
@@ -156,16 +136,16 @@ DSFB_MOBILENETV2_SHAREDPP = DSFBMobileNetV2Cfg("shared++", eca=True)
 @register_model
 def mobilenetv2(**kwargs):
     """MobileNetV2 as in the DSFB source (post-activation blocks, biased stem and 1280 conv)."""
-    return _build("mobilenetv2", MOBILENETV2, **kwargs)
+    return DSFBMobileNetV2.create("mobilenetv2", MOBILENETV2, **kwargs)
 
 
 @register_model
 def dsfb_mobilenetv2_shared(**kwargs):
     """DSFB MobileNetV2-Shared: blocks 2..n of the 32/64/96/160 stages share their expansion 1x1."""
-    return _build("dsfb_mobilenetv2_shared", DSFB_MOBILENETV2_SHARED, **kwargs)
+    return DSFBMobileNetV2.create("dsfb_mobilenetv2_shared", DSFB_MOBILENETV2_SHARED, **kwargs)
 
 
 @register_model
 def dsfb_mobilenetv2_sharedpp(**kwargs):
     """DSFB MobileNetV2-Shared++: also the projection 1x1 is shared, and ECA gates the sharing blocks."""
-    return _build("dsfb_mobilenetv2_sharedpp", DSFB_MOBILENETV2_SHAREDPP, **kwargs)
+    return DSFBMobileNetV2.create("dsfb_mobilenetv2_sharedpp", DSFB_MOBILENETV2_SHAREDPP, **kwargs)

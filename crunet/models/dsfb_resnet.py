@@ -1,4 +1,4 @@
-"""Deeply Shared Filter Bases on post-activation ResNets (Kang & Kim, NeurIPS 2021), and their unshared baselines.
+"""Deeply Shared Filter Bases on post-activation ResNets (Kim & Kang, NeurIPS 2021), and their unshared baselines.
 
 BasicBlock nets (CIFAR ResNet-32/56, ImageNet ResNet-34): within a stage every block except the first rewrites both
 3x3 on a basis of ``u_g`` unique and ``s_g`` shared filters, s_g = s * 2^g and u_g = u * 2^g (stage g = 0, 1, ...).
@@ -18,40 +18,13 @@ from crunet.layers.dsfb_blocks import SHORTCUTS, BasicBlock, BasisBlock, Bottlen
 from crunet.layers.orthogonality import OrthogonalityLossMixin
 from crunet.layers.shared_basis import SharedBasis
 from crunet.models._registry import register_model
-from crunet.models.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ClassifierHead,
-    StagedClassifier,
-    init_conv_bn,
-    make_pretrained_cfg,
-)
-from crunet.models.design import apply_overrides
+from crunet.models.base import IMAGENET_MEAN, IMAGENET_STD, StagedClassifier
+from crunet.models.validation import check_choice, check_common, check_int
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("imagenet", "cifar")
 SHARING = {"basic": ("none", "single", "double"), "bottleneck": ("none", "shared", "shared++")}
-
-
-def _check_int(owner: str, field: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        kind = "a positive" if minimum > 0 else "a non-negative"
-        raise ValueError(f"{owner}.{field} must be {kind} integer, got {value!r}")
-
-
-def _check_choice(owner: str, field: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{owner}.{field} must be one of {choices}, got {value!r}")
-
-
-def check_common(owner: str, bn_eps: float, drop_rate: float, orth_lambda: float) -> None:
-    if not isinstance(bn_eps, (int, float)) or not 0 < bn_eps < 1:
-        raise ValueError(f"{owner}.bn_eps must be in (0, 1), got {bn_eps!r}")
-    if not isinstance(drop_rate, (int, float)) or not 0 <= drop_rate < 1:
-        raise ValueError(f"{owner}.drop_rate must be in [0, 1), got {drop_rate!r}")
-    if not isinstance(orth_lambda, (int, float)) or orth_lambda < 0:
-        raise ValueError(f"{owner}.orth_lambda must be a non-negative number, got {orth_lambda!r}")
 
 
 @dataclass(frozen=True)
@@ -76,17 +49,17 @@ class DSFBResNetCfg:
             raise ValueError(f"{name}.depths={self.depths!r} and {name}.widths={self.widths!r} must be non-empty "
                              "and of equal length")
         for d in self.depths:
-            _check_int(name, "depths", d, 1)
+            check_int(name, "depths", d, 1)
         for w in self.widths:
-            _check_int(name, "widths", w, 1)
-        _check_choice(name, "block", self.block, BLOCKS)
-        _check_choice(name, "sharing", self.sharing, SHARING[self.block])
-        _check_choice(name, "stem", self.stem, STEMS)
-        _check_choice(name, "shortcut", self.shortcut, SHORTCUTS)
+            check_int(name, "widths", w, 1)
+        check_choice(name, "block", self.block, BLOCKS)
+        check_choice(name, "sharing", self.sharing, SHARING[self.block])
+        check_choice(name, "stem", self.stem, STEMS)
+        check_choice(name, "shortcut", self.shortcut, SHORTCUTS)
         if self.shortcut == "A" and self.block != "basic":
             raise ValueError(f"{name}.shortcut='A' (zero padding) needs block='basic', got block={self.block!r}")
-        _check_int(name, "shared_rank", self.shared_rank, 1 if self.sharing in ("single", "double") else 0)
-        _check_int(name, "unique_rank", self.unique_rank, 0)
+        check_int(name, "shared_rank", self.shared_rank, 1 if self.sharing in ("single", "double") else 0)
+        check_int(name, "unique_rank", self.unique_rank, 0)
         check_common(name, self.bn_eps, self.drop_rate, self.orth_lambda)
 
     @property
@@ -97,30 +70,22 @@ class DSFBResNetCfg:
 class DSFBResNet(OrthogonalityLossMixin, StagedClassifier):
     def __init__(self, cfg: DSFBResNetCfg, num_classes: int = 1000, in_chans: int = 3, name: str = "dsfb_resnet",
                  pretrained_cfg: dict[str, Any] | None = None):
-        super().__init__()
-        if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans <= 0:
-            raise ValueError(f"in_chans must be a positive integer, got {in_chans!r}")
-        self.cfg, self.name, self.in_chans, self.orth_lambda = cfg, name, in_chans, float(cfg.orth_lambda)
-        self.stem = _stem(cfg.stem, in_chans, cfg.stem_chs, cfg.bn_eps)
-        reduction, chs = (4 if cfg.stem == "imagenet" else 1), cfg.stem_chs
-        self.feature_info: list[dict[str, Any]] = []
-        stages = []
+        super().__init__(name, in_chans)
+        self.cfg, self.orth_lambda = cfg, float(cfg.orth_lambda)
+        stem = _stem(cfg.stem, in_chans, cfg.stem_chs, cfg.bn_eps)
+        stages, chs = [], cfg.stem_chs
         make_stage = _basic_stage if cfg.block == "basic" else _bottleneck_stage
         for g, planes in enumerate(cfg.widths):
             stride = 1 if g == 0 else 2
-            stages.append(make_stage(cfg, g, chs, stride))
-            reduction, chs = reduction * stride, planes * (Bottleneck.expansion if cfg.block == "bottleneck" else 1)
-            self.feature_info.append({"num_chs": chs, "reduction": reduction, "module": f"stages.{g}"})
-        self.stages = nn.Sequential(*stages)
-        self.min_input_size, self.num_features = reduction, chs
-        self.final_norm = nn.Identity()  # post-activation: every block ends in a ReLU
-        self.head = ClassifierHead(chs, num_classes, cfg.drop_rate)
-        size = 224 if cfg.stem == "imagenet" else 32
-        defaults = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD} if cfg.stem == "imagenet" else {
+            out_chs = planes * (Bottleneck.expansion if cfg.block == "bottleneck" else 1)
+            stages.append((make_stage(cfg, g, chs, stride), out_chs, stride))
+            chs = out_chs
+        imagenet = cfg.stem == "imagenet"
+        defaults = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD} if imagenet else {
             "mean": CIFAR10_MEAN, "std": CIFAR10_STD, "crop_pct": 1.0}
-        self.pretrained_cfg = make_pretrained_cfg(in_chans, num_classes, size, reduction,
-                                                  {**defaults, **(pretrained_cfg or {})})
-        init_conv_bn(self)
+        # post-activation: every block ends in a ReLU, so there is no final norm
+        self.assemble(stem, 4 if imagenet else 1, stages, nn.Identity(), num_classes, cfg.drop_rate,
+                      224 if imagenet else 32, {**defaults, **(pretrained_cfg or {})})
 
 
 def _stem(kind: str, in_chans: int, chs: int, bn_eps: float) -> nn.Sequential:
@@ -157,11 +122,6 @@ def _bottleneck_stage(cfg: DSFBResNetCfg, g: int, in_chs: int, stride: int) -> D
     return DSFBStage(blocks, [m for m in (spatial, expand) if m is not None])
 
 
-def _build(name: str, cfg: DSFBResNetCfg, num_classes: int = 1000, in_chans: int = 3,
-           pretrained_cfg: dict[str, Any] | None = None, **overrides: Any) -> DSFBResNet:
-    return DSFBResNet(apply_overrides(cfg, overrides, name), num_classes, in_chans, name, pretrained_cfg)
-
-
 D34, D50, D101, D32, D56 = (3, 4, 6, 3), (3, 4, 6, 3), (3, 4, 23, 3), (5, 5, 5), (9, 9, 9)
 CIFAR = {"stem": "cifar", "widths": (16, 32, 64), "shortcut": "A"}
 
@@ -185,88 +145,88 @@ DSFB_RESNET56_S16U1_DOUBLE = DSFBResNetCfg(D56, "basic", "double", 16, 1, **CIFA
 @register_model
 def resnet34(**kwargs):
     """ResNet-34 (post-activation, projection shortcuts): the baseline of DSFB ResNet34-S48U1*."""
-    return _build("resnet34", RESNET34, **kwargs)
+    return DSFBResNet.create("resnet34", RESNET34, **kwargs)
 
 
 @register_model
 def resnet50(**kwargs):
     """ResNet-50 (post-activation, stride on the 3x3): the baseline of DSFB ResNet50-Shared/Shared++."""
-    return _build("resnet50", RESNET50, **kwargs)
+    return DSFBResNet.create("resnet50", RESNET50, **kwargs)
 
 
 @register_model
 def resnet101(**kwargs):
     """ResNet-101 (post-activation, stride on the 3x3): the baseline of DSFB ResNet101-Shared."""
-    return _build("resnet101", RESNET101, **kwargs)
+    return DSFBResNet.create("resnet101", RESNET101, **kwargs)
 
 
 @register_model
 def resnet32_cifar(**kwargs):
     """CIFAR ResNet-32 (3x3/16 stem, planes 16/32/64, zero-padding shortcuts)."""
-    return _build("resnet32_cifar", RESNET32_CIFAR, **kwargs)
+    return DSFBResNet.create("resnet32_cifar", RESNET32_CIFAR, **kwargs)
 
 
 @register_model
 def resnet56_cifar(**kwargs):
     """CIFAR ResNet-56 (3x3/16 stem, planes 16/32/64, zero-padding shortcuts)."""
-    return _build("resnet56_cifar", RESNET56_CIFAR, **kwargs)
+    return DSFBResNet.create("resnet56_cifar", RESNET56_CIFAR, **kwargs)
 
 
 @register_model
 def dsfb_resnet34_s48u1_double(**kwargs):
     """DSFB ResNet34-S48U1*: two shared bases per stage, s = 48/96/192/384, u = 1/2/4/8."""
-    return _build("dsfb_resnet34_s48u1_double", DSFB_RESNET34_S48U1_DOUBLE, **kwargs)
+    return DSFBResNet.create("dsfb_resnet34_s48u1_double", DSFB_RESNET34_S48U1_DOUBLE, **kwargs)
 
 
 @register_model
 def dsfb_resnet50_shared(**kwargs):
     """DSFB ResNet50-Shared: the 3x3 of blocks 2..n of each stage is shared."""
-    return _build("dsfb_resnet50_shared", DSFB_RESNET50_SHARED, **kwargs)
+    return DSFBResNet.create("dsfb_resnet50_shared", DSFB_RESNET50_SHARED, **kwargs)
 
 
 @register_model
 def dsfb_resnet50_sharedpp(**kwargs):
     """DSFB ResNet50-Shared++: the 3x3 and the last 1x1 of blocks 2..n of each stage are shared."""
-    return _build("dsfb_resnet50_sharedpp", DSFB_RESNET50_SHAREDPP, **kwargs)
+    return DSFBResNet.create("dsfb_resnet50_sharedpp", DSFB_RESNET50_SHAREDPP, **kwargs)
 
 
 @register_model
 def dsfb_resnet101_shared(**kwargs):
     """DSFB ResNet101-Shared: the 3x3 of blocks 2..n of each stage is shared."""
-    return _build("dsfb_resnet101_shared", DSFB_RESNET101_SHARED, **kwargs)
+    return DSFBResNet.create("dsfb_resnet101_shared", DSFB_RESNET101_SHARED, **kwargs)
 
 
 @register_model
 def dsfb_resnet32_s8u1(**kwargs):
     """DSFB CIFAR ResNet32-S8U1 (one shared basis per stage)."""
-    return _build("dsfb_resnet32_s8u1", DSFB_RESNET32_S8U1, **kwargs)
+    return DSFBResNet.create("dsfb_resnet32_s8u1", DSFB_RESNET32_S8U1, **kwargs)
 
 
 @register_model
 def dsfb_resnet32_s16u1(**kwargs):
     """DSFB CIFAR ResNet32-S16U1 (one shared basis per stage)."""
-    return _build("dsfb_resnet32_s16u1", DSFB_RESNET32_S16U1, **kwargs)
+    return DSFBResNet.create("dsfb_resnet32_s16u1", DSFB_RESNET32_S16U1, **kwargs)
 
 
 @register_model
 def dsfb_resnet32_s16u1_double(**kwargs):
     """DSFB CIFAR ResNet32-S16U1* (two shared bases per stage)."""
-    return _build("dsfb_resnet32_s16u1_double", DSFB_RESNET32_S16U1_DOUBLE, **kwargs)
+    return DSFBResNet.create("dsfb_resnet32_s16u1_double", DSFB_RESNET32_S16U1_DOUBLE, **kwargs)
 
 
 @register_model
 def dsfb_resnet56_s8u1(**kwargs):
     """DSFB CIFAR ResNet56-S8U1 (one shared basis per stage)."""
-    return _build("dsfb_resnet56_s8u1", DSFB_RESNET56_S8U1, **kwargs)
+    return DSFBResNet.create("dsfb_resnet56_s8u1", DSFB_RESNET56_S8U1, **kwargs)
 
 
 @register_model
 def dsfb_resnet56_s16u1(**kwargs):
     """DSFB CIFAR ResNet56-S16U1 (one shared basis per stage; 0.271 M by definition, 0.22 M in the source table)."""
-    return _build("dsfb_resnet56_s16u1", DSFB_RESNET56_S16U1, **kwargs)
+    return DSFBResNet.create("dsfb_resnet56_s16u1", DSFB_RESNET56_S16U1, **kwargs)
 
 
 @register_model
 def dsfb_resnet56_s16u1_double(**kwargs):
     """DSFB CIFAR ResNet56-S16U1* (two shared bases per stage)."""
-    return _build("dsfb_resnet56_s16u1_double", DSFB_RESNET56_S16U1_DOUBLE, **kwargs)
+    return DSFBResNet.create("dsfb_resnet56_s16u1_double", DSFB_RESNET56_S16U1_DOUBLE, **kwargs)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 
 from crunet.models._registry import register_model
-from crunet.models.build import build_gbtd
 from crunet.models.design import NetCfg, StageCfg
+from crunet.models.preact_resnet import PreActResNet
 from crunet.models.width_solver import params_of, solve_width
 
 FASHION_MNIST = {"mean": (0.2860,), "std": (0.3530,)}
@@ -41,17 +41,17 @@ def crunet_small_width() -> int:
 @register_model
 def preresnet_small(**kwargs):
     """Pre-activation ResNet for 28-32 px images (R=1)."""
-    return build_gbtd("preresnet_small", PRERESNET_SMALL, pretrained_cfg=FASHION_MNIST, **kwargs)
+    return PreActResNet.create("preresnet_small", PRERESNET_SMALL, pretrained_cfg=FASHION_MNIST, **kwargs)
 
 
 @register_model
 def preresnext_small(**kwargs):
     """Pre-activation ResNeXt for 28-32 px images (R=8)."""
-    return build_gbtd("preresnext_small", PRERESNEXT_SMALL, pretrained_cfg=FASHION_MNIST, **kwargs)
+    return PreActResNet.create("preresnext_small", PRERESNEXT_SMALL, pretrained_cfg=FASHION_MNIST, **kwargs)
 
 
 @register_model
 def crunet_small(**kwargs):
     """CRU-Net for 28-32 px images, parameter-matched to preresnext_small."""
     design = crunet_small_design(crunet_small_width())
-    return build_gbtd("crunet_small", design, pretrained_cfg=FASHION_MNIST, **kwargs)
+    return PreActResNet.create("crunet_small", design, pretrained_cfg=FASHION_MNIST, **kwargs)

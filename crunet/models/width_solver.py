@@ -8,13 +8,13 @@ import torch
 
 from crunet.layers.complexity import count_parameters
 from crunet.models.design import NetCfg
-from crunet.models.gbtd_net import GBTDNet
+from crunet.models.preact_resnet import PreActResNet
 
 
 def params_of(cfg: NetCfg, num_classes: int = 1000, in_chans: int = 3) -> int:
     """Parameter count of a design, built on the meta device (no memory, no initialization cost)."""
     with torch.device("meta"):
-        return count_parameters(GBTDNet(cfg, num_classes, in_chans))
+        return count_parameters(PreActResNet(cfg, num_classes, in_chans))
 
 
 def solve_width(design: Callable[[int], NetCfg], target_params: int, multiple: int = 1, max_width: int = 1 << 14,

@@ -55,7 +55,7 @@ def test_folded_model_matches_the_eval_model(name, size, unshare):
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_both_layouts_match(layout):
     model = trained_looking("crunet_small", SMALL)
-    deployed = model.deploy(layout=layout)
+    deployed = deploy(model, layout=layout)
     assert deployed.layout == layout
     assert_matches(deployed, model, SMALL)
 
@@ -122,7 +122,7 @@ def test_shared_factors_stay_shared_unless_unshared(tmp_path):
 def test_the_original_model_is_untouched_and_the_copy_is_inference_only():
     model = trained_looking("crunet_small", SMALL).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    deployed = model.deploy(layout="contiguous")
+    deployed = deploy(model, layout="contiguous")
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert isinstance(deployed, DeployedModel) and not deployed.training
     assert not any(p.requires_grad for p in deployed.parameters())

@@ -8,7 +8,7 @@ from crunet.gbtd.convert import _unit_kernel, factorize_model
 from crunet.gbtd.operator import shortcut_map
 from crunet.gbtd.saving import load_model, save_model
 from crunet.models.design import NetCfg, StageCfg
-from crunet.models.gbtd_net import GBTDNet
+from crunet.models.preact_resnet import PreActResNet
 from tests.gbtd.units import randomize
 
 TINY = NetCfg((StageCfg(1, 8, 8, 2, stride=1), StageCfg(3, 8, 8, 2, stride=1), StageCfg(2, 12, 6, 3, stride=2)),
@@ -16,7 +16,7 @@ TINY = NetCfg((StageCfg(1, 8, 8, 2, stride=1), StageCfg(3, 8, 8, 2, stride=1), S
 
 
 def _model(seed=0):
-    model = GBTDNet(TINY, num_classes=5, in_chans=1, name="tiny").double()
+    model = PreActResNet(TINY, num_classes=5, in_chans=1, name="tiny").double()
     return randomize(model, torch.Generator().manual_seed(seed)).eval()
 
 

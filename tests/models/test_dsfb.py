@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import crunet
-from crunet.layers.complexity import measured_macs
 from crunet.analysis.dsfb_tables import dsfb_table_rows
 from crunet.analysis.paper_tables import COLUMNS
+from crunet.layers.complexity import measured_macs
 from crunet.layers.shared_basis import SharedBasis, SharedBasisConv
 from crunet.models.dsfb_mobilenetv2 import DSFBMobileNetV2Cfg
 from crunet.models.dsfb_resnet import DSFBResNetCfg

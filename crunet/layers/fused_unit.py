@@ -1,4 +1,5 @@
-"""A pre-activation residual unit for inference, with every BatchNorm that can be folded folded.
+"""A pre-activation residual unit for inference, with every BatchNorm that can be folded folded: what
+``ResidualUnit.fuse`` returns.
 
 In BN-ReLU-Conv units a BN folds BACKWARD into the convolution before it (scaling that conv's output channels),
 when that convolution feeds only this BN and is not shared:
@@ -15,14 +16,18 @@ unit its own copy of that weight. ``unshare=True`` folds them (fewer passes over
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor, nn
 
-from crunet.layers.fused import FusedConv, fold_bn
 from crunet.layers.bn_act_conv import BnAct
-from crunet.layers.residual_unit import ResidualUnit
+from crunet.layers.fused import FusedConv, fold_bn
+
+if TYPE_CHECKING:
+    from crunet.layers.residual_unit import ResidualUnit
 
 
-def _folded(conv: nn.Conv2d | Tensor, bn: nn.BatchNorm2d, stride: int = 1, groups: int = 1) -> FusedConv:
+def conv_bn_relu(conv: nn.Conv2d | Tensor, bn: nn.BatchNorm2d, stride: int = 1, groups: int = 1) -> FusedConv:
     """``conv`` followed by ``bn`` and a ReLU, as one convolution with a bias."""
     if isinstance(conv, nn.Conv2d):
         weight, bias, stride, padding, groups = conv.weight, conv.bias, conv.stride[0], conv.padding[0], conv.groups
@@ -51,7 +56,7 @@ class DeployedUnit(nn.Module):
         else:
             self.norm, main = self._shared(unit, unshare)
         if unit.conv_mix is not None:
-            main.append(_folded(unit.conv_mix.conv, unit.conv3.norm.bn))
+            main.append(conv_bn_relu(unit.conv_mix.conv, unit.conv3.norm.bn))
         main.append(_plain(unit.conv3.conv))
         self.main = nn.ModuleList(main)
 
@@ -59,7 +64,8 @@ class DeployedUnit(nn.Module):
         if unit.shortcut is not None:
             self.short_norm, self.short_conv = unit.shortcut.norm, _plain(unit.shortcut.conv)
         after_3x3 = unit.conv_mix.norm.bn if unit.conv_mix is not None else unit.conv3.norm.bn
-        return unit.conv1.norm, [_folded(unit.conv1.conv, unit.conv2.norm.bn), _folded(unit.conv2.conv, after_3x3)]
+        main = [conv_bn_relu(unit.conv1.conv, unit.conv2.norm.bn), conv_bn_relu(unit.conv2.conv, after_3x3)]
+        return unit.conv1.norm, main
 
     def _shared(self, unit: ResidualUnit, unshare: bool) -> tuple[BnAct, list[nn.Module]]:
         factors, main = unit.factors, []
@@ -69,7 +75,7 @@ class DeployedUnit(nn.Module):
             self.short_norm = unit.proj_short_norm
             self.short_conv = FusedConv(None, stride=unit.stride, owner=self, name="proj")
             if unshare:
-                main.append(_folded(unit.proj, unit.norm1.bn))
+                main.append(conv_bn_relu(unit.proj, unit.norm1.bn))
             else:
                 main += [FusedConv(None, owner=self, name="proj"), unit.norm1]
             norm = unit.proj_in_norm
@@ -77,7 +83,7 @@ class DeployedUnit(nn.Module):
         after_3x3 = unit.conv_mix.norm if unit.conv_mix is not None else unit.conv3.norm
         pad = factors.kernel_size // 2
         if unshare:
-            main.append(_folded(factors.spatial, after_3x3.bn, unit.stride, unit.groups))
+            main.append(conv_bn_relu(factors.spatial, after_3x3.bn, unit.stride, unit.groups))
         else:
             main += [FusedConv(None, None, unit.stride, pad, unit.groups, owner=factors, name="spatial"), after_3x3]
         return norm, main
@@ -88,18 +94,3 @@ class DeployedUnit(nn.Module):
         for layer in self.main[:-1]:
             y = layer(y)
         return self.main[-1](y, residual=shortcut)
-
-
-def deploy_stem(stem: nn.Sequential) -> nn.Sequential:
-    """conv -> BN-ReLU (-> pool) becomes one fused convolution (-> pool)."""
-    layers, i = [], 0
-    while i < len(stem):
-        conv, nxt = stem[i], stem[i + 1] if i + 1 < len(stem) else None
-        if isinstance(conv, nn.Conv2d) and isinstance(nxt, BnAct):
-            layers.append(_folded(conv, nxt.bn))
-            i += 2
-        else:
-            layers.append(conv)
-            i += 1
-    return nn.Sequential(*layers)
-
