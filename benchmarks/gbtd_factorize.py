@@ -32,8 +32,9 @@ from crunet.data import eval_shard, open_split
 from crunet.gbtd.convert import factorize_model
 from crunet.models.preact_resnet import PreActResNet
 from crunet.train.config import TrainConfig
+from crunet.train.inputs import data_spec
 from crunet.train.steps import evaluate, finish_eval
-from crunet.train.trainer import data_spec, train
+from crunet.train.trainer import train
 
 
 def test_top1(model: torch.nn.Module, cfg: TrainConfig) -> float:

@@ -1,5 +1,5 @@
 """Weight files that never execute code: safetensors (written and read here) and crunet training checkpoints
-(read with ``weights_only=True`` by ``crunet.train.checkpoint``).
+(read with ``weights_only=True`` by ``crunet.io.checkpoint``).
 
 A crunet safetensors file holds the model's ``state_dict()``, so each shared tensor once (its owner, the stage's
 ``SharedFactors``, is the only key), and metadata naming the model, its classes and input channels, so that
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from crunet.io.checkpoint import load_checkpoint, load_model_state
 
 FORMAT = "crunet-weights-v1"
 
@@ -69,8 +71,6 @@ def read_weights(path: str | os.PathLike, model_name: str | None = None,
             raise WeightsError(f"{path} does not say which model it holds: pass the model name (--model NAME)")
         kwargs = {k: int(meta[k]) for k in ("num_classes", "in_chans") if meta.get(k, "").isdigit()}
         return name, {**_shape_kwargs(state), **kwargs}, state
-    from crunet.train.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(path)
     weights = ckpt.get("ema") if use_ema else ckpt.get("model")
     if not weights:
@@ -86,7 +86,6 @@ def load_weights(path: str | os.PathLike, model_name: str | None = None, use_ema
                  **overrides) -> nn.Module:
     """A fresh model with the file's weights loaded strictly (every key, every shape), in eval mode."""
     from crunet.models import create_model
-    from crunet.train.checkpoint import load_model_state
 
     name, kwargs, state = read_weights(path, model_name, use_ema)
     model = create_model(name, **{**kwargs, **overrides})

@@ -1,4 +1,5 @@
-"""Checkpoints: written atomically (temporary file, fsync, rename), read with ``weights_only=True``.
+"""Checkpoints: written atomically (temporary file, fsync, rename); read by ``crunet.io.checkpoint`` (re-exported here
+for the trainer).
 
 A kill at any moment leaves either the old or the new file, never a torn one; a failed write (disk full) removes
 its temporary file and leaves the previous checkpoint as it was.
@@ -11,11 +12,9 @@ from pathlib import Path
 
 import torch
 
-FORMAT = "crunet-checkpoint-v1"
+from crunet.io.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_model_state
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be written, read, or used for this model."""
+__all__ = ["CheckpointError", "load_checkpoint", "load_model_state", "save_checkpoint"]
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
@@ -47,34 +46,3 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """The checkpoint's dict; CheckpointError if it is missing, corrupt, or not a crunet checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a torn or foreign file
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch checkpoint: "
-                              f"{(str(err) or type(err).__name__).splitlines()[0][:200]}") from err
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a crunet training checkpoint")
-    return state
-
-
-def load_model_state(model: torch.nn.Module, state_dict: dict, source: str, model_name: str | None = None) -> None:
-    """Load weights, turning a key or shape mismatch into one readable error."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong = [k for k in own if k in state_dict and own[k].shape != state_dict[k].shape]
-    if missing or unexpected or wrong:
-        detail = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                           for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                               ("shape differs", wrong)) if keys)
-        name = f" ({model_name})" if model_name else ""
-        raise CheckpointError(f"{source} was written by a different model than {getattr(model, 'name', 'this one')}"
-                              f"{name}: {detail}")
-    model.load_state_dict(state_dict)

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 from crunet.data import eval_shard, open_split
-from crunet.train.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from crunet.io.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from crunet.train.config import TrainConfig
+from crunet.train.inputs import data_spec
 from crunet.train.steps import evaluate, finish_eval
 
 
@@ -15,7 +16,6 @@ def evaluate_checkpoint(checkpoint: str, data: str | None = None, crops: int = 1
                         batch_size: int = 256, subset: int = 0, use_ema: bool = False, amp: str = "none",
                         workers: int = 2, strict: bool = False, out: str | None = None) -> dict:
     from crunet.models import create_model
-    from crunet.train.trainer import data_spec
 
     state = load_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(state["config"])

@@ -9,11 +9,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from crunet.data import DataSpec, StepSampler, detect_kind, eval_shard, num_classes_of, open_split
+from crunet.data import StepSampler, detect_kind, eval_shard, num_classes_of, open_split
 from crunet.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from crunet.train.config import TrainConfig
 from crunet.train.dist import DistInfo, all_reduce_sum, cleanup, setup_distributed
 from crunet.train.ema import ModelEma
+from crunet.train.inputs import data_spec
 from crunet.train.optim import LrSchedule, build_optimizer, scaled_lr
 from crunet.train.plot import plot_curves
 from crunet.train.progress import Progress
@@ -195,14 +196,6 @@ def hold_out(train_data, val_data, n: int):
         raise ValueError("--holdout works with the in-memory IDX data sets (Fashion-MNIST, MNIST); with class "
                          "folders, move some training images into a folder of their own and pass that as val/")
     return train_data.hold_out(n, val_data)
-
-
-def data_spec(cfg: TrainConfig, model: nn.Module) -> DataSpec:
-    pc = model.pretrained_cfg
-    return DataSpec(in_chans=model.in_chans, size=cfg.img_size or pc["input_size"][-1], mean=tuple(pc["mean"]),
-                    std=tuple(pc["std"]), crop_pct=pc.get("crop_pct", 0.875), augment=cfg.augment, pad=cfg.pad,
-                    crops=cfg.crops, strict=cfg.strict_data,
-                    workers=cfg.workers, seed=cfg.seed)
 
 
 def validate(model, val_data, cfg: TrainConfig, info: DistInfo, channels_last: bool) -> dict:

@@ -1,0 +1,2 @@
+"""Reading what crunet writes, for every package above the models: training checkpoints (``crunet.io.checkpoint``).
+Imports nothing from crunet but ``crunet.errors``, so training, interop and the command line can all use it."""

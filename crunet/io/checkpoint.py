@@ -1,0 +1,48 @@
+"""Reading a crunet training checkpoint (``torch.load(weights_only=True)``: nothing in the file runs) and loading
+weights into a model with one readable error for a mismatch. Writing checkpoints is the trainer's
+(``crunet.train.checkpoint``); reading them is needed by evaluation, export and interop too, so it lives here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+FORMAT = "crunet-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be written, read, or used for this model."""
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """The checkpoint's dict; CheckpointError if it is missing, corrupt, or not a crunet checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a torn or foreign file
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch checkpoint: "
+                              f"{(str(err) or type(err).__name__).splitlines()[0][:200]}") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a crunet training checkpoint")
+    return state
+
+
+def load_model_state(model: torch.nn.Module, state_dict: dict, source: str, model_name: str | None = None) -> None:
+    """Load weights, turning a key or shape mismatch into one readable error."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong = [k for k in own if k in state_dict and own[k].shape != state_dict[k].shape]
+    if missing or unexpected or wrong:
+        detail = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                           for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                               ("shape differs", wrong)) if keys)
+        name = f" ({model_name})" if model_name else ""
+        raise CheckpointError(f"{source} was written by a different model than {getattr(model, 'name', 'this one')}"
+                              f"{name}: {detail}")
+    model.load_state_dict(state_dict)
