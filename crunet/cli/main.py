@@ -7,6 +7,8 @@ import importlib
 import os
 import sys
 
+from crunet.errors import CrunetError
+
 # Sub-command modules, imported lazily so that `crunet models` does not pay for the trainer's imports.
 COMMANDS = {
     "models": "crunet.cli.models_cmd",
@@ -22,7 +24,7 @@ COMMANDS = {
 }
 
 
-class CliError(Exception):
+class CliError(CrunetError):
     """An error the user can fix: printed as one line, exit status 2."""
 
 
@@ -47,11 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args) or 0
-    except (CliError, ValueError, TypeError, FileNotFoundError, PermissionError) as err:
+    except (CrunetError, ValueError, TypeError, OSError) as err:  # CrunetError: every error a user can cause
         if os.environ.get("CRUNET_DEBUG"):
             raise
-        print(f"crunet {args.command}: error: {err}", file=sys.stderr)
+        print(f"crunet {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"crunet {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # TrainingInterrupted says where the resumable checkpoint is
+        print(f"crunet {args.command}: {_one_line(err) or 'interrupted'}", file=sys.stderr)
         return 130
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())

@@ -32,7 +32,10 @@ HELP = {
     "model_kwargs": 'design overrides for create_model, as JSON: \'{"orth_lambda": 0}\'',
     "holdout": "validate on N images held out of the training set instead of the test set (hyper-parameter search)",
     "log_shared_grads": "log the mean gradient norm of each shared tensor and the orthogonality penalty per epoch",
-    "resume": "continue the run of this checkpoint (last.pt)",
+    "resume": "continue a run: a checkpoint (last.pt), a run directory (its newest valid checkpoint), or auto "
+              "(the newest valid checkpoint of --out; a fresh start if there is none: for pre-emptible jobs)",
+    "checkpoint_every": "mid-epoch checkpoints every N steps (500), M minutes (30m), or both (500,30m); 0: epoch "
+                        "ends only. SIGTERM/SIGINT/SIGUSR1 always write one at the next step boundary",
     "progress": "auto (a bar on a terminal, lines otherwise), bar, lines, none",
 }
 

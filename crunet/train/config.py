@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from crunet.errors import ConfigError
+
 # The paper's optimizer presets (section 5): 50-layer nets and deeper ones; reduce-on-plateau in both.
 PRESETS = {
     "paper50": {"lr": 0.1, "weight_decay": 5e-4, "schedule": "plateau"},
@@ -50,7 +52,8 @@ class TrainConfig:
     strict_data: bool = False
     sync_bn: bool = False
     grad_checkpointing: bool = False
-    resume: str | None = None
+    resume: str | None = None  # a checkpoint, a run directory (its newest valid checkpoint), or auto (of --out)
+    checkpoint_every: str = "30m"  # mid-epoch checkpoints: N steps, Mm minutes, or both ("500,30m"); "0": off
     log_every: int = 50
     log_shared_grads: bool = False  # metrics.csv: mean gradient norm of each shared tensor, orthogonality penalty
     tensorboard: bool = True
@@ -67,22 +70,30 @@ class TrainConfig:
         return self
 
     def check(self) -> None:
+        """Every option checked up front (range, finiteness, choices): one ConfigError naming the option."""
         choices = {"schedule": ("cosine", "step", "plateau", "constant"), "amp": ("none", "bf16", "fp16"),
                    "augment": ("light", "rrc", "paper", "none"), "progress": ("auto", "bar", "lines", "none")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
-                raise ValueError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, "
-                                 f"got {getattr(self, key)!r}")
-        for key in ("epochs", "batch_size", "accum"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"--{key.replace('_', '-')} must be at least 1")
-        if self.lr <= 0 or not 0 <= self.ema_decay < 1 or self.crops not in (1, 10):
-            raise ValueError("need lr > 0, 0 <= ema-decay < 1 and crops 1 or 10")
+                raise ConfigError(f"{_flag(key)} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        for key, low, high in RANGES:
+            _check_number(key, getattr(self, key), low, high)
+        if self.img_size is not None:
+            _check_number("img_size", self.img_size, 8, 8192)
+        if self.crops not in (1, 10):
+            raise ConfigError(f"--crops must be 1 or 10, got {self.crops}")
+        if not isinstance(self.step_epochs, (list, tuple)) or any(
+                isinstance(e, bool) or not isinstance(e, int) or e < 0 for e in self.step_epochs):
+            raise ConfigError(f"--step-epochs must be epoch numbers >= 0, got {self.step_epochs!r}")
         if not isinstance(self.model_kwargs, dict):
-            raise ValueError(f"--model-kwargs must be a JSON object such as '{{\"orth_lambda\": 0}}', "
-                             f"got {self.model_kwargs!r}")
-        if self.holdout < 0:
-            raise ValueError(f"--holdout must be 0 (off) or a number of training images, got {self.holdout}")
+            raise ConfigError(f"--model-kwargs must be a JSON object such as '{{\"orth_lambda\": 0}}', "
+                              f"got {self.model_kwargs!r}")
+        from crunet.train.save_policy import parse_every
+
+        parse_every(self.checkpoint_every)
+        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda") or (
+                self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,3 +114,35 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# (option, lowest, highest) allowed; None: unbounded. Integers where the default is an integer.
+RANGES = (
+    ("epochs", 1, None), ("batch_size", 1, None), ("accum", 1, None), ("lr", 0.0, None), ("lr_ref_batch", 0, None),
+    ("momentum", 0.0, 1.0), ("weight_decay", 0.0, None), ("warmup_epochs", 0.0, None), ("gamma", 0.0, 1.0),
+    ("plateau_patience", 0, None), ("label_smoothing", 0.0, 1.0), ("ema_decay", 0.0, 1.0), ("clip_grad", 0.0, None),
+    ("subset", 0, None), ("val_subset", 0, None), ("holdout", 0, None), ("pad", 0, 1024), ("workers", 0, 256),
+    ("seed", 0, 2**63 - 1), ("log_every", 1, None),
+)
+_OPEN_BELOW = {"lr", "gamma"}  # must be > lowest
+_OPEN_ABOVE = {"momentum", "label_smoothing", "ema_decay"}  # must be < highest
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _check_number(key: str, value, low, high) -> None:
+    integer = isinstance(low, int) and not isinstance(low, bool)
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    ok = ok and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if key in _OPEN_BELOW else value >= low
+    if ok and high is not None:
+        ok = value < high if key in _OPEN_ABOVE else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'>' if key in _OPEN_BELOW else '>='} {low}"
+        hi = "" if high is None else f"{'<' if key in _OPEN_ABOVE else '<='} {high}"
+        bounds = " and ".join(b for b in (lo, hi) if b)
+        raise ConfigError(f"{_flag(key)} must be {kind} {bounds}, got {value!r}")

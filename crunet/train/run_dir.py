@@ -1,39 +1,56 @@
-"""The run directory: config.json (resolved), metrics.csv (a row per epoch), summary.json, curves.png, TensorBoard."""
+"""The run directory: config.json (resolved), metrics.csv (a row per epoch), summary.json, curves.png, TensorBoard.
+
+Every file is replaced atomically (crunet.train.atomic); a new run never shares a folder with another one, even
+when both start in the same second.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
 from pathlib import Path
 
+from crunet.errors import ConfigError
+from crunet.train.atomic import remove_stale_temporaries, write_text_atomic
+
 
 def default_run_dir(model: str) -> Path:
-    return Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """``runs/<model>-<date>-<time>``, created here; ``-2``, ``-3`` ... when that name is taken."""
+    base = Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"cannot find a free run directory name beside {base}; pass --out")
 
 
 def check_run_dir(path: str | os.PathLike, resume: bool) -> Path:
     """Every process checks, so that all fail together: a new run never writes over an existing one."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"run directory {path} is a file")
+        raise ConfigError(f"run directory {path} is a file")
     if not resume and any((path / name).exists() for name in ("metrics.csv", "last.pt")):
-        raise ValueError(f"{path} already holds a run; continue it with --resume {path / 'last.pt'} "
-                         f"or choose another --out")
+        raise ConfigError(f"{path} already holds a run; continue it with --resume {path / 'last.pt'} "
+                          f"(or --resume auto --out {path}) or choose another --out")
     return path
 
 
 def write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 class RunDir:
     def __init__(self, path: str | os.PathLike, tensorboard: bool = True):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.removed = remove_stale_temporaries(self.path)
         self.csv = self.path / "metrics.csv"
         self._tb, self._tb_wanted = None, tensorboard
 
@@ -47,23 +64,29 @@ class RunDir:
             return list(csv.DictReader(f))
 
     def append_row(self, row: dict) -> None:
-        """Append an epoch; a row with new columns (a resumed run with extra losses) rewrites the header."""
-        rows = self.rows()
-        columns = list(rows[0].keys()) if rows else []
-        columns += [k for k in row if k not in columns]
-        with open(self.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, columns)
-            writer.writeheader()
-            writer.writerows(rows + [{k: _fmt(v) for k, v in row.items()}])
+        """Append an epoch: the whole table is written to a temporary file that replaces metrics.csv, so a kill
+        leaves the old table or the new one. A row with new columns (a resumed run with extra losses) widens it."""
+        self._write(self.rows() + [{k: _fmt(v) for k, v in row.items()}])
         self._tensorboard(row)
 
     def keep_epochs(self, done: int) -> None:
         """On resume, keep the rows of the ``done`` epochs the checkpoint had finished, drop later ones."""
-        rows = [r for r in self.rows() if int(r["epoch"]) <= done]
-        if self.csv.is_file():
-            self.csv.unlink()
+        rows = self.rows()
+        kept = [r for r in rows if int(r["epoch"]) <= done]
+        if not kept:
+            self.csv.unlink(missing_ok=True)
+        elif len(kept) != len(rows):
+            self._write(kept)
+
+    def _write(self, rows: list[dict]) -> None:
+        columns: list[str] = []
         for r in rows:
-            self.append_row(r)
+            columns += [k for k in r if k not in columns]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(self.csv, text.getvalue())
 
     def write_summary(self, summary: dict) -> None:
         write_json(self.path / "summary.json", summary)

@@ -38,14 +38,18 @@ def to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> tor
 
 
 def train_step(model, optimizer, micro_batches, *, device, amp="none", channels_last=False, label_smoothing=0.0,
-               clip_grad=0.0, scaler=None, ema=None, step=0, grad_probe=None) -> dict:
+               clip_grad=0.0, scaler=None, ema=None, step=0, grad_probe=None, agree=None) -> dict:
     """Forward/backward over the micro-batches (gradients synchronised once, on the last), clip, step, EMA.
 
     Returns sums over the step: ``loss`` (data term), ``correct``, ``count``, each extra loss term and, with a
-    ``grad_probe``, its gradient statistics (taken before clipping) weighted by the step's image count."""
+    ``grad_probe``, its gradient statistics (taken before clipping) weighted by the step's image count.
+
+    A non-finite loss raises NonFiniteLossError before the optimizer step, so the weights stay those of the last
+    good step. Under DDP every rank still runs its backward (the collectives stay in step) and ``agree(flag)``
+    (true if any rank's flag is) makes all ranks raise together."""
     optimizer.zero_grad(set_to_none=True)
     stats: dict[str, float] = {"loss": 0.0, "correct": 0.0, "count": 0.0}
-    n_micro = len(micro_batches)
+    n_micro, bad = len(micro_batches), None
     for i, (x, y) in enumerate(micro_batches):
         x, y = to_device(x, device, channels_last), y.to(device)
         sync = contextlib.nullcontext() if i == n_micro - 1 or not hasattr(model, "no_sync") else model.no_sync()
@@ -55,15 +59,20 @@ def train_step(model, optimizer, micro_batches, *, device, amp="none", channels_
                 data_loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
                 extras = extra_loss_terms(model)
             loss = data_loss + sum(extras.values()) if extras else data_loss
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"the loss is {loss.item()} at step {step} (micro-batch {i}); training "
-                                         f"stopped, the weights of that step were not applied")
+            if bad is None and not torch.isfinite(loss):
+                bad = f"the loss is {loss.item()} at step {step} (micro-batch {i})"
+                if agree is None:
+                    break
             (scaler.scale(loss / n_micro) if scaler else loss / n_micro).backward()
         stats["loss"] += data_loss.item() * len(y)
         stats["correct"] += (logits.argmax(1) == y).sum().item()
         stats["count"] += len(y)
         for name, value in extras.items():
             stats[name] = stats.get(name, 0.0) + float(value.detach()) * len(y)
+    if (agree(bad is not None) if agree is not None else bad is not None):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLossError(f"{bad or f'the loss is not finite on another process at step {step}'}; training "
+                                 f"stopped, the weights of that step were not applied")
     if scaler:
         scaler.unscale_(optimizer)
     if grad_probe:

@@ -1,4 +1,10 @@
-"""``crunet train``: read it top to bottom. Data, model, optimizer, then the epoch loop; helpers do the lifting."""
+"""``crunet train``: read it top to bottom. Data, model, optimizer, the loop's state, then the epoch loop.
+
+The loop's state (weights, optimizer, schedule, EMA, RNG, position, sums) is one object, ``TrainState``, saved and
+restored whole. Checkpoints are written only at step boundaries, after the step counter has moved. SIGTERM, SIGINT
+and SIGUSR1 stop the run at the next boundary with a resumable checkpoint; ``--checkpoint-every`` adds mid-epoch
+checkpoints; ``--resume auto`` continues from the newest valid checkpoint of ``--out``.
+"""
 
 from __future__ import annotations
 
@@ -10,34 +16,44 @@ import torch
 from torch import nn
 
 from crunet.data import StepSampler, detect_kind, eval_shard, num_classes_of, open_split
-from crunet.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from crunet.errors import ConfigError
+from crunet.train.checkpoint import load_checkpoint, save_checkpoint
 from crunet.train.config import TrainConfig
-from crunet.train.dist import DistInfo, all_reduce_sum, cleanup, setup_distributed
+from crunet.train.dist import DistInfo, all_reduce_sum, any_rank, cleanup, from_main, setup_distributed
 from crunet.train.ema import ModelEma
 from crunet.train.inputs import data_spec
+from crunet.train.loop_state import TrainState, newest_checkpoint
 from crunet.train.optim import LrSchedule, build_optimizer, scaled_lr
 from crunet.train.plot import plot_curves
 from crunet.train.progress import Progress
 from crunet.train.run_dir import RunDir, check_run_dir, default_run_dir
+from crunet.train.save_policy import CheckpointEvery
 from crunet.train.shared_grads import SharedGradProbe, orthogonality_of
-from crunet.train.state import rng_state, seed_everything, set_rng_state
+from crunet.train.signals import StopRequests
+from crunet.train.state import seed_everything
 from crunet.train.steps import evaluate, finish_eval, train_step, unwrap
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C: a resumable checkpoint was written; the message says where."""
+    """A signal (or Ctrl-C) stopped the run; the message names the resumable checkpoint and how to continue."""
 
 
 def train(cfg: TrainConfig, model: nn.Module | None = None) -> dict:
     """Train ``cfg.model`` (or the given model) and return the summary that summary.json also holds."""
-    resume = load_checkpoint(cfg.resume) if cfg.resume else None  # a bad checkpoint fails before any write
+    cfg.check()
+    source = resume_source(cfg)
+    resume = load_checkpoint(source) if source else None  # a bad checkpoint fails before any write
     cfg = cfg.merged_for_resume(resume["config"]) if resume else cfg.apply_preset()
+    cfg.resume = str(source) if source else None
     cfg.check()
     info = setup_distributed(cfg.device)
+    finished = False
     try:
-        return _train(cfg, model, resume, info)
+        summary = _train(cfg, model, resume, info)
+        finished = True
+        return summary
     finally:
-        cleanup(info)
+        cleanup(info, finished)
 
 
 def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info: DistInfo) -> dict:
@@ -61,9 +77,9 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
 
     channels_last = cfg.channels_last if cfg.channels_last is not None else True
     if cfg.amp == "fp16" and info.device.type != "cuda":
-        raise ValueError("--amp fp16 needs a CUDA GPU (it needs a gradient scaler); use --amp bf16 on the CPU")
+        raise ConfigError("--amp fp16 needs a CUDA GPU (it needs a gradient scaler); use --amp bf16 on the CPU")
     if cfg.sync_bn and info.world > 1 and info.device.type == "cpu":
-        raise ValueError("--sync-bn needs GPUs: PyTorch's SyncBatchNorm does not run on the CPU")
+        raise ConfigError("--sync-bn needs GPUs: PyTorch's SyncBatchNorm does not run on the CPU")
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     model = model.to(info.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -72,116 +88,168 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
     ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay else None
     grad_probe = SharedGradProbe(model) if cfg.log_shared_grads else None
 
-    # optimizer and schedule
+    # optimizer, schedule, and the loop's state (restored whole on resume)
     sampler = StepSampler(len(train_data), cfg.batch_size, info.world, info.rank, cfg.accum, True, cfg.seed)
     lr = scaled_lr(cfg, sampler.global_batch)
     optimizer = build_optimizer(model, cfg, lr)
     schedule = LrSchedule(optimizer, lr, cfg.schedule, sampler.steps_per_epoch, cfg.epochs, cfg.warmup_epochs,
                           cfg.step_epochs, cfg.gamma, cfg.plateau_patience)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
-    generators: dict = {}  # augmentation draws are seeded per batch; only the global generators carry state
-
-    # resume: weights, optimizer, schedule, EMA, RNG and the position in the epoch
-    start_epoch, start_batch, step, best, epoch_stats, elapsed = 0, 0, 0, -math.inf, {}, 0.0
+    state = TrainState(model, optimizer, schedule, scaler, ema, sampler.global_batch, cfg.accum)
     if resume is not None:
-        start_epoch, start_batch, step, best, epoch_stats, elapsed = restore(
-            resume, cfg, model, optimizer, schedule, scaler, ema, generators, sampler)
-        epoch_stats = epoch_stats if info.main else {}  # the partial epoch's sums are counted once, on rank 0
-    run_path = check_run_dir(cfg.out or (Path(cfg.resume).parent if cfg.resume else default_run_dir(cfg.model)),
-                             resume is not None)
+        state.load_state_dict(resume, cfg.resume, info.main)
+
+    # the run directory (rank 0 writes; every rank knows its path)
+    run_path = from_main(str(run_dir_for(cfg, resume is not None)) if info.main else None, info)
+    check_run_dir(run_path, resume is not None)
     run = RunDir(run_path, cfg.tensorboard) if info.main else None
+    meta = {"config": cfg.to_dict(), "model_name": unwrap(model).name, "num_classes": num_classes,
+            "in_chans": spec.in_chans}
+    saver = Checkpointer(run_path, meta, state, info)
     if run:
         run.write_config({**cfg.to_dict(), "resolved": {"lr": lr, "global_batch": sampler.global_batch,
                           "world": info.world, "channels_last": channels_last, "num_classes": num_classes,
                           "in_chans": spec.in_chans, "img_size": spec.size, "train_images": len(train_data),
                           "val_images": len(val_data), "device": str(info.device)}})
-        run.keep_epochs(start_epoch)
+        run.keep_epochs(state.epoch)
         say(f"training {unwrap(model).name} ({sum(p.numel() for p in model.parameters()):,} params) on "
             f"{len(train_data)} images, {info.world} process(es), global batch {sampler.global_batch}, lr {lr:.4g}; "
-            f"run directory {run.path}")
+            f"run directory {run.path}" + (f"; resumed at step {state.step} from {cfg.resume}" if resume else ""))
     ddp_model = nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
+    agree = (lambda flag: any_rank([flag], info)[0]) if info.world > 1 else None
+    every = CheckpointEvery(cfg.checkpoint_every)
 
-    def checkpoint(name: str, epoch: int, batch: int) -> Path | None:
-        if not info.main:
-            return None
-        state = {"config": cfg.to_dict(), "model_name": unwrap(model).name, "num_classes": num_classes,
-                 "in_chans": spec.in_chans, "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                 "schedule": schedule.state_dict(), "scaler": scaler.state_dict() if scaler else {},
-                 "ema": ema.state_dict() if ema else {}, "epoch": epoch, "batch": batch, "step": step,
-                 "global_batch": sampler.global_batch, "best_top1": best, "epoch_stats": epoch_stats,
-                 "elapsed": elapsed + time.perf_counter() - t_start, "rng": rng}
-        return save_checkpoint(state, run.path / name)
-
-    # the epoch loop
-    t_start, val, rng = time.perf_counter(), {}, rng_state(generators)
-    for epoch in range(start_epoch, cfg.epochs):
-        ddp_model.train()
-        t_epoch, skipped = time.perf_counter(), 0
-        batches = sampler.batches(epoch, start_batch)
-        progress = Progress(len(batches) // cfg.accum, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress,
-                            cfg.log_every, info.main)
-        micro, done = [], start_batch
+    # the epoch loop: every decision (stop, checkpoint, skip an empty step) is taken by all ranks together
+    val = {}
+    with StopRequests() as stop:
         try:
-            for x, y, bad in train_data.iterate(batches, epoch, train=True):
-                skipped += bad
-                micro.append((x, y))
-                if len(micro) < cfg.accum:
-                    continue
-                micro = [(x, y) for x, y in micro if len(y)]
-                if micro:
-                    schedule.set(step)
-                    stats = train_step(ddp_model, optimizer, micro, device=info.device, amp=cfg.amp,
-                                       channels_last=channels_last, label_smoothing=cfg.label_smoothing,
-                                       clip_grad=cfg.clip_grad, scaler=scaler, ema=ema, step=step,
-                                       grad_probe=grad_probe)
-                    step += 1
-                    rng = rng_state(generators)  # as after the last whole step, for an interrupt's checkpoint
-                    for k, v in stats.items():
-                        epoch_stats[k] = epoch_stats.get(k, 0.0) + v
-                    progress.update(int(stats["count"]) * info.world, loss=stats["loss"] / stats["count"],
-                                    lr=optimizer.param_groups[0]["lr"])
-                done += cfg.accum
-                micro = []
-        except KeyboardInterrupt:
-            progress.close()
-            path = checkpoint("last.pt", epoch, done)  # the batches done so far; the cut one is trained again
-            raise TrainingInterrupted(f"interrupted at step {step}; resumable checkpoint {path}; continue with "
-                                      f"`crunet train --resume {path}`") from None
-        progress.close()
-        start_batch, train_time = 0, time.perf_counter() - t_epoch
+            while state.epoch < cfg.epochs:
+                epoch, t_epoch = state.epoch, time.perf_counter()
+                ddp_model.train()
+                batches = sampler.batches(epoch, state.epoch_step * cfg.accum)
+                progress = Progress(sampler.steps_per_epoch - state.epoch_step, f"epoch {epoch + 1}/{cfg.epochs}",
+                                    cfg.progress, cfg.log_every, info.main)
+                for micro, skipped in steps_of(train_data.iterate(batches, epoch, train=True), cfg.accum):
+                    stopping, saving, empty = any_rank([stop.requested, every.due(state.step), not micro], info)
+                    if stopping:
+                        raise saver.interrupted(stop.requested or "another process's signal")
+                    if saving:
+                        saver.save("last.pt")
+                        every.written(state.step)
+                    state.add({"skipped": skipped + (sum(len(y) for _, y in micro) if empty else 0)})
+                    stats = None
+                    if not empty:
+                        schedule.set(state.step)
+                        stats = train_step(ddp_model, optimizer, micro, device=info.device, amp=cfg.amp,
+                                           channels_last=channels_last, label_smoothing=cfg.label_smoothing,
+                                           clip_grad=cfg.clip_grad, scaler=scaler, ema=ema, step=state.step,
+                                           grad_probe=grad_probe, agree=agree)
+                        progress.update(int(stats["count"]) * info.world, loss=stats["loss"] / stats["count"],
+                                        lr=optimizer.param_groups[0]["lr"])
+                    state.finish_step(stats)  # the step boundary
+                progress.close()
+                if any_rank([stop.requested], info)[0]:  # before a validation pass that may take minutes
+                    raise saver.interrupted(stop.requested or "another process's signal")
+                train_time = time.perf_counter() - t_epoch
 
-        val = validate(ddp_model, val_data, cfg, info, channels_last)
-        ema_val = validate(ema.module, val_data, cfg, info, channels_last) if ema else None
-        totals = dict(zip(epoch_stats, all_reduce_sum(list(epoch_stats.values()), info), strict=True))
-        skipped = int(all_reduce_sum([float(skipped)], info)[0])
-        row = epoch_row(epoch, step, optimizer, totals, val, ema_val, train_time, skipped)
-        if cfg.log_shared_grads and (penalty := orthogonality_of(unwrap(model))) is not None:
-            row["orth_penalty"] = penalty
-        epoch_stats = {}
-        schedule.epoch_end(val["top1"])
-        is_best = val["top1"] > best
-        best = max(best, val["top1"])
-        if info.main:
-            run.append_row(row)
-            rng = rng_state(generators)
-            checkpoint("last.pt", epoch + 1, 0)
-            if is_best:
-                checkpoint("best.pt", epoch + 1, 0)
-            if cfg.plot:
-                plot_curves(run.rows(), run.path / "curves.png")
-            say(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2f}% "
-                f"| val loss {val['loss']:.4f} top-1 {val['top1']:.2f}% top-5 {val['top5']:.2f}% | "
-                f"{row['images_per_s']:.0f} img/s, {train_time:.0f}s"
-                + (f" | skipped {skipped} unreadable image(s)" if skipped else ""))
+                val = validate(ddp_model, val_data, cfg, info, channels_last)
+                ema_val = validate(ema.module, val_data, cfg, info, channels_last) if ema else None
+                totals = dict(zip(state.sums, all_reduce_sum(list(state.sums.values()), info), strict=True))
+                row = epoch_row(epoch, state.step, optimizer, totals, val, ema_val, train_time)
+                if cfg.log_shared_grads and (penalty := orthogonality_of(unwrap(model))) is not None:
+                    row["orth_penalty"] = penalty
+                is_best = state.finish_epoch(val["top1"])
+                if run:
+                    run.append_row(row)
+                saver.save("last.pt")
+                every.written(state.step)
+                if is_best:
+                    saver.save("best.pt")
+                if run and cfg.plot:
+                    plot_curves(run.rows(), run.path / "curves.png")
+                say(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} top-1 "
+                    f"{row['train_top1']:.2f}% | val loss {val['loss']:.4f} top-1 {val['top1']:.2f}% top-5 "
+                    f"{val['top5']:.2f}% | {row['images_per_s']:.0f} img/s, {train_time:.0f}s"
+                    + (f" | skipped {row['skipped_images']} unreadable image(s)" if row["skipped_images"] else ""))
+        except KeyboardInterrupt as err:  # a second Ctrl-C, mid-step: no checkpoint of a half-done step
+            if isinstance(err, TrainingInterrupted):
+                raise
+            raise saver.interrupted("a second Ctrl-C", write=False) from None
 
     summary = {"model": unwrap(model).name, "params": sum(p.numel() for p in model.parameters()),
-               "epochs": cfg.epochs, "steps": step, "best_val_top1": best,
-               "final_val": val, "wall_seconds": elapsed + time.perf_counter() - t_start,
-               "run_dir": str(run.path) if run else None, "world": info.world}
+               "epochs": cfg.epochs, "steps": state.step, "best_val_top1": state.best_top1,
+               "final_val": val, "wall_seconds": saver.elapsed(), "run_dir": run_path, "world": info.world}
     if run:
         run.write_summary(summary)
-        say(f"done in {summary['wall_seconds']:.0f}s: best val top-1 {best:.2f}%; {run.path}")
+        say(f"done in {summary['wall_seconds']:.0f}s: best val top-1 {state.best_top1:.2f}%; {run.path}")
     return summary
+
+
+class Checkpointer:
+    """Writes the whole ``TrainState`` (plus what is needed to rebuild the model) at a step boundary."""
+
+    def __init__(self, run_path: str, meta: dict, state: TrainState, info: DistInfo):
+        self.path, self.meta, self.state, self.info = Path(run_path), meta, state, info
+        self.t_start, self.last = time.perf_counter(), None
+
+    def elapsed(self) -> float:
+        return self.state.elapsed + time.perf_counter() - self.t_start
+
+    def save(self, name: str) -> Path:
+        """Every rank calls this (the epoch's sums are added over ranks); rank 0 writes."""
+        sums = dict(zip(self.state.sums, all_reduce_sum(list(self.state.sums.values()), self.info), strict=True))
+        if self.info.main:
+            save_checkpoint({**self.meta, **self.state.state_dict(sums, self.elapsed())}, self.path / name)
+        if name == "last.pt":
+            s = self.state
+            self.last = (self.path / name, f"step {s.step} (epoch {s.epoch + 1}, {s.epoch_step} steps into it)")
+        return self.path / name
+
+    def interrupted(self, why: str, write: bool = True) -> TrainingInterrupted:
+        """Write the checkpoint of this step boundary (unless mid-step) and say how to continue."""
+        if write:
+            self.save("last.pt")
+        if self.last is None:
+            return TrainingInterrupted(f"stopped by {why} before the first checkpoint; start the run again")
+        path, where = self.last
+        return TrainingInterrupted(f"stopped by {why}; resumable checkpoint {path} at {where}; continue with "
+                                   f"`crunet train --resume {path}` (or --resume auto --out {self.path})")
+
+
+def steps_of(batches, accum: int):
+    """Group micro-batches into steps: yields (the step's non-empty micro-batches, images skipped)."""
+    micro, skipped, seen = [], 0, 0
+    for x, y, bad in batches:
+        skipped, seen = skipped + bad, seen + 1
+        if len(y):
+            micro.append((x, y))
+        if seen == accum:
+            yield micro, skipped
+            micro, skipped, seen = [], 0, 0
+
+
+def run_dir_for(cfg: TrainConfig, resuming: bool) -> Path:
+    if cfg.out:
+        return Path(cfg.out)
+    if resuming:
+        return Path(cfg.resume).parent
+    return default_run_dir(cfg.model)
+
+
+def resume_source(cfg: TrainConfig) -> Path | None:
+    """The checkpoint to continue from: ``--resume FILE``, or with ``auto`` / a folder the newest valid checkpoint
+    of that run directory (``auto``: of ``--out``; none there yet: a fresh start)."""
+    if not cfg.resume:
+        return None
+    if cfg.resume != "auto" and not Path(cfg.resume).is_dir():
+        return Path(cfg.resume)
+    if cfg.resume == "auto" and not cfg.out:
+        raise ConfigError("--resume auto needs --out RUN_DIR (the run directory to continue)")
+    folder = Path(cfg.out if cfg.resume == "auto" else cfg.resume)
+    found = newest_checkpoint(folder) if folder.is_dir() else None
+    if found is None and cfg.resume != "auto":
+        raise ConfigError(f"--resume {cfg.resume}: no valid checkpoint (*.pt) in that folder")
+    return found
 
 
 def _create(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
@@ -193,8 +261,8 @@ def _create(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
 def hold_out(train_data, val_data, n: int):
     """Validate on ``n`` images of the training set (for choosing hyper-parameters without the test set)."""
     if not hasattr(train_data, "hold_out"):
-        raise ValueError("--holdout works with the in-memory IDX data sets (Fashion-MNIST, MNIST); with class "
-                         "folders, move some training images into a folder of their own and pass that as val/")
+        raise ConfigError("--holdout works with the in-memory IDX data sets (Fashion-MNIST, MNIST); with class "
+                          "folders, move some training images into a folder of their own and pass that as val/")
     return train_data.hold_out(n, val_data)
 
 
@@ -207,7 +275,7 @@ def validate(model, val_data, cfg: TrainConfig, info: DistInfo, channels_last: b
     return finish_eval({**sums, "seconds": seconds})
 
 
-def epoch_row(epoch, step, optimizer, totals, val, ema_val, train_time, skipped) -> dict:
+def epoch_row(epoch, step, optimizer, totals, val, ema_val, train_time) -> dict:
     n = max(1.0, totals.get("count", 0.0))
     row = {"epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
            "train_loss": totals.get("loss", math.nan) / n, "train_top1": 100 * totals.get("correct", 0.0) / n}
@@ -215,22 +283,6 @@ def epoch_row(epoch, step, optimizer, totals, val, ema_val, train_time, skipped)
     row.update({"val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"]})
     if ema_val:
         row.update({"ema_val_loss": ema_val["loss"], "ema_val_top1": ema_val["top1"], "ema_val_top5": ema_val["top5"]})
-    row.update({"images_per_s": n / max(1e-9, train_time), "epoch_seconds": train_time, "skipped_images": skipped})
+    row.update({"images_per_s": n / max(1e-9, train_time), "epoch_seconds": train_time,
+                "skipped_images": int(totals.get("skipped", 0))})
     return row
-
-
-def restore(state, cfg, model, optimizer, schedule, scaler, ema, generators, sampler):
-    """Load a checkpoint into the run's objects; returns (epoch, batch, step, best, epoch_stats, elapsed)."""
-    load_model_state(unwrap(model), state["model"], cfg.resume, state.get("model_name"))
-    if state["batch"] and state["global_batch"] != sampler.global_batch:
-        raise ValueError(f"{cfg.resume} stopped mid-epoch with a global batch of {state['global_batch']}; resume it "
-                         f"with the same global batch (now {sampler.global_batch})")
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    if scaler and state["scaler"]:
-        scaler.load_state_dict(state["scaler"])
-    if ema and state["ema"]:
-        ema.load_state_dict(state["ema"])
-    set_rng_state(state["rng"], generators)
-    batch = state["batch"] - state["batch"] % cfg.accum
-    return state["epoch"], batch, state["step"], state["best_top1"], state["epoch_stats"], state["elapsed"]

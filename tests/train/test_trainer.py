@@ -1,5 +1,7 @@
 import csv
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -97,37 +99,58 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(cfg, tiny_
     assert torch.isfinite(state["model"]["fc.weight"]).all()
 
 
-def test_ctrl_c_writes_a_checkpoint_and_resume_matches_an_uninterrupted_run(cfg, tiny_model, tmp_path):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGUSR1"])
+def test_a_signal_stops_at_the_next_step_boundary_and_resume_is_exact(cfg, tiny_model, tmp_path, signame):
     torch.manual_seed(1)
     reference = tiny_model()
     start = {k: v.clone() for k, v in reference.state_dict().items()}
     cfg.out = str(tmp_path / "ref")
     train(cfg, reference)
 
-    class Interrupted(tiny_model):
+    class Signalled(tiny_model):
         calls = 0
 
         def forward(self, x):
             if self.training:
-                Interrupted.calls += 1
-                if Interrupted.calls == 21:
-                    raise KeyboardInterrupt
+                Signalled.calls += 1
+                if Signalled.calls == 21:  # inside step 20: the step finishes, the loop stops before step 21
+                    os.kill(os.getpid(), getattr(signal, signame))
             return super().forward(x)
 
-    first = Interrupted()
+    first = Signalled()
     first.load_state_dict(start)
     cfg.out = str(tmp_path / "cut")
-    with pytest.raises(TrainingInterrupted, match="resume"):
+    with pytest.raises(TrainingInterrupted, match=f"{signame}.*--resume .*last.pt"):
         train(cfg, first)
     state = load_checkpoint(tmp_path / "cut" / "last.pt")
-    assert (state["epoch"], state["batch"], state["step"]) == (1, 4, 20)
+    assert (state["epoch"], state["epoch_step"], state["step"]) == (1, 5, 21)
 
     resumed = tiny_model()
-    cfg.resume, cfg.out = str(tmp_path / "cut" / "last.pt"), None
+    cfg.resume, cfg.out = "auto", str(tmp_path / "cut")
     train(cfg, resumed)
     for k, v in reference.state_dict().items():
-        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=1e-5, atol=1e-6)
-    assert [r["epoch"] for r in read_csv(tmp_path / "cut" / "metrics.csv")] == ["1", "2"]
+        assert torch.equal(resumed.state_dict()[k], v), k
+    ref, cut = read_csv(tmp_path / "ref" / "metrics.csv"), read_csv(tmp_path / "cut" / "metrics.csv")
+    timing = ("images_per_s", "epoch_seconds")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in cut] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in ref]
+
+
+def test_a_second_ctrl_c_mid_step_writes_no_checkpoint_and_names_the_last_one(cfg, tiny_model, tmp_path):
+    class Insisted(tiny_model):
+        calls = 0
+
+        def forward(self, x):
+            if self.training:
+                Insisted.calls += 1
+                if Insisted.calls == 21:
+                    raise KeyboardInterrupt  # as a second Ctrl-C does, in the middle of a step
+            return super().forward(x)
+
+    with pytest.raises(TrainingInterrupted, match="second Ctrl-C.*--resume .*last.pt"):
+        train(cfg, Insisted())
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert (state["epoch"], state["epoch_step"], state["step"]) == (1, 0, 16)  # the epoch end, not a torn step
 
 
 def test_corrupt_or_foreign_checkpoint_on_resume_changes_nothing(cfg, tiny_model, tmp_path):
