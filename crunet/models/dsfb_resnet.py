@@ -1,4 +1,4 @@
-"""Deeply Shared Filter Bases on post-activation ResNets (Kim & Kang, NeurIPS 2021), and their unshared baselines.
+"""Deeply Shared Filter Bases on post-activation ResNets (Kang & Kim, NeurIPS 2021), and their unshared baselines.
 
 BasicBlock nets (CIFAR ResNet-32/56, ImageNet ResNet-34): within a stage every block except the first rewrites both
 3x3 on a basis of ``u_g`` unique and ``s_g`` shared filters, s_g = s * 2^g and u_g = u * 2^g (stage g = 0, 1, ...).
