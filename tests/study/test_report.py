@@ -1,0 +1,72 @@
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from crunet.study.report import render_markdown, welch, write_report
+from crunet.study.results_csv import append_row
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _row(model: str, seed: int, top1: float, option: str = "", dataset: str = "fashion-mnist") -> dict:
+    key = f"{dataset}/{model}/{option or '-'}/seed{seed}"
+    return {"key": key, "dataset": dataset, "model": model, "option": option, "seed": seed, "params": 1000,
+            "macs": 2_000_000, "test_top1": top1, "train_seconds": 10.0, "images_per_s": 100.0}
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    for seed, (cru, rex) in enumerate([(92.0, 91.0), (92.2, 91.1), (91.8, 90.9)]):
+        append_row(tmp_path / "tier1.csv", _row("crunet_small", seed, cru))
+        append_row(tmp_path / "tier1.csv", _row("preresnext_small", seed, rex))
+    for option, grad in (("", 1.0), ("orth_lambda=0", 50.0)):
+        row = _row("dsfb_resnet32_s16u1", 0, 88.0, option)
+        append_row(tmp_path / "tier1.csv", row)
+        epochs = tmp_path / "epochs" / (row["key"].replace("/", "__") + ".csv")
+        epochs.parent.mkdir(exist_ok=True)
+        with open(epochs, "w", newline="") as f:
+            w = csv.DictWriter(f, ["epoch", "grad_stages.0.shared.0.weights.0", "orth_penalty"])
+            w.writeheader()
+            w.writerows([{"epoch": e, "grad_stages.0.shared.0.weights.0": grad * e, "orth_penalty": 0.1 / e}
+                         for e in (1, 2)])
+    append_row(tmp_path / "tier2.csv", _row("crunet_small", 0, 90.0, "size=0.5"))
+    for lr, top1 in (("0.1", 90.5), ("0.2", 91.5)):
+        append_row(tmp_path / "lr-check.csv", _row("crunet_small", 0, top1, f"lr={lr},holdout=10000"))
+    return tmp_path
+
+
+def test_markdown_states_each_cell_and_comparison(results):
+    md = render_markdown(results)
+    assert "| fashion-mnist | `crunet_small` | - | 3 | 8.00 ± 0.20 | 1,000 | 2.0 | 10 | 100 |" in md
+    assert "| fashion-mnist | `crunet_small` | size=0.5 | 1 | 10.00 ± - |" in md
+    _, p = welch([8.0, 7.8, 8.2], [9.0, 8.9, 9.1])
+    assert f"| `crunet_small` | `preresnext_small` | -1.00 | 0.20 | {p:.3f} | 3 vs 3 |" in md
+    assert "| `crunet_small` | 90.50 | 91.50 | 0.2 |" in md  # the learning-rate check picks 0.2
+    assert "bf16" not in md  # no bf16 runs: no comparison row
+
+
+def test_welch_by_hand():
+    # means 2.5 and 5, variances 5/3 and 20/3, n = 4: t = -2.5 / sqrt(25/12) = -sqrt(3), df = 4.41
+    t, p = welch([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0])
+    assert t == pytest.approx(-(3**0.5), rel=1e-9) and 0.14 < p < 0.16
+    assert all(math.isnan(v) for v in welch([1.0], [2.0, 3.0]))  # one run cannot give a spread
+
+
+def test_report_writes_markdown_and_plots(results):
+    written = {p.name for p in write_report(results)}
+    assert written == {"results.md", "error_vs_params.png", "error_vs_time.png", "ablation_grad_norms.png"}
+    assert (results / "ablation_grad_norms.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_without_csvs_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="crunet study run"):
+        write_report(tmp_path)
+
+
+def test_committed_table_is_the_report_of_the_committed_csvs():
+    results = REPO / "results"
+    if not (results / "results.md").is_file():
+        pytest.skip("no committed study results yet")
+    assert (results / "results.md").read_text() == render_markdown(results)
