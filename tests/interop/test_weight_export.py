@@ -71,9 +71,7 @@ def test_loading_refuses_a_file_of_another_model(tmp_path):
 @pytest.mark.parametrize("name", ["crunet56", DSFB_ONNX])
 def test_onnx_matches_pytorch_in_onnxruntime_with_dynamic_batch(name, tmp_path):
     pytest.importorskip("onnxruntime")
-    if name not in crunet.list_models():
-        pytest.skip(f"{name} is not registered")
-    model = randomized(crunet.create_model(name))
+    model = randomized(crunet.create_model(name))  # a model name that disappears fails here, it is not skipped
     path = export_onnx(model, tmp_path / f"{name}.onnx")
     import onnx
 

@@ -4,7 +4,6 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 import crunet
 from crunet.layers import ResidualUnit, SharedFactors, Stage
@@ -96,4 +95,5 @@ def test_shared_factors_reject_incompatible_units():
         ResidualUnit(32, 64, 16, factors=factors)
     with pytest.raises(ValueError, match="width=10 is not divisible by groups=4"):
         SharedFactors(8, 10, 4)
-    assert isinstance(factors, nn.Module)
+    unit = ResidualUnit(32, 32, 16, factors=factors)  # a unit that fits uses the factors without owning them
+    assert unit.factors is factors and not any(p is factors.reduce for p in unit.parameters())

@@ -1,5 +1,6 @@
 """The timm-style model contract, for every registered model, on small inputs."""
 
+import collections
 import copy
 
 import pytest
@@ -147,11 +148,22 @@ def test_bad_input_is_explained(built):
         model(good[0])
 
 
-def test_shared_tensors_are_not_top_level_children(built):
-    # timm's feature wrappers replay the top-level children in order: a shared owner there would run as a layer.
+def unregistered_references(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """(where, module) for every module a module keeps in its ``__dict__`` without registering it: how a user of a
+    shared tensor (a CRU unit's factors, a DSFB block's basis, any family's) points at the tensor's owner."""
+    return [(f"{path}.{attr}", value) for path, module in model.named_modules() for attr, value in vars(module).items()
+            if isinstance(value, torch.nn.Module) and attr not in module._modules]
+
+
+def test_every_shared_owner_is_registered_exactly_once_and_not_top_level(name, built):
+    # One owner per shared tensor: registered once (state_dict holds the tensor under one key, not zero, not two),
+    # and never a top-level child (timm's feature wrappers replay the top-level children in order as layers).
     model = built
+    references = unregistered_references(model)
+    if name.startswith(("crunet", "dsfb_")):  # every model of these families shares something
+        assert references
+    registered = collections.Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
     top = {id(m) for m in model.children()}
-    for module in model.modules():
-        factors = getattr(module, "factors", None)
-        if isinstance(factors, torch.nn.Module):
-            assert id(factors) not in top
+    for where, owner in references:
+        assert registered[id(owner)] == 1, f"{where} is registered {registered[id(owner)]} times"
+        assert id(owner) not in top, where
