@@ -45,17 +45,18 @@ def targets(results: dict[str, list]) -> list[tuple[str, float, float]]:
     out = []
     infer = results.get("inference", [])
     if infer:
-        deploy_best = max(r.img_s for r in infer if r.model == "crunet56" and r.variant == "deploy")
+        deploy_best = max(r.img_s for r in infer if r.case.model == "crunet56" and r.case.variant == "deploy")
         ref = infer[0].ref
-        ref_best = max(r.img_s for r in infer if r.model == ref and r.variant == "eager")
+        ref_best = max(r.img_s for r in infer if r.case.model == ref and r.case.variant == "eager")
         out.append((f"crunet56 deploy (best layout) / {ref} eager (best layout), infer b8 224", deploy_best / ref_best,
                     0.9))
     for r in results.get("training", []):
-        if r.model == "preresnext50_32x4d":
-            out.append((f"preresnext50_32x4d / {r.ref} train step b8 224, {r.layout}", r.ratio, 1.0))
+        if r.case.model == "preresnext50_32x4d":
+            out.append((f"preresnext50_32x4d / {r.ref} train step b8 224, {r.case.layout}", r.ratio, 1.0))
     for r in results.get("small", []):
-        if r.model == "crunet_small":
-            out.append((f"crunet_small / preresnext_small train step b{r.batch} 1x28x28, {r.layout}", r.ratio, 1.0))
+        if r.case.model == "crunet_small":
+            label = f"crunet_small / preresnext_small train step b{r.case.batch} 1x28x28, {r.case.layout}"
+            out.append((label, r.ratio, 1.0))
     return out
 
 

@@ -15,8 +15,9 @@ COLUMNS = ("model", "mode", "batch", "input", "dtype", "layout", "variant", "img
 def _cells(row: Row) -> tuple[str, ...]:
     ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
     best = f"{row.ratio_best:.2f}" if row.ratio_best is not None else "-"
-    return (row.model, row.mode, str(row.batch), f"{row.in_chans}x{row.size}x{row.size}", row.dtype, row.layout,
-            row.variant, f"{row.img_s:.2f}", f"{row.img_s_min:.2f}-{row.img_s_max:.2f}", f"{row.ms_median:.1f}",
+    c = row.case
+    return (c.model, c.mode, str(c.batch), f"{c.in_chans}x{c.size}x{c.size}", c.dtype, c.layout,
+            c.variant, f"{row.img_s:.2f}", f"{row.img_s_min:.2f}-{row.img_s_max:.2f}", f"{row.ms_median:.1f}",
             f"{row.gmacs_per_img:.3f}", f"{row.gmac_s:.1f}", f"{row.roofline:.0%}", f"{row.peak_rss_mib:.0f}",
             ratio, best)
 

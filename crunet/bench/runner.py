@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -83,14 +83,9 @@ class BenchConfig:
 
 @dataclass
 class Row:
-    model: str
-    mode: str
-    batch: int
-    size: int
-    in_chans: int
-    dtype: str
-    layout: str
-    variant: str
+    """One case's measurement; ``as_dict`` flattens the case's fields in front of the numbers."""
+
+    case: Case
     img_s: float
     img_s_min: float
     img_s_max: float
@@ -108,9 +103,8 @@ class Row:
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        out = asdict(self)
-        out.update(out.pop("extra"))
-        return out
+        numbers = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("case", "extra")}
+        return {**asdict(self.case), **numbers, **self.extra}
 
 
 def cases(cfg: BenchConfig) -> list[Case]:
@@ -220,8 +214,7 @@ def _row(case: Case, stats: Stats, macs: int, rate: float, peak: int) -> Row:
     img = case.batch
     factor = TRAIN_MACS_FACTOR if case.mode == "train" else 1
     gmac_s = macs * factor * img / stats.median / 1e9
-    return Row(case.model, case.mode, case.batch, case.size, case.in_chans, case.dtype, case.layout, case.variant,
-               img_s=img / stats.median, img_s_min=img / stats.max, img_s_max=img / stats.min,
+    return Row(case, img_s=img / stats.median, img_s_min=img / stats.max, img_s_max=img / stats.min,
                img_s_q1=img / stats.q3, img_s_q3=img / stats.q1, ms_median=stats.median * 1e3, runs=stats.n,
                gmacs_per_img=macs / 1e9, gmac_s=gmac_s, roofline=gmac_s / rate, peak_rss_mib=peak / 2**20)
 
@@ -232,16 +225,12 @@ def _add_ratios(rows: list[Row], ref: str | None) -> None:
     if not ref:
         return
     for row in rows:
-        same = [r for r in rows if r.model == ref and _group(r) == _group(row)]
-        compiled = "compile" in row.variant
-        pool = [r for r in same if ("compile" in r.variant) == compiled and "deploy" not in r.variant]
-        match = [r for r in pool if r.layout == row.layout]
+        same = [r for r in rows if r.case.model == ref and r.case.group == row.case.group]
+        compiled = "compile" in row.case.variant
+        pool = [r for r in same if ("compile" in r.case.variant) == compiled and "deploy" not in r.case.variant]
+        match = [r for r in pool if r.case.layout == row.case.layout]
         row.ref = ref
         if match:
             row.ratio = row.img_s / match[0].img_s
         if pool:
             row.ratio_best = row.img_s / max(r.img_s for r in pool)
-
-
-def _group(row: Row) -> tuple:
-    return row.mode, row.batch, row.size, row.in_chans, row.dtype

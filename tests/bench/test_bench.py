@@ -45,19 +45,20 @@ def test_rows_are_well_formed(tiny_run):
     for row in rows:
         assert row.img_s_min <= row.img_s_q1 <= row.img_s <= row.img_s_q3 <= row.img_s_max
         assert row.img_s > 0 and row.runs == 2 and row.peak_rss_mib > 0
-        assert row.gmac_s == pytest.approx(row.gmacs_per_img * row.img_s * (3 if row.mode == "train" else 1))
+        assert row.gmac_s == pytest.approx(row.gmacs_per_img * row.img_s * (3 if row.case.mode == "train" else 1))
         assert row.roofline == pytest.approx(row.gmac_s / meta["dense_conv_gmac_s"]["float32"])
-    assert {r.variant for r in rows if r.mode == "train"} == {"eager"}
+    assert {r.case.variant for r in rows if r.case.mode == "train"} == {"eager"}
     assert meta["dense_conv_gmac_s"]["float32"] > 0 and meta["threads"] >= 1
 
 
 def test_ratios_are_against_the_peer_present(tiny_run):
     _, rows, _ = tiny_run
-    ref = {(r.mode, r.layout): r for r in rows if r.model == "preresnet_small" and r.variant == "eager"}
+    ref = {(r.case.mode, r.case.layout): r for r in rows
+           if r.case.model == "preresnet_small" and r.case.variant == "eager"}
     for row in rows:
         assert row.ref == "preresnet_small"
-        assert row.ratio == pytest.approx(row.img_s / ref[row.mode, row.layout].img_s)
-        best = max(r.img_s for (mode, _), r in ref.items() if mode == row.mode)
+        assert row.ratio == pytest.approx(row.img_s / ref[row.case.mode, row.case.layout].img_s)
+        best = max(r.img_s for (mode, _), r in ref.items() if mode == row.case.mode)
         assert row.ratio_best == pytest.approx(row.img_s / best)
     assert all(r.ratio == pytest.approx(1.0) for r in ref.values())
 
