@@ -54,15 +54,24 @@ class ClassifierHead(nn.Module):
     def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0):
         super().__init__()
         self.in_features, self.drop_rate = in_features, drop_rate
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten(1)
+        self.global_pool = "avg"
         self.drop = nn.Dropout(drop_rate)
         self.reset(num_classes)
 
-    def reset(self, num_classes: int) -> None:
+    def reset(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new classifier for ``num_classes`` (0: none); ``global_pool`` "avg", or "" for no pooling (timm's way
+        to get the unpooled features; only without a classifier); None keeps the pooling."""
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative integer (0 removes the classifier), "
                              f"got {num_classes!r}")
+        if global_pool not in (None, "", "avg"):
+            raise ValueError(f"global_pool must be 'avg' or '' (no pooling), got {global_pool!r}")
+        pool = self.global_pool if global_pool is None else global_pool
+        if num_classes and not pool:
+            raise ValueError(f"global_pool='' (no pooling) needs num_classes=0, got num_classes={num_classes}")
+        self.global_pool = pool
+        self.pool = nn.AdaptiveAvgPool2d(1) if pool else nn.Identity()
+        self.flatten = nn.Flatten(1) if pool else nn.Identity()
         self.num_classes = num_classes
         if num_classes:
             self.fc = nn.Linear(self.in_features, num_classes)
@@ -126,12 +135,24 @@ class StagedClassifier(nn.Module):
     def default_cfg(self) -> dict[str, Any]:
         return self.pretrained_cfg
 
+    @default_cfg.setter
+    def default_cfg(self, cfg: dict[str, Any]) -> None:  # timm's builder assigns both names
+        self.pretrained_cfg = cfg
+
+    @property
+    def head_hidden_size(self) -> int:
+        """The width of the features the classifier reads (timm's name; ``forward_head(pre_logits=True)``)."""
+        return self.num_features
+
     @property
     def num_classes(self) -> int:
         return self.head.num_classes
 
     def check_input(self, x: Tensor) -> None:
-        """A clear error, before any layer runs, for input this model cannot take."""
+        """A clear error, before any layer runs, for input this model cannot take; none while FX or TorchScript
+        traces (an FX Proxy has no shape to check; a trace would freeze the check into the graph)."""
+        if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing():
+            return
         if not isinstance(x, Tensor) or x.dim() != 4:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"{self.name} expects a batch of images shaped (N, {self.in_chans}, H, W), got {shape}")
@@ -156,10 +177,8 @@ class StagedClassifier(nn.Module):
         return self.head.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        if global_pool not in (None, "avg"):
-            raise ValueError(f"only global_pool='avg' is supported, got {global_pool!r}")
         device = next(self.parameters()).device
-        self.head.reset(num_classes)
+        self.head.reset(num_classes, global_pool)
         self.head.to(device)
         self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes}
 
