@@ -59,7 +59,8 @@ class TrainState:
                 "epoch_stats": dict(sums), "elapsed": elapsed}
 
     def load_state_dict(self, state: dict, source: str | os.PathLike, main: bool = True) -> None:
-        """Restore everything; the epoch's sums go to the main process only (they are already summed over ranks)."""
+        """Restore everything; the epoch's sums go to the main process only (they are already summed over ranks),
+        the others hold zeros under the same names, so that every rank reduces the same list."""
         load_model_state(unwrap(self.model), state["model"], str(source), state.get("model_name"))
         epoch_step = state.get("epoch_step", state["batch"] // self.accum)
         if epoch_step and state["global_batch"] != self.global_batch:
@@ -74,7 +75,7 @@ class TrainState:
         set_rng_state(state["rng"], {})
         self.epoch, self.epoch_step, self.step = state["epoch"], epoch_step, state["step"]
         self.best_top1, self.elapsed = state["best_top1"], state["elapsed"]
-        self.sums = dict(state["epoch_stats"]) if main else {}
+        self.sums = {k: (v if main else 0.0) for k, v in state["epoch_stats"].items()}  # same keys on every rank
 
 
 def newest_checkpoint(run_dir: str | os.PathLike) -> Path | None:

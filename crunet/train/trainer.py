@@ -41,7 +41,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 def train(cfg: TrainConfig, model: nn.Module | None = None) -> dict:
     """Train ``cfg.model`` (or the given model) and return the summary that summary.json also holds."""
     cfg.check()
-    source = resume_source(cfg)
+    source, auto = resume_source(cfg), cfg.resume == "auto"
     resume = load_checkpoint(source) if source else None  # a bad checkpoint fails before any write
     cfg = cfg.merged_for_resume(resume["config"]) if resume else cfg.apply_preset()
     cfg.resume = str(source) if source else None
@@ -49,14 +49,14 @@ def train(cfg: TrainConfig, model: nn.Module | None = None) -> dict:
     info = setup_distributed(cfg.device)
     finished = False
     try:
-        summary = _train(cfg, model, resume, info)
+        summary = _train(cfg, model, resume, info, auto)
         finished = True
         return summary
     finally:
         cleanup(info, finished)
 
 
-def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info: DistInfo) -> dict:
+def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info: DistInfo, auto: bool) -> dict:
     seed_everything(cfg.seed)
     say = print if info.main else (lambda *a, **k: None)
 
@@ -101,7 +101,7 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
 
     # the run directory (rank 0 writes; every rank knows its path)
     run_path = from_main(str(run_dir_for(cfg, resume is not None)) if info.main else None, info)
-    check_run_dir(run_path, resume is not None)
+    check_run_dir(run_path, resume is not None or auto)  # auto, nothing to resume: what is there is replaced
     run = RunDir(run_path, cfg.tensorboard) if info.main else None
     meta = {"config": cfg.to_dict(), "model_name": unwrap(model).name, "num_classes": num_classes,
             "in_chans": spec.in_chans}

@@ -67,3 +67,48 @@ def test_crunet_train_runs_under_torchrun(fmnist, tmp_path):
 
 if sys.platform == "win32":
     pytest.skip("gloo launch tested on Linux", allow_module_level=True)
+
+
+RESUME_WORKER = Path(__file__).with_name("_ddp_resume_worker.py")
+
+
+def _launch(out, fmnist, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CRUNET_DIST_TIMEOUT": "60"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(RESUME_WORKER),
+           str(fmnist), str(out)]
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _step_of(path):
+    try:
+        return load_checkpoint(path)["step"]
+    except Exception:
+        return -1
+
+
+@pytest.mark.slow
+def test_one_rank_killed_all_exit_in_bounded_time_and_the_resumed_run_is_exact(fmnist, tmp_path):
+    import signal
+    import time
+
+    reference = _launch(tmp_path / "ref", fmnist, tmp_path)
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()[-3000:]
+
+    run = _launch(tmp_path / "run", fmnist, tmp_path)
+    deadline = time.monotonic() + 240
+    while _step_of(tmp_path / "run" / "last.pt") < 3 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.poll() is None, "the run ended before it could be killed"
+    os.kill(int((tmp_path / "run" / "pid1").read_text()), signal.SIGKILL)
+    killed = time.monotonic()
+    code = run.wait(timeout=120)  # no hang: the survivor sees its peer gone and torchrun ends the job
+    assert code != 0 and time.monotonic() - killed < 120
+
+    resumed = _launch(tmp_path / "run", fmnist, tmp_path)
+    output = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, output[-3000:]
+    assert "resumed at step" in output
+    ours, ref = load_checkpoint(tmp_path / "run" / "last.pt"), load_checkpoint(tmp_path / "ref" / "last.pt")
+    assert ours["step"] == ref["step"] == 16
+    for name, value in ref["model"].items():
+        assert torch.equal(ours["model"][name], value), name
