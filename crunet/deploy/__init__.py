@@ -16,11 +16,10 @@ import time
 import torch
 from torch import Tensor, nn
 
-from crunet.layers.fused import FusedConv, bn_scale_shift, fold_bn
+from crunet.layers.fused import FusedConv, fold_bn
 from crunet.layers.fused_unit import DeployedUnit
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-_POST_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("coeff", "norm"))
 
 
 class DeployedModel(nn.Module):
@@ -80,7 +79,6 @@ def fuse_modules(module: nn.Module, unshare: bool = True) -> nn.Module:
         return module.fuse(unshare)
     if type(module) is nn.Sequential:
         _fold_conv_bn_pairs(module)
-    _fold_post_activation(module)
     for name, child in list(module.named_children()):
         setattr(module, name, fuse_modules(child, unshare))
     return module
@@ -93,19 +91,6 @@ def _fold_conv_bn_pairs(seq: nn.Sequential) -> None:
             seq[i], seq[i + 1] = _conv_with_bn(seq[i], seq[i + 1]), nn.Identity()
 
 
-def _fold_post_activation(module: nn.Module) -> None:
-    """FALLBACK for blocks without ``fuse`` (the DSFB blocks, until they fold themselves): conv -> BN pairs named
-    convN/bnN or coeff/norm become one conv with a bias, and a ``basis_norm`` feeding a 1x1 ``coeff`` folds into it."""
-    for conv_name, bn_name in _POST_PAIRS:
-        conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-            setattr(module, conv_name, _conv_with_bn(conv, bn))
-            setattr(module, bn_name, nn.Identity())
-    basis_norm, coeff = getattr(module, "basis_norm", None), getattr(module, "coeff", None)
-    if isinstance(basis_norm, nn.BatchNorm2d) and isinstance(coeff, nn.Conv2d) and coeff.kernel_size == (1, 1):
-        module.coeff, module.basis_norm = _bn_then_1x1(basis_norm, coeff), nn.Identity()
-
-
 def _new_conv(conv: nn.Conv2d, weight: Tensor, bias: Tensor) -> nn.Conv2d:
     out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                     conv.groups, bias=True, padding_mode=conv.padding_mode)
@@ -116,16 +101,6 @@ def _new_conv(conv: nn.Conv2d, weight: Tensor, bias: Tensor) -> nn.Conv2d:
 
 def _conv_with_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return _new_conv(conv, *fold_bn(conv.weight, conv.bias, bn))
-
-
-def _bn_then_1x1(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
-    """A BN feeding a 1x1 (no activation between) folds FORWARD: it scales the 1x1's input channels."""
-    scale, shift = bn_scale_shift(bn)
-    w = conv.weight.detach().double()
-    bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels).double()
-    new_w = w * scale.view(1, -1, 1, 1)
-    new_b = bias + (w.flatten(1) * shift.view(1, -1)).sum(1)
-    return _new_conv(conv, new_w.to(conv.weight.dtype), new_b.to(conv.weight.dtype))
 
 
 @torch.inference_mode()

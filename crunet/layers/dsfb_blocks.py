@@ -5,6 +5,8 @@
 - ``Bottleneck``: 1x1 -> 3x3 -> 1x1 (stride on the 3x3); "Shared" takes its 3x3 and "Shared++" also its last 1x1
   from the stage's owners, with per-block BNs.
 - ``DSFBStage``: owns the shared filters (``shared``) and runs the blocks, which only reference them.
+
+Every block folds itself for inference (``fuse``, see ``crunet.layers.dsfb_fused``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from crunet.layers.complexity import Cx, conv_cx, module_cx, norm_cx
+from crunet.layers.dsfb_fused import FusedBlock, conv_bn, fold_sequential, fuse_shared
 from crunet.layers.shared_basis import SharedBasis, SharedBasisConv
 from crunet.layers.stage import owners_then_units_cx, run_units
 
@@ -46,6 +49,13 @@ def make_shortcut(in_chs: int, out_chs: int, stride: int, kind: str, bn_eps: flo
     return nn.Sequential(nn.Conv2d(in_chs, out_chs, 1, stride, bias=False), nn.BatchNorm2d(out_chs, eps=bn_eps))
 
 
+def fuse_shortcut(shortcut: nn.Module | None) -> nn.Module | None:
+    """A projection shortcut (1x1, BN) as one convolution with a bias; the zero-padding one stays as it is."""
+    if isinstance(shortcut, nn.Sequential):
+        return conv_bn(shortcut[0], shortcut[1])
+    return shortcut
+
+
 def _then_shortcut(cx: Cx, main: Cx, shortcut: nn.Module | None) -> Cx:
     short = module_cx(shortcut, cx.shape_only()) if shortcut is not None else cx.shape_only()
     return cx.then(short).then(main)
@@ -65,6 +75,11 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         return F.relu(out + (self.shortcut(x) if self.shortcut is not None else x))
 
+    def fuse(self, unshare: bool = True) -> FusedBlock:
+        """Two convolutions with their BNs folded, the ReLU, and the add + ReLU fused in."""
+        main = [conv_bn(self.conv1, self.bn1, relu=True), conv_bn(self.conv2, self.bn2, relu=True)]
+        return FusedBlock(main, fuse_shortcut(self.shortcut))
+
     def complexity(self, cx: Cx) -> Cx:
         main = cx.shape_only()
         for module in (self.conv1, self.bn1, self.conv2, self.bn2):
@@ -83,6 +98,10 @@ class BasisBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.conv2(F.relu(self.conv1(x))) + x)
+
+    def fuse(self, unshare: bool = True) -> FusedBlock:
+        """Each shared-basis convolution collapsed (``unshare``) or with its BNs folded into its 1x1."""
+        return FusedBlock([self.conv1.fuse(unshare, relu=True), self.conv2.fuse(unshare, relu=True)])
 
     def complexity(self, cx: Cx) -> Cx:
         return cx.then(self.conv2.complexity(self.conv1.complexity(cx.shape_only())))
@@ -125,6 +144,15 @@ class Bottleneck(nn.Module):
         out = self.bn3(self._expand(out))
         return F.relu(out + (self.shortcut(x) if self.shortcut is not None else x))
 
+    def fuse(self, unshare: bool = True) -> FusedBlock:
+        """Each convolution with its BN folded; a shared one is copied for it when ``unshare``, else kept shared
+        with its BN after it."""
+        spatial = (conv_bn(self.conv2, self.bn2, relu=True) if self.conv2 is not None
+                   else fuse_shared(self._shared_spatial, self.bn2, unshare, relu=True))
+        expand = (conv_bn(self.conv3, self.bn3, relu=True) if self.conv3 is not None
+                  else fuse_shared(self._shared_expand, self.bn3, unshare, relu=True))
+        return FusedBlock([conv_bn(self.conv1, self.bn1, relu=True), spatial, expand], fuse_shortcut(self.shortcut))
+
     def complexity(self, cx: Cx) -> Cx:
         main = norm_cx(module_cx(self.conv1, cx.shape_only()))
         main = norm_cx(conv_cx(main, self.planes, 3, self.stride, owns_weight=self.conv2 is not None))
@@ -146,3 +174,13 @@ class DSFBStage(nn.Module):
 
     def complexity(self, cx: Cx) -> Cx:
         return owners_then_units_cx(self.shared, self.blocks, cx)
+
+    def fuse(self, unshare: bool = True) -> DSFBStage:
+        """This stage for inference: each block folded by its ``fuse`` (a plain Sequential by conv -> BN pairs).
+        Unshared, every use of the shared filters has its own folded copy, so the owners are dropped."""
+        self.blocks = nn.ModuleList(
+            b.fuse(unshare) if callable(getattr(b, "fuse", None)) else fold_sequential(b)
+            if type(b) is nn.Sequential else b for b in self.blocks)
+        if unshare:
+            self.shared = nn.ModuleList()
+        return self

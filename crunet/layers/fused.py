@@ -63,7 +63,8 @@ class FusedConv(nn.Module):
         if _fusable(x) and w.dtype == x.dtype:
             pad, stride = [self.padding] * 2, [self.stride] * 2
             if residual is not None:
-                return _POINTWISE.binary(x, residual, w, b, pad, stride, [1, 1], self.groups, "add", 1.0, None, [],
+                unary = "relu" if self.relu else None  # the ReLU after the add (post-activation blocks)
+                return _POINTWISE.binary(x, residual, w, b, pad, stride, [1, 1], self.groups, "add", 1.0, unary, [],
                                          None)
             return _POINTWISE(x, w, b, pad, stride, [1, 1], self.groups, "relu" if self.relu else "none", [], "")
         y = F.conv2d(x, w, b, self.stride, self.padding, 1, self.groups)

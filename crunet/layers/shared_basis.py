@@ -9,6 +9,11 @@ A 3x3 convolution of a ResNet block is rewritten as a linear combination of basi
 ("Double": one for the first and one for the second convolution of every block), initialized jointly as one
 orthogonal tensor split in rows. Users keep an unregistered reference to the owner, so ``state_dict()`` and
 ``parameters()`` hold each shared tensor once and autograd sums the gradients of every use.
+
+Speed (issue 13): the unique and the shared filters run as ONE convolution over the filters joined per call
+(``torch.cat`` of the two parameters: autograd still sends each part's gradient to its owner), and in training the
+basis BN is folded into the 1x1 with the batch's statistics (``crunet.layers.batchnorm_1x1``). ``fuse`` collapses
+the whole chain (basis conv, BN, 1x1, BN: linear, nothing between) into one convolution with a bias for inference.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crunet.layers import batchnorm_1x1
 from crunet.layers.complexity import Cx, conv_cx, norm_cx
+from crunet.layers.fused import FusedConv, bn_scale_shift
 
 
 class SharedBasis(nn.Module):
@@ -83,12 +90,47 @@ class SharedBasisConv(nn.Module):
     def shared(self) -> SharedBasis:
         return self._shared
 
+    def basis_weight(self) -> Tensor:
+        """The unique and the shared filters as one bank (rank, in, k, k): joined per call, so the shared tensor
+        stays the owner's single parameter and receives this use's gradient through the ``cat``."""
+        shared = self._shared.weight(self.index)
+        return shared if self.unique is None else torch.cat((self.unique.weight, shared))
+
     def forward(self, x: Tensor) -> Tensor:
+        basis = F.conv2d(x, self.basis_weight(), None, self.stride, self._shared.kernel_size // 2)
+        if batchnorm_1x1.applies(self.basis_norm, self.coeff, basis):
+            return self.norm(batchnorm_1x1.bn_then_1x1(basis, self.basis_norm, self.coeff))
+        return self.norm(self.coeff(self.basis_norm(basis)))
+
+    def _reference_forward(self, x: Tensor) -> Tensor:
+        """The definition, op by op (two convolutions, concatenated, BN, 1x1, BN): what ``forward`` must equal."""
         shared = self._shared
         basis = F.conv2d(x, shared.weight(self.index), stride=self.stride, padding=shared.kernel_size // 2)
         if self.unique is not None:
             basis = torch.cat((self.unique(x), basis), dim=1)
         return self.norm(self.coeff(self.basis_norm(basis)))
+
+    @torch.no_grad()
+    def _folded_1x1(self) -> tuple[Tensor, Tensor]:
+        """The eval-mode basis BN, 1x1 and output BN as one 1x1 (out, rank) and a bias, in float64."""
+        s1, t1 = bn_scale_shift(self.basis_norm)
+        s2, t2 = bn_scale_shift(self.norm)
+        w = self.coeff.weight.detach().double().flatten(1)
+        return s2[:, None] * w * s1[None, :], s2 * (w @ t1) + t2
+
+    def fuse(self, unshare: bool = True, relu: bool = False) -> nn.Module:
+        """Inference. ``unshare``: the whole chain as ONE k x k convolution with a bias (exact: the BN shifts act
+        after the zero-padded convolution, so the borders agree too). Otherwise the basis convolution keeps reading
+        the shared filters and both BNs fold into the 1x1. ``relu``: the ReLU that follows, fused in. The returned
+        module takes ``(x, residual=None)``; a residual is added before the ReLU."""
+        k, w_mix = self._shared.kernel_size, self._folded_1x1()
+        basis = self.basis_weight().detach()
+        dtype = basis.dtype
+        if unshare:
+            weight = torch.einsum("or,rikl->oikl", w_mix[0], basis.double())
+            return FusedConv(weight.to(dtype), w_mix[1].to(dtype), self.stride, k // 2, relu=relu)
+        coeff = FusedConv(w_mix[0][:, :, None, None].to(dtype), w_mix[1].to(dtype), relu=relu)
+        return SharedBasisConvInference(self, coeff)
 
     def complexity(self, cx: Cx) -> Cx:
         k, start = self._shared.kernel_size, cx.shape_only()
@@ -102,6 +144,25 @@ class SharedBasisConv(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_chs={self.in_chs}, out_chs={self.out_chs}, unique_rank={self.unique_rank}, "
                 f"shared_rank={self._shared.rank}, index={self.index}, stride={self.stride}")
+
+
+class SharedBasisConvInference(nn.Module):
+    """``SharedBasisConv.fuse(unshare=False)``: the basis convolution on the owner's shared filters (still one tensor,
+    read at each call) and this use's unique ones, then the 1x1 with both BNs folded in (``coeff``, a FusedConv)."""
+
+    def __init__(self, conv: SharedBasisConv, coeff: FusedConv):
+        super().__init__()
+        self.__dict__["_shared"] = conv.shared  # a reference: the stage's owner keeps the tensor once
+        self.index, self.stride, self.padding = conv.index, conv.stride, conv.shared.kernel_size // 2
+        unique = conv.unique.weight.detach().clone() if conv.unique is not None else None
+        self.unique = nn.Parameter(unique, requires_grad=False) if unique is not None else None
+        self.coeff = coeff
+
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        weight = self._shared.weight(self.index)
+        if self.unique is not None:
+            weight = torch.cat((self.unique, weight))
+        return self.coeff(F.conv2d(x, weight.to(x.dtype), None, self.stride, self.padding), residual)
 
 
 class ECA(nn.Module):

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from crunet.layers.complexity import Cx, conv_cx, module_cx, norm_cx
 from crunet.layers.dsfb_blocks import DSFBStage
+from crunet.layers.dsfb_fused import FusedBlock, conv_bn, fuse_shared
 from crunet.layers.orthogonality import OrthogonalityLossMixin
 from crunet.layers.shared_basis import ECA, SharedBasis
 from crunet.models._registry import register_model
@@ -86,6 +87,16 @@ class InvertedResidual(nn.Module):
         if self.eca is not None:
             out = self.eca(out)
         return out + x if self.residual else out
+
+    def fuse(self, unshare: bool = True) -> FusedBlock:
+        """Each convolution with its BN folded (and its ReLU fused); a shared 1x1 is copied for it when
+        ``unshare``, else kept shared with its BN after it. The residual add is fused into the projection."""
+        expand = (conv_bn(self.conv1, self.bn1, relu=True) if self.conv1 is not None
+                  else fuse_shared(self._shared_expand, self.bn1, unshare, relu=True))
+        project = (conv_bn(self.conv3, self.bn3) if self.conv3 is not None
+                   else fuse_shared(self._shared_project, self.bn3, unshare, relu=False))
+        main = [expand, conv_bn(self.conv2, self.bn2, relu=True), project]
+        return FusedBlock(main, residual=self.residual, gate=self.eca)
 
     def complexity(self, cx: Cx) -> Cx:
         out = norm_cx(conv_cx(cx.shape_only(), self.mid, 1, owns_weight=self.conv1 is not None))

@@ -104,3 +104,98 @@ def test_eca_keeps_shape_and_counts():
 def test_shared_basis_rejects_bad_shapes(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SharedBasis(**kwargs)
+
+
+# --- the fast path (one convolution over the joined filters, basis BN folded into the 1x1) against the reference ---
+
+def _randomize_bns(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.3, 0.3)
+
+
+def _conv_and_owner(unique_rank, stride, count, kernel):
+    owner = SharedBasis(6, 5, kernel, count=count)
+    conv = SharedBasisConv(6, 7, unique_rank, owner, count - 1, stride)
+    holder = nn.ModuleList([owner, conv]).double()
+    _randomize_bns(holder)
+    return holder
+
+
+CONFIGS = [(u, s, c, k) for u in (0, 2) for s in (1, 2) for c in (1, 2) for k in (1, 3)]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("unique_rank, stride, count, kernel", CONFIGS)
+def test_training_forward_and_gradients_equal_the_reference_path(unique_rank, stride, count, kernel, channels_last):
+    import copy
+
+    fast = _conv_and_owner(unique_rank, stride, count, kernel).train()
+    ref = copy.deepcopy(fast)
+    x = torch.randn(3, 6, 7, 7, dtype=torch.float64) * 2 + 0.5  # a mean far from 0: the statistics must be centred
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad_out = torch.randn(3, 7, *fast[1](x).shape[2:], dtype=torch.float64)
+    fast = copy.deepcopy(ref)  # the call above moved the running statistics once
+    xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+    loss_fast = (fast[1](xs[0]) * grad_out).sum()
+    loss_ref = (ref[1]._reference_forward(xs[1]) * grad_out).sum()
+    loss_fast.backward()
+    loss_ref.backward()
+    torch.testing.assert_close(loss_fast, loss_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(xs[0].grad, xs[1].grad, rtol=1e-10, atol=1e-12)
+    for (name, p_fast), p_ref in zip(fast.named_parameters(), ref.parameters(), strict=True):
+        if p_ref.grad is None:  # the other bank of a Double pair
+            assert p_fast.grad is None and name == "0.weights.0", name
+            continue
+        torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-10, atol=1e-11, msg=name)
+    for (name, b_fast), b_ref in zip(fast.named_buffers(), ref.buffers(), strict=True):
+        torch.testing.assert_close(b_fast, b_ref, rtol=1e-12, atol=1e-12, msg=name)  # running statistics too
+
+
+def test_fast_path_keeps_bn_momentum_none_and_float32():
+    owner = SharedBasis(8, 16)
+    conv = SharedBasisConv(8, 16, 1, owner)
+    conv.basis_norm.momentum = None  # cumulative average
+    ref = SharedBasisConv(8, 16, 1, owner)
+    ref.load_state_dict(conv.state_dict())
+    ref.basis_norm.momentum = None
+    for _ in range(3):
+        x = torch.randn(4, 8, 6, 6).contiguous(memory_format=torch.channels_last) + 3.0
+        torch.testing.assert_close(conv(x), ref._reference_forward(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(conv.basis_norm.running_var, ref.basis_norm.running_var)
+    torch.testing.assert_close(conv.basis_norm.running_mean, ref.basis_norm.running_mean)
+    assert int(conv.basis_norm.num_batches_tracked) == 3
+
+
+def test_bf16_autocast_takes_the_plain_bn():
+    owner = SharedBasis(8, 16)
+    conv = SharedBasisConv(8, 16, 1, owner)
+    x = torch.randn(4, 8, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv(x)
+    ref = SharedBasisConv(8, 16, 1, owner)
+    ref.load_state_dict(conv.state_dict())
+    assert (out.float() - ref._reference_forward(x)).abs().max() < 0.1
+
+
+@pytest.mark.parametrize("unique_rank, stride, count, kernel", CONFIGS)
+@pytest.mark.parametrize("unshare", [True, False])
+def test_fuse_equals_the_eval_function(unique_rank, stride, count, kernel, unshare):
+    holder = _conv_and_owner(unique_rank, stride, count, kernel).float().eval()
+    conv = holder[1]
+    x = torch.randn(2, 6, 5, 5)  # 5x5: most outputs touch the zero-padded border
+    residual = torch.randn_like(conv(x))
+    fused = conv.fuse(unshare, relu=True)
+    with torch.no_grad():
+        for layout in (torch.contiguous_format, torch.channels_last):
+            xl, rl = x.contiguous(memory_format=layout), residual.contiguous(memory_format=layout)
+            torch.testing.assert_close(fused(xl), torch.relu(conv(x)), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(fused(xl, rl), torch.relu(conv(x) + residual), rtol=1e-5, atol=1e-5)
+    if unshare:
+        assert fused.weight.shape == (7, 6, kernel, kernel)  # one k x k convolution with a bias
+    else:
+        assert fused._shared is holder[0] and fused.coeff.weight.shape == (7, 5 + unique_rank, 1, 1)
