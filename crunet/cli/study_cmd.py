@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
 def _selected(args: argparse.Namespace):
     from crunet.study.grid import grid
 
-    specs = grid(args.grid)
+    specs = grid(args.grid, Path(args.results))
     if args.model:
         unknown = sorted(set(args.model) - {s.model for s in specs})
         if unknown:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
+from crunet.study.results_csv import read_rows
 from crunet.train.config import TrainConfig
 
 OPTION_NAMES = ("lr", "orth_lambda", "size", "amp", "holdout")
@@ -99,14 +101,33 @@ def _grid(datasets: tuple[str, ...], models: tuple[str, ...], seeds: range | tup
 FM, MNIST = ("fashion-mnist",), ("mnist",)
 CRU_TRIO = ("preresnet_small", "preresnext_small", "crunet_small")
 DSFB_PAIR = ("resnet32_cifar", "dsfb_resnet32_s16u1")
-LR_CHECK_MODELS = CRU_TRIO + DSFB_PAIR
-LR_CHOICES = ("0.05", "0.1", "0.2", "0.4")
+LR_CHECK_MODELS = ("crunet_small", "preresnext_small", "resnet32_cifar", "dsfb_resnet32_s16u1")  # the 4 families
+LR_CHOICES = ("0.2", "0.1", "0.4")  # the default first; the range grows past an edge that wins (see lr_check)
 HOLDOUT = 10_000  # of Fashion-MNIST's 60,000 training images
 
 
-def lr_check() -> list[RunSpec]:
-    """One seed per model and learning rate, validated on held-out training images (the fairness check)."""
-    return _grid(FM, LR_CHECK_MODELS, (0,), tuple(f"lr={lr},holdout={HOLDOUT}" for lr in LR_CHOICES))
+def lr_option(lr: str) -> str:
+    return f"lr={lr},holdout={HOLDOUT}"
+
+
+def lr_check(results: Path | None = None) -> list[RunSpec]:
+    """One seed per family and learning rate, validated on held-out training images (the fairness check). Where
+    the smallest or largest rate tried wins, the next one beyond it (half or double) joins the grid, so a rerun
+    extends the search until the best rate is inside the range."""
+    specs = _grid(FM, LR_CHECK_MODELS, (0,), tuple(lr_option(lr) for lr in LR_CHOICES))
+    scores: dict[str, dict[float, float]] = {}
+    for row in read_rows(results / "lr-check.csv") if results else []:
+        lr = float(parse_option(row["option"])["lr"])
+        scores.setdefault(row["model"], {})[lr] = float(row["test_top1"])
+    for model, by_lr in scores.items():
+        tried = sorted({float(parse_option(s.option)["lr"]) for s in specs if s.model == model} | set(by_lr))
+        if set(tried) - set(by_lr):
+            continue  # the search for this model is not finished
+        best = max(by_lr, key=by_lr.get)
+        beyond = best / 2 if best == tried[0] else best * 2 if best == tried[-1] else None
+        if beyond is not None:
+            specs.append(RunSpec(FM[0], model, 0, lr_option(f"{beyond:g}")))
+    return specs
 
 
 def tier1() -> list[RunSpec]:
@@ -129,7 +150,8 @@ def tier2() -> list[RunSpec]:
 GRIDS = {"lr-check": lr_check, "tier1": tier1, "tier2": tier2}
 
 
-def grid(name: str) -> list[RunSpec]:
+def grid(name: str, results: Path | None = None) -> list[RunSpec]:
+    """The runs of grid ``name``; the learning-rate check also reads what ``results`` already holds."""
     if name not in GRIDS:
         raise ValueError(f"unknown grid {name!r}; choose from {', '.join(GRIDS)}")
-    return GRIDS[name]()
+    return lr_check(results) if name == "lr-check" else GRIDS[name]()

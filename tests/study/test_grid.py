@@ -37,3 +37,22 @@ def test_grids_have_unique_keys_and_build():
             spec.train_config(Recipe(None, 1), "out").check()
     with pytest.raises(ValueError, match="unknown grid"):
         grid("tier3")
+
+
+def test_learning_rate_search_grows_past_a_winning_edge(tmp_path):
+    from crunet.study.grid import LR_CHECK_MODELS, lr_check, lr_option
+    from crunet.study.results_csv import append_row
+
+    def record(model, lr, top1):
+        append_row(tmp_path / "lr-check.csv", {"key": f"{model}/{lr}", "model": model, "option": lr_option(lr),
+                                               "test_top1": top1})
+
+    assert len(lr_check(tmp_path)) == 3 * len(LR_CHECK_MODELS)
+    for lr, top1 in (("0.1", 91.0), ("0.2", 90.0), ("0.4", 89.0)):
+        record("crunet_small", lr, top1)  # the smallest rate wins: try half of it
+    for lr, top1 in (("0.1", 90.0), ("0.2", 91.0)):
+        record("resnet32_cifar", lr, top1)  # unfinished: nothing added yet
+    added = lr_check(tmp_path)[3 * len(LR_CHECK_MODELS):]
+    assert [(s.model, s.option) for s in added] == [("crunet_small", lr_option("0.05"))]
+    record("resnet32_cifar", "0.4", 95.0)  # the largest wins: try double
+    assert lr_check(tmp_path)[-1].option == lr_option("0.8")
