@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from crunet.errors import DataError
 
 DEFAULT_DIRS = ("/usr/share/datasets/fashion-mnist",)
 FILES = {
@@ -21,23 +25,38 @@ _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(
            0x0E: np.dtype(">f8")}
 
 
+MAX_IDX_BYTES = 2 << 30  # 2 GiB: far above MNIST-sized sets; a header asking for more is a lie (or a bomb)
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """An IDX file (optionally gzipped) as a numpy array; a clear ValueError for a file that is not IDX."""
+    """An IDX file (optionally gzipped) as a numpy array. The header is read first and the payload read up to the
+    size it declares, never more, so a gzip bomb is not inflated; anything wrong is one DataError."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as err:
-        raise ValueError(f"cannot read IDX file {path}: {err}") from err
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number)")
-    dtype, ndim = np.dtype(_DTYPES[data[2]]), data[3]
-    header = 4 + 4 * ndim
-    dims = tuple(int(d) for d in np.frombuffer(data[4:header], dtype=">u4"))
-    if len(dims) != ndim or len(data) - header != int(np.prod(dims)) * dtype.itemsize:
-        raise ValueError(f"{path} is truncated or corrupt: header says {dims}, file has {len(data)} bytes")
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _DTYPES:
+                raise DataError(f"{path} is not an IDX file (bad magic number {magic.hex() or 'empty'})")
+            dtype, ndim = np.dtype(_DTYPES[magic[2]]), magic[3]
+            raw_dims = f.read(4 * ndim)
+            dims = tuple(int(d) for d in np.frombuffer(raw_dims[: len(raw_dims) // 4 * 4], dtype=">u4"))
+            size = math.prod(dims) * dtype.itemsize
+            if len(dims) != ndim:
+                raise DataError(f"{path} is truncated or corrupt: its header ends early")
+            if size > MAX_IDX_BYTES:
+                raise DataError(f"{path}: its header declares {dims} ({size / 2**30:.1f} GiB), more than the "
+                                f"{MAX_IDX_BYTES >> 30} GiB crunet reads from an IDX file; corrupt or not IDX")
+            data = f.read(size + 1)
+    except DataError:
+        raise
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"cannot read IDX file {path}: {err or type(err).__name__} (corrupt or truncated; "
+                        f"download it again)") from err
+    if len(data) != size:
+        raise DataError(f"{path} is truncated or corrupt: header says {dims}, file has "
+                        f"{'more' if len(data) > size else len(data)} bytes of data where {size} are expected")
+    return np.frombuffer(data, dtype=dtype).reshape(dims)
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
@@ -64,5 +83,5 @@ def load_idx_split(folder: str | os.PathLike, split: str) -> tuple[torch.Tensor,
     images = read_idx(_find_file(folder, images_stem) or folder / (images_stem + ".gz"))
     labels = read_idx(_find_file(folder, labels_stem) or folder / (labels_stem + ".gz"))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match")
+        raise DataError(f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))

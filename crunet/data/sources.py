@@ -13,6 +13,7 @@ from pathlib import Path
 from crunet.data import folders, idx
 from crunet.data.tensor_data import TensorLoader
 from crunet.data.transforms import EvalCrops, PaperAugment, RandomResizedCropFlip
+from crunet.errors import DataError
 
 
 @dataclass
@@ -47,11 +48,15 @@ class FolderLoader:
         return self.dataset.empty_classes
 
     def iterate(self, batches, epoch: int = 0, train: bool = True):
+        import torch
         import torch.utils.data as tud
 
         keyed = [[(int(i), epoch) for i in b] for b in batches]
+        # a generator of its own: the DataLoader's base seed must not be drawn from the global RNG, or a run
+        # resumed mid-epoch (one more DataLoader) would draw different dropout masks than an uninterrupted one
         yield from tud.DataLoader(self.dataset, batch_sampler=keyed, num_workers=self.workers,
-                                  collate_fn=folders.skip_bad_collate, persistent_workers=False)
+                                  collate_fn=folders.skip_bad_collate, persistent_workers=False,
+                                  generator=torch.Generator().manual_seed(epoch))
 
     def subset(self, n: int) -> FolderLoader:
         return FolderLoader(self.dataset.subset(n), self.workers)
@@ -107,16 +112,32 @@ def open_split(data: str | os.PathLike | None, split: str, spec: DataSpec):
     if kind == "folder":
         sub = "train" if train else next((s for s in ("val", "test") if (root / s).is_dir()), "val")
         samples, classes, empty = folders.class_folder_samples(root / sub, spec.strict)
+        if not train and (root / "train").is_dir():
+            folders.check_same_classes(folders.class_folders(root / "train"), classes, str(root))
     else:
         list_file = root / ("places365_train_standard.txt" if train else "places365_val.txt")
         image_root = _first_dir(root, ("data_256", "data_large", "train_256", "train_large") if train
                                 else ("val_256", "val_large"))
-        samples = folders.file_list_samples(list_file, image_root)
         cats = root / "categories_places365.txt"
-        classes = folders.read_categories(cats) if cats.is_file() else sorted({str(s[1]) for s in samples})
+        known = folders.read_categories(cats) if cats.is_file() else None
+        samples = folders.file_list_samples(list_file, image_root, len(known) if known else None)
+        classes = known or [str(i) for i in range(max(label for _, label in samples) + 1)]
     dataset = folders.ImageListDataset(samples, classes, _transform(spec, train), spec.strict, spec.seed)
     dataset.empty_classes = empty
     return FolderLoader(dataset, spec.workers)
+
+
+def check_labels(loader, num_classes: int, split: str) -> None:
+    """Every label of ``loader`` must name one of the ``num_classes`` classes the model is built for."""
+    if isinstance(loader, TensorLoader):
+        labels = loader.labels
+        low, high = (int(labels.min()), int(labels.max())) if len(labels) else (0, 0)
+    else:
+        labels = [label for _, label in loader.dataset.samples]
+        low, high = min(labels, default=0), max(labels, default=0)
+    if low < 0 or high >= num_classes:
+        raise DataError(f"the {split} labels run from {low} to {high}; the training set has {num_classes} classes "
+                        f"(labels 0..{num_classes - 1})")
 
 
 def num_classes_of(loader) -> int:

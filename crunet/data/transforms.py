@@ -19,9 +19,14 @@ PAPER_MEAN, PAPER_SCALE = (124.0, 117.0, 104.0), 0.0167  # the released CRU-Net 
 
 
 def to_mode(img: Image.Image, in_chans: int) -> Image.Image:
-    """Any Pillow mode (L, RGB, RGBA, P, CMYK, I;16 ...) to 8-bit L or RGB."""
+    """Any Pillow mode (L, RGB, RGBA, P, CMYK, 16-bit I;16, 32-bit I and F ...) to 8-bit L or RGB. 16-bit
+    images are scaled to 8 bits (x / 257), not clipped at 255 as Pillow's own conversion does."""
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
+    if img.mode.startswith(("I", "F")):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        img = Image.fromarray(np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8), "L")
     return img.convert("L" if in_chans == 1 else "RGB")
 
 
@@ -126,12 +131,21 @@ class EvalCrops:
             raise ValueError(f"crops must be 1 or 10, got {self.crops}")
 
     def __call__(self, img: Image.Image, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """Each crop is resampled from its own box of the source image: the resized image is never built (a
+        1x20000 image resized to a short side of 256 would be 5 M pixels long)."""
         img = to_mode(img, self.in_chans)
         s = self.resize / min(img.width, img.height)
-        img = img.resize((max(self.size, round(img.width * s)), max(self.size, round(img.height * s))),
-                         Image.BILINEAR)
-        arr = normalize(np.asarray(img), self.mean, self.std)
-        return ten_crop(arr, self.size) if self.crops == 10 else center_crop(arr, self.size)
+        width, height = max(self.size, round(img.width * s)), max(self.size, round(img.height * s))
+        fx, fy, k = img.width / width, img.height / height, self.size
+        corners = [(0, 0), (width - k, 0), (0, height - k), (width - k, height - k)] if self.crops == 10 else []
+        corners.append(((width - k) // 2, (height - k) // 2))
+        crops = [normalize(np.asarray(img.resize((k, k), Image.BILINEAR,
+                                                 box=(x * fx, y * fy, (x + k) * fx, (y + k) * fy))),
+                           self.mean, self.std) for x, y in corners]
+        if self.crops == 1:
+            return crops[0]
+        five = torch.stack(crops, -4)
+        return torch.cat([five, five.flip(-1)], -4)
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:

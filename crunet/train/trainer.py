@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from crunet.data import StepSampler, detect_kind, eval_shard, num_classes_of, open_split
+from crunet.data import StepSampler, check_labels, detect_kind, eval_shard, num_classes_of, open_split
 from crunet.errors import ConfigError
 from crunet.train.checkpoint import load_checkpoint, save_checkpoint
 from crunet.train.config import TrainConfig
@@ -68,6 +68,7 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
     if cfg.holdout:
         train_data, val_data = hold_out(train_data, val_data, cfg.holdout)
     num_classes = num_classes_of(train_data)
+    check_labels(val_data, num_classes, "validation")
     if model is None:
         model = probe if probe.num_classes == num_classes else _create(cfg, num_classes, spec.in_chans)
     train_data = train_data.subset(cfg.subset) if cfg.subset else train_data
@@ -170,7 +171,8 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
                 say(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} top-1 "
                     f"{row['train_top1']:.2f}% | val loss {val['loss']:.4f} top-1 {val['top1']:.2f}% top-5 "
                     f"{val['top5']:.2f}% | {row['images_per_s']:.0f} img/s, {train_time:.0f}s"
-                    + (f" | skipped {row['skipped_images']} unreadable image(s)" if row["skipped_images"] else ""))
+                    + (f" | skipped {row['skipped_images']} unreadable image(s)" if row["skipped_images"] else "")
+                    + (f" | validation skipped {val['skipped']}" if val.get("skipped") else ""))
         except KeyboardInterrupt as err:  # a second Ctrl-C, mid-step: no checkpoint of a half-done step
             if isinstance(err, TrainingInterrupted):
                 raise
@@ -284,5 +286,5 @@ def epoch_row(epoch, step, optimizer, totals, val, ema_val, train_time) -> dict:
     if ema_val:
         row.update({"ema_val_loss": ema_val["loss"], "ema_val_top1": ema_val["top1"], "ema_val_top5": ema_val["top5"]})
     row.update({"images_per_s": n / max(1e-9, train_time), "epoch_seconds": train_time,
-                "skipped_images": int(totals.get("skipped", 0))})
+                "skipped_images": int(totals.get("skipped", 0)), "val_skipped_images": val.get("skipped", 0)})
     return row

@@ -20,6 +20,7 @@ def class_folders(tmp_path, image_saver):
                 ext = "tif" if mode == "CMYK" else "png"
                 image_saver(folder / f"{i}.{ext}", mode, seed=10 * k + i)
     (tmp_path / "train" / "empty").mkdir()
+    (tmp_path / "val" / "empty").mkdir()  # the same class list in both splits (an empty folder keeps a class)
     bad = tmp_path / "train" / "cat"
     (bad / "zero.jpg").write_bytes(b"")
     (bad / "text.png").write_text("not an image")

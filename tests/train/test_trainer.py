@@ -208,6 +208,7 @@ def test_bad_images_are_skipped_counted_and_reported_per_epoch(cfg, tiny_model, 
     (tmp_path / "imgs" / "train" / "c0" / "zero.png").write_bytes(b"")
     (tmp_path / "imgs" / "train" / "c1" / "junk.jpg").write_text("junk")
     (tmp_path / "imgs" / "train" / "c2").mkdir()
+    (tmp_path / "imgs" / "val" / "c2").mkdir()  # the same class list in both splits
     cfg.data, cfg.epochs, cfg.batch_size, cfg.progress = str(tmp_path / "imgs"), 1, 17, "none"
     model = tiny_model(num_classes=2, in_chans=3)
     model.pretrained_cfg = {**model.pretrained_cfg, "mean": (0.5,) * 3, "std": (0.5,) * 3}
@@ -220,6 +221,7 @@ def test_bad_images_are_skipped_counted_and_reported_per_epoch(cfg, tiny_model, 
     with pytest.raises(ValueError, match="empty class folder"):
         train(cfg, model)
     (tmp_path / "imgs" / "train" / "c2").rmdir()
+    (tmp_path / "imgs" / "val" / "c2").rmdir()
     with pytest.raises(ValueError, match="bad image"):
         train(cfg, model)
 
