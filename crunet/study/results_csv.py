@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 COLUMNS = ("key", "dataset", "model", "option", "seed", "params", "macs", "test_top1", "test_top5", "test_loss",
-           "best_epoch", "best_top1", "final_epoch", "lr", "train_seconds", "images_per_s", "threads",
+           "best_epoch", "best_top1", "final_epoch", "lr", "train_seconds", "images_per_s", "cpu_share", "threads",
            "concurrent_runs", "git_commit", "torch_version", "finished_at")
 
 

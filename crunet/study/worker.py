@@ -11,6 +11,7 @@ import csv
 import fcntl
 import json
 import os
+import resource
 import shutil
 import subprocess
 import time
@@ -41,7 +42,10 @@ def run_one(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epoch
             cfg.resume, cfg.out = str(out / "last.pt"), None
         elif any(out.iterdir()):
             shutil.rmtree(out)  # killed before its first checkpoint: nothing to keep
+        cpu, wall = _cpu_seconds(), time.perf_counter()
         train(cfg)
+        cpu_share = (_cpu_seconds() - cpu) / (threads * (time.perf_counter() - wall))
+        (out / "cpu_share.txt").write_text(f"{cpu_share:.3f}\n")
     summary = json.loads((out / "summary.json").read_text())
     resolved = json.loads((out / "config.json").read_text())
     with open(out / "metrics.csv", newline="") as f:
@@ -49,6 +53,8 @@ def run_one(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epoch
     epochs_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "metrics.csv", epochs_dir / (spec.key.replace("/", "__") + ".csv"))
     row = make_row(spec, cfg, summary, resolved, epochs, threads, concurrent)
+    share = out / "cpu_share.txt"
+    row["cpu_share"] = float(share.read_text()) if share.is_file() else ""
     append_row(csv_path, row)
     return row
 
@@ -72,6 +78,13 @@ def make_row(spec: RunSpec, cfg, summary: dict, resolved: dict, epochs: list[dic
             "images_per_s": images / max(train_seconds, 1e-9), "threads": threads, "concurrent_runs": concurrent,
             "git_commit": code_version(), "torch_version": torch.__version__,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process: over wall time and threads, the share of its cores the run really had. Near 1 the
+    run had its cores to itself and its time is a measurement; well below 1 other work slowed it."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def code_version() -> str:

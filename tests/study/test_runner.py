@@ -53,6 +53,7 @@ def test_grid_runs_two_side_by_side_records_each_run_and_skips_it_next_time(tmp_
     assert float(row["lr"]) == 0.05 and row["concurrent_runs"] == "2" and row["threads"] == "1"
     assert int(row["params"]) == 309_354 and 9.6e6 < int(row["macs"]) < 9.8e6  # the README's table
     assert row["final_epoch"] == "2" and 0 <= float(row["test_top1"]) <= 100
+    assert 0 < float(row["cpu_share"]) <= 1.1  # CPU seconds over wall seconds of its one thread
     assert any("ETA" in line and specs[0].key in line for line in lines)
     with open(paths.epochs / (specs[0].key.replace("/", "__") + ".csv"), newline="") as f:
         epochs = list(csv.DictReader(f))
