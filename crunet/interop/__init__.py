@@ -1,6 +1,7 @@
-"""Interop with other tools: timm's registry, weight files (safetensors, ONNX, TorchScript), the released MXNet
-CRU-Net checkpoints.
+"""Interop with other tools: weight files (safetensors, ONNX, TorchScript), the released MXNet CRU-Net checkpoints,
+torchvision detection backbones (``detection``) and ``crunet predict`` (``predict``). timm's registry is
+``crunet/timm.py`` (``import crunet.timm``).
 
-Nothing here is imported by ``import crunet`` except ``timm_registry.install``, which only looks for timm. Each
-module imports its third-party package (timm, onnx, onnxruntime) inside the functions that need it.
+``import crunet`` imports nothing here. Each module imports its third-party package (torchvision, onnx, onnxruntime,
+safetensors) inside the functions that need it.
 """
