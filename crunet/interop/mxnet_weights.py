@@ -31,15 +31,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from crunet.errors import FileFormatError
+
 LIST_MAGIC = 0x112
 V1_MAGIC, V2_MAGIC, V3_MAGIC = 0xF993FAC8, 0xF993FAC9, 0xF993FACA
+MAX_CLASSES = 100_000
+MAX_DIM = 1 << 24  # no released weight has a dimension near this; a larger one is a corrupt or hostile header
 DTYPES = {0: np.float32, 1: np.float64, 2: np.float16, 3: np.uint8, 4: np.int32, 5: np.int8, 6: np.int64}
 BN_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_var"}
 RELEASED_MODELS = ("crunet56", "crunet116", "crunet56_136x1d")
 MXNET_BN_EPS = 1e-3  # MXNet's BatchNorm default
 
 
-class MXNetFormatError(ValueError):
+class MXNetFormatError(FileFormatError):
     """A file that is not what an MXNet checkpoint should be, or does not fit the model."""
 
 
@@ -78,13 +82,21 @@ def read_ndarray_list(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise MXNetFormatError(f"{path} is not an MXNet NDArray file (no 0x112 list header)")
     r.take("<Q")  # reserved
     arrays = [_read_ndarray(r) for _ in range(_count(r, "arrays"))]
-    names = [r.take(f"<{_count(r, 'name bytes')}s").decode("utf-8") for _ in range(_count(r, "names"))]
+    names = [_name(r) for _ in range(_count(r, "names"))]
     if len(names) != len(arrays):
         raise MXNetFormatError(f"{path} has {len(arrays)} arrays but {len(names)} names: "
                                f"an unnamed list cannot be mapped onto a model")
     if r.pos != len(r.data):
         raise MXNetFormatError(f"{path} has {len(r.data) - r.pos} bytes after its last name")
     return dict(zip(names, arrays, strict=True))
+
+
+def _name(r: _Reader) -> str:
+    raw = r.take(f"<{_count(r, 'name bytes')}s")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise MXNetFormatError(f"{r.path}: a parameter name is not UTF-8 text ({err.reason}): corrupt") from None
 
 
 def _count(r: _Reader, what: str) -> int:
@@ -113,6 +125,8 @@ def _read_ndarray(r: _Reader) -> np.ndarray:
         shape = r.values(f"<{magic}I")
     if any(d < 0 for d in shape):
         raise MXNetFormatError(f"{r.path}: array with an unknown dimension {shape}")
+    if 0 in shape or any(d > MAX_DIM for d in shape):  # sizes are checked against the bytes, never trusted
+        raise MXNetFormatError(f"{r.path}: array of shape {tuple(shape)} (empty or implausibly large): corrupt")
     r.take("<ii")  # the device it was saved from
     dtype_flag = r.take("<i")
     if dtype_flag not in DTYPES:
@@ -224,7 +238,14 @@ def convert_checkpoint(prefix: str | os.PathLike, model_name: str, epoch: int = 
     params, norms, variables = read_checkpoint(prefix, epoch)
     if "fc6_weight" not in params:
         raise MXNetFormatError(f"{prefix}-{epoch:04d}.params has no fc6_weight: not a released CRU-Net checkpoint")
-    model = create_model(model_name, num_classes=int(params["fc6_weight"].shape[0]))
+    fc = params["fc6_weight"]
+    num_classes = int(fc.shape[0]) if fc.ndim in (2, 4) else 0
+    bias = params.get("fc6_bias")
+    if not 0 < num_classes <= MAX_CLASSES or (bias is not None and tuple(bias.shape) != (num_classes,)):
+        raise MXNetFormatError(f"{prefix}-{epoch:04d}.params: fc6_weight {tuple(fc.shape)} and fc6_bias "
+                               f"{None if bias is None else tuple(bias.shape)} do not describe a classifier of "
+                               f"1..{MAX_CLASSES} classes")
+    model = create_model(model_name, num_classes=num_classes)
     _check_batchnorms(norms, model, prefix)
     names = released_names(model)
     _check_names(params, set(names.values()), variables, model_name, prefix)

@@ -14,12 +14,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from crunet.errors import FileFormatError
 from crunet.io.checkpoint import load_checkpoint, load_model_state
 
 FORMAT = "crunet-weights-v1"
 
 
-class WeightsError(ValueError):
+class WeightsError(FileFormatError):
     """A weights file that cannot be read, or does not fit the model."""
 
 
@@ -44,7 +45,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike, extra: dict[str, str
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors and metadata of a safetensors file."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -52,8 +53,8 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     try:
         with safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except (SafetensorError, OSError) as err:
-        raise WeightsError(f"{path} is not a safetensors file: {err}") from err
+    except Exception as err:  # SafetensorError, OSError, and whatever else a hostile header provokes
+        raise WeightsError(f"{path} is not a safetensors file: {' '.join(str(err).split())[:200]}") from err
 
 
 def read_weights(path: str | os.PathLike, model_name: str | None = None,
@@ -70,7 +71,11 @@ def read_weights(path: str | os.PathLike, model_name: str | None = None,
         if not name:
             raise WeightsError(f"{path} does not say which model it holds: pass the model name (--model NAME)")
         kwargs = {k: int(meta[k]) for k in ("num_classes", "in_chans") if meta.get(k, "").isdigit()}
-        return name, {**_shape_kwargs(state), **kwargs}, state
+        shapes = _shape_kwargs(state)
+        lies = [f"{k} {v} (the tensors say {shapes[k]})" for k, v in kwargs.items() if k in shapes and shapes[k] != v]
+        if lies:  # checked before any model is built: metadata sizes are never trusted alone
+            raise WeightsError(f"{path}: its metadata does not match its tensors: {'; '.join(lies)}")
+        return name, {**shapes, **kwargs}, state
     ckpt = load_checkpoint(path)
     weights = ckpt.get("ema") if use_ema else ckpt.get("model")
     if not weights:

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import torch
 
+from crunet.errors import FileFormatError
+
 FORMAT = "crunet-checkpoint-v1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FileFormatError):
     """A checkpoint that cannot be written, read, or used for this model."""
 
 
