@@ -1,6 +1,8 @@
 import json
 import math
 
+import pytest
+
 from crunet.analysis.paper_tables import paper_table_rows
 from crunet.cli.main import main
 
@@ -19,6 +21,7 @@ def test_models_with_no_match_prints_one_line_and_fails(capsys):
     assert len(err) == 1 and "no model matches 'nothing*'" in err[0]
 
 
+@pytest.mark.slow
 def test_table_formats(capsys):
     assert main(["table", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)

@@ -68,6 +68,7 @@ def test_loading_refuses_a_file_of_another_model(tmp_path):
         read_weights(tmp_path / "junk.safetensors")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["crunet56", DSFB_ONNX])
 def test_onnx_matches_pytorch_in_onnxruntime_with_dynamic_batch(name, tmp_path):
     pytest.importorskip("onnxruntime")
