@@ -1,0 +1,68 @@
+"""Every model traces with ``torch.fx.symbolic_trace`` and exports with ``torch.export.export`` (dynamic batch), with
+its shared tensors kept shared, while eager ``forward`` keeps its input errors. The small-image models run in the fast
+suite on one CRU and one DSFB model; the others (full-size ones at 32x32) are marked slow (export takes seconds
+per model).
+torchvision's ``create_feature_extractor`` on the stage outputs: tests/interop/ecosystem/test_torchvision_fx.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.export import Dim, export
+
+import crunet
+
+FAST = {"crunet_small", "dsfb_resnet32_s8u1"}  # CRU sharing, DSFB sharing
+MODELS = [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in crunet.list_models()]
+
+
+def _model(name: str):
+    return crunet.create_model(name, num_classes=10).eval()
+
+
+def _input(model, batch: int = 2) -> torch.Tensor:
+    size = max(32, model.min_input_size)
+    return torch.randn(batch, model.in_chans, size, size)
+
+
+def _unique_params(module: torch.nn.Module) -> int:
+    return len({id(p) for p in module.parameters()})
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_symbolic_trace_matches_eager_and_keeps_sharing(name):
+    model = _model(name)
+    graph = torch.fx.symbolic_trace(model)
+    x = _input(model)
+    with torch.no_grad():
+        torch.testing.assert_close(graph(x), model(x), rtol=0, atol=0)
+    assert _unique_params(graph) == _unique_params(model)  # a shared tensor stays one parameter
+    assert sum(p.numel() for p in graph.parameters()) == sum(p.numel() for p in model.parameters())
+    train_graph = torch.fx.symbolic_trace(model.train())  # training mode traces too (BN statistics, fast paths)
+    train_graph(x).mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_export_with_a_dynamic_batch(name):
+    model = _model(name)
+    x = _input(model)
+    program = export(model, (x,), dynamic_shapes={"x": {0: Dim("batch", min=1, max=1024)}})
+    exported = program.module()
+    for batch in (1, 3):
+        y = _input(model, batch)
+        with torch.no_grad():
+            torch.testing.assert_close(exported(y), model(y), rtol=1e-5, atol=1e-5)
+    names = [n for n, _ in model.named_parameters()]  # each shared tensor once, under its owner's name
+    assert list(program.graph_signature.parameters) == names
+
+
+def test_eager_forward_keeps_its_input_errors_after_tracing():
+    model = _model("crunet_small")
+    torch.fx.symbolic_trace(model)
+    with pytest.raises(ValueError, match=r"expects 3 input channels, got 1 \(create it with in_chans=1"):
+        model(torch.randn(1, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"expects a batch of images shaped \(N, 3, H, W\), got \(3, 28, 28\)"):
+        model(torch.randn(3, 28, 28))
+    with pytest.raises(ValueError, match="at least 8x8 pixels"):
+        model.forward_intermediates(torch.randn(1, 3, 4, 4))
