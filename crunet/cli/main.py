@@ -17,6 +17,7 @@ COMMANDS = {
     "factorize": "crunet.cli.factorize_cmd",
     "train": "crunet.cli.train_cmd",
     "eval": "crunet.cli.eval_cmd",
+    "predict": "crunet.cli.predict_cmd",
     "bench": "crunet.cli.bench_cmd",
     "export": "crunet.cli.export_cmd",
     "convert-mxnet": "crunet.cli.convert_mxnet_cmd",
