@@ -25,11 +25,13 @@ def _append_many(path, worker: int) -> None:
 
 def test_rows_appended_from_several_processes_never_interleave(tmp_path):
     path = tmp_path / "rows.csv"
-    procs = [multiprocessing.get_context("spawn").Process(target=_append_many, args=(path, w)) for w in range(3)]
+    # fork: the writers start at once (spawn would re-import torch in each, which under load can take minutes)
+    procs = [multiprocessing.get_context("fork").Process(target=_append_many, args=(path, w)) for w in range(3)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
     rows = read_rows(path)
     assert sorted(r["key"] for r in rows) == sorted(f"w{w}/run{i}" for w in range(3) for i in range(40))
     assert all(r["model"] == "x" * 300 and list(r) == list(COLUMNS) for r in rows)
