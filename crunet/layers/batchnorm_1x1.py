@@ -63,8 +63,9 @@ class _BatchNormThen1x1(torch.autograd.Function):
 def applies(bn: nn.BatchNorm2d, conv: nn.Conv2d, b: Tensor) -> bool:
     """Whether ``bn_then_1x1`` serves this call: a training-mode affine BN, a bias-free ungrouped 1x1, a float32 or
     float64 input (under bf16 autocast the statistics are left to the BN kernel, which accumulates in float32); not
-    while FX traces (``b`` is a Proxy: the plain BN and 1x1 trace)."""
-    return (bn.training and not isinstance(b, torch.fx.Proxy) and bn.affine and conv.bias is None
+    while FX traces (``b`` is a Proxy: the plain BN and 1x1 trace) nor on the meta device (shapes only)."""
+    return (bn.training and not isinstance(b, torch.fx.Proxy) and b.device.type != "meta" and bn.affine
+            and conv.bias is None
             and conv.groups == 1 and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
             and b.dtype in (torch.float32, torch.float64) and b.dtype == conv.weight.dtype
             and b.numel() > b.shape[1] and not torch.is_autocast_enabled(b.device.type))
