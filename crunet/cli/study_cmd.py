@@ -21,6 +21,8 @@ def add_parser(subparsers) -> None:
     run.add_argument("--results", default="results", help="folder of the committed CSVs (default results/)")
     run.add_argument("--runs", default="runs/study", help="run directories and logs (default runs/study/)")
     run.add_argument("--model", action="append", help="only these models (repeatable)")
+    run.add_argument("--dataset", action="append", help="only these data sets (repeatable)")
+    run.add_argument("--option", action="append", help="only runs with this option, '-' for none (repeatable)")
     run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
     run.set_defaults(func=run_cmd)
     show = sub.add_parser("list", help="list a grid's runs and which are done")
@@ -36,11 +38,15 @@ def _selected(args: argparse.Namespace):
     from crunet.study.grid import grid
 
     specs = grid(args.grid, Path(args.results))
-    if args.model:
-        unknown = sorted(set(args.model) - {s.model for s in specs})
+    for flag, field in (("model", "model"), ("dataset", "dataset"), ("option", "option")):
+        wanted = getattr(args, flag, None)
+        if not wanted:
+            continue
+        wanted = {"" if w == "-" else w for w in wanted}
+        unknown = sorted(wanted - {getattr(s, field) for s in specs})
         if unknown:
-            raise CliError(f"--model {', '.join(unknown)} is not in grid {args.grid}")
-        specs = [s for s in specs if s.model in args.model]
+            raise CliError(f"--{flag} {', '.join(w or '-' for w in unknown)} is not in grid {args.grid}")
+        specs = [s for s in specs if getattr(s, field) in wanted]
     return specs
 
 
@@ -63,7 +69,8 @@ def run_cmd(args: argparse.Namespace) -> int:
 
 
 def list_cmd(args: argparse.Namespace) -> int:
-    args.model, args.dry_run, args.runs = None, True, "runs/study"
+    args.model = args.dataset = args.option = None
+    args.dry_run, args.runs = True, "runs/study"
     return run_cmd(args)
 
 
