@@ -130,3 +130,16 @@ def test_torchrun_runs_repeat_cleanly_beside_a_cpu_burner(fmnist, tmp_path):
     finally:
         burner.kill()
         burner.wait()
+
+
+@pytest.mark.slow
+def test_a_nan_loss_on_one_rank_stops_both_ranks_at_the_same_step(fmnist, tmp_path):
+    import time
+
+    started = time.monotonic()
+    result = torchrun(Path(__file__).with_name("_ddp_nan_worker.py"), fmnist, tmp_path / "run", cwd=tmp_path)
+    assert result.returncode != 0 and time.monotonic() - started < 240
+    lines = [ln for ln in result.stdout.splitlines() if "stopped:" in ln]
+    assert sorted(ln.split(":")[0] for ln in lines) == ["rank 0 stopped", "rank 1 stopped"], result.stdout[-3000:]
+    assert all("at step 2" in ln for ln in lines), lines
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2  # the poisoned step was not applied

@@ -1,0 +1,34 @@
+"""Run by test_distributed.py under torchrun: rank 1's loss turns NaN at its third forward pass; both ranks must stop
+together with the non-finite loss error (no hang in the gradient all-reduce, no step applied on one rank only)."""
+
+import os
+import sys
+
+import torch
+
+import crunet
+from crunet.train import TrainConfig, train
+from crunet.train.steps import NonFiniteLossError
+
+data, out = sys.argv[1], sys.argv[2]
+torch.manual_seed(0)
+model = crunet.create_model("crunet_small", num_classes=10, in_chans=1)
+forward, calls = model.forward, [0]
+
+
+def poisoned(x):
+    calls[0] += 1
+    y = forward(x)
+    return y * float("nan") if os.environ["RANK"] == "1" and calls[0] == 3 else y
+
+
+model.forward = poisoned
+cfg = TrainConfig(model="crunet_small", data=data, out=out, epochs=1, batch_size=16, subset=128, val_subset=64,
+                  augment="none", lr=0.05, warmup_epochs=0.0, progress="none", tensorboard=False, plot=False,
+                  workers=0, checkpoint_every="1")
+try:
+    train(cfg, model)
+except NonFiniteLossError as err:
+    print(f"rank {os.environ['RANK']} stopped: {err}", flush=True)
+    sys.exit(3)
+sys.exit(0)
