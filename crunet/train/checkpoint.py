@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from crunet.io.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_model_state
+from crunet.train.atomic import fsync_dir
 
 __all__ = ["CheckpointError", "load_checkpoint", "load_model_state", "save_checkpoint"]
 
@@ -26,7 +27,7 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except (OSError, RuntimeError) as err:
         tmp.unlink(missing_ok=True)
         raise CheckpointError(f"could not write checkpoint {path}: {err}"
@@ -34,15 +35,3 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
                               f"the previous checkpoint, if any, is intact") from err
     return path
 
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
