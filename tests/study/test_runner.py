@@ -66,14 +66,14 @@ def test_grid_runs_two_side_by_side_records_each_run_and_skips_it_next_time(tmp_
 
 
 @pytest.mark.slow
-def test_killed_grid_resumes_and_records_every_run_once(tmp_path, tiny_recipes, idx_data):
+def test_killed_grid_resumes_and_records_every_run_once(tmp_path, tiny_recipes, fmnist):
     specs = [RunSpec("tiny", "preresnet_small", s) for s in range(3)]
     paths = _paths(tmp_path)
     script = textwrap.dedent(f"""
         from pathlib import Path
         from crunet.study.grid import Recipe, RunSpec
         from crunet.study.runner import GridPaths, run_grid
-        recipes = {{"tiny": Recipe(data={str(idx_data)!r}, epochs=2, settings={tiny_recipes['tiny'].settings!r})}}
+        recipes = {{"tiny": Recipe(data={str(fmnist)!r}, epochs=2, settings={tiny_recipes['tiny'].settings!r})}}
         specs = [RunSpec("tiny", "preresnet_small", s) for s in range(3)]
         run_grid(specs, GridPaths(Path({str(paths.csv)!r}), Path({str(paths.epochs)!r}), Path({str(paths.runs)!r})),
                  workers=1, threads=1, recipes=recipes)

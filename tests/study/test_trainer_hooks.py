@@ -45,8 +45,8 @@ def test_shared_parameters_are_the_factors_and_bases():
 
 
 @pytest.mark.slow
-def test_run_with_overrides_holdout_and_gradient_log(tmp_path, idx_data):
-    cfg = TrainConfig(model="dsfb_resnet32_s16u1", model_kwargs={"orth_lambda": 0.0}, data=str(idx_data),
+def test_run_with_overrides_holdout_and_gradient_log(tmp_path, fmnist):
+    cfg = TrainConfig(model="dsfb_resnet32_s16u1", model_kwargs={"orth_lambda": 0.0}, data=str(fmnist),
                       out=str(tmp_path / "run"), epochs=2, batch_size=32, subset=160, holdout=64, workers=0,
                       progress="none", tensorboard=False, plot=False, log_shared_grads=True)
     summary = train(cfg)
