@@ -104,8 +104,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="one study run (started by crunet study run)")
     parser.add_argument("job", help="JSON: spec, recipe, csv, runs, epochs, threads, concurrent")
     job = json.loads(parser.parse_args().job)
-    run_one(RunSpec(**job["spec"]), Recipe(**job["recipe"]), Path(job["csv"]), Path(job["runs"]),
-            Path(job["epochs"]), job["threads"], job["concurrent"])
+    try:
+        run_one(RunSpec(**job["spec"]), Recipe(**job["recipe"]), Path(job["csv"]), Path(job["runs"]),
+                Path(job["epochs"]), job["threads"], job["concurrent"])
+    except KeyboardInterrupt as stopped:  # a signal: the trainer wrote a checkpoint; the next grid run resumes it
+        print(f"stopped: {stopped}", flush=True)
+        raise SystemExit(130) from None
 
 
 def job_json(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epochs_dir: Path, threads: int,
