@@ -143,3 +143,17 @@ def test_a_nan_loss_on_one_rank_stops_both_ranks_at_the_same_step(fmnist, tmp_pa
     assert sorted(ln.split(":")[0] for ln in lines) == ["rank 0 stopped", "rank 1 stopped"], result.stdout[-3000:]
     assert all("at step 2" in ln for ln in lines), lines
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2  # the poisoned step was not applied
+
+
+@pytest.mark.slow
+def test_a_wholly_unreadable_micro_batch_on_one_rank_is_skipped_by_both(fmnist, tmp_path):
+    import csv
+
+    result = torchrun(Path(__file__).with_name("_ddp_skip_worker.py"), fmnist, tmp_path / "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / "run" / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for name, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][name]), f"{name} differs across ranks"
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 3  # 4 steps, one skipped by both ranks
+    with open(tmp_path / "run" / "metrics.csv", newline="") as f:
+        assert [row["skipped_images"] for row in csv.DictReader(f)] == ["32"]  # rank 1's 16 and rank 0's 16
