@@ -66,14 +66,17 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float]:
 
 
 def results_table(rows: list[dict[str, str]]) -> list[str]:
-    lines = ["| data set | model | option | n | test error % (mean ± sd) | params | MMACs | train s/run | img/s |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| data set | model | option | n | test error % (mean ± sd) | params | MMACs | train s/run | img/s | "
+             "cpu share |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (dataset, model, option), group in cells(rows).items():
         m, s = mean_std(errors(group))
         secs = statistics.fmean(float(r["train_seconds"]) for r in group)
         ips = statistics.fmean(float(r["images_per_s"]) for r in group)
+        shares = [float(r["cpu_share"]) for r in group if r.get("cpu_share")]
+        share = _num(statistics.fmean(shares)) if shares else "-"
         lines.append(f"| {dataset} | `{model}` | {option or '-'} | {len(group)} | {m:.2f} ± {_num(s)} | "
-                     f"{int(group[0]['params']):,} | {int(group[0]['macs']) / 1e6:.1f} | {secs:.0f} | {ips:.0f} |")
+                     f"{int(group[0]['params']):,} | {int(group[0]['macs']) / 1e6:.1f} | {secs:.0f} | {ips:.0f} | "
+                     f"{share} |")
     return lines
 
 
@@ -124,10 +127,26 @@ def render_markdown(results: Path) -> str:
         out += ["", "## Learning-rate check", "",
                 f"Top-1 % on {lr_rows[0]['option'].split('holdout=')[-1]} images held out of the training set "
                 "(one seed; the test set is not used).", ""] + lr_table(lr_rows)
-    out += ["", "## Plots", "", "![test error against parameters](error_vs_params.png)", "",
-            "![test error against training time](error_vs_time.png)", "",
-            "![gradient norm of the shared bases](ablation_grad_norms.png)", ""]
+    out += ["", "Train seconds and images/s are as measured in the grid; `cpu share` (CPU over wall seconds per "
+            "thread) near 1 means the run had its core to itself, lower means other work slowed it and its time is "
+            "not a measurement.", ""]
+    plots = available_plots(rows)
+    if plots:
+        out += ["## Plots", ""] + [f"![{title}]({name})\n" for name, title in plots.items()]
     return "\n".join(out)
+
+
+def available_plots(rows: list[dict[str, str]]) -> dict[str, str]:
+    """The plots the rows can draw (file name: title), in the order the report shows them."""
+    fm = [r for r in rows if r["dataset"] == "fashion-mnist"]
+    plots = {}
+    if any(r["model"] in FAMILIES and r["option"] in SIZE_OPTIONS for r in fm):
+        plots["error_vs_params.png"] = "test error against parameters"
+    if fm:
+        plots["error_vs_time.png"] = "test error against training time"
+    if any(r["model"] == "dsfb_resnet32_s16u1" and r["option"] in ("", "orth_lambda=0") for r in fm):
+        plots["ablation_grad_norms.png"] = "gradient norm of the shared bases"
+    return plots
 
 
 def write_report(results: Path) -> list[Path]:
