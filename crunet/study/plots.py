@@ -7,7 +7,16 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from crunet.study.report import FAMILIES, SIZE_OPTIONS, cells, epoch_metrics, errors, mean_std
+from crunet.study.report import (
+    FAMILIES,
+    MEASURED_CPU_SHARE,
+    SIZE_OPTIONS,
+    cells,
+    epoch_metrics,
+    errors,
+    mean_std,
+    timed,
+)
 
 
 def _pyplot():
@@ -45,7 +54,8 @@ def plot_error_vs_params(rows: list[dict[str, str]], path: Path, dataset: str = 
 
 
 def plot_error_vs_time(rows: list[dict[str, str]], path: Path, dataset: str = "fashion-mnist") -> Path | None:
-    table = {k: g for k, g in cells(rows).items() if k[0] == dataset}
+    table = {k: [r for r in g if timed(r)] for k, g in cells(rows).items() if k[0] == dataset}
+    table = {k: g for k, g in table.items() if g}
     if not table:
         return None
     plt = _pyplot()
@@ -55,7 +65,7 @@ def plot_error_vs_time(rows: list[dict[str, str]], path: Path, dataset: str = "f
         m, s = mean_std(errors(group))
         ax.errorbar([secs], [m], yerr=[0 if s != s else s], marker="o", capsize=3,
                     label=model + (f" {option}" if option else ""))
-    ax.set(xlabel="training seconds per run (as measured in the grid)", ylabel="test error %",
+    ax.set(xlabel=f"training seconds per run (runs with cpu share >= {MEASURED_CPU_SHARE})", ylabel="test error %",
            title=f"{dataset}: test error against training time")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=6, ncol=2)

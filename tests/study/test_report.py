@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _row(model: str, seed: int, top1: float, option: str = "", dataset: str = "fashion-mnist") -> dict:
     key = f"{dataset}/{model}/{option or '-'}/seed{seed}"
     return {"key": key, "dataset": dataset, "model": model, "option": option, "seed": seed, "params": 1000,
-            "macs": 2_000_000, "test_top1": top1, "train_seconds": 10.0, "images_per_s": 100.0}
+            "macs": 2_000_000, "test_top1": top1, "train_seconds": 10.0, "images_per_s": 100.0, "cpu_share": 0.95}
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def results(tmp_path) -> Path:
 
 def test_markdown_states_each_cell_and_comparison(results):
     md = render_markdown(results)
-    assert "| fashion-mnist | `crunet_small` | - | 3 | 8.00 ± 0.20 | 1,000 | 2.0 | 10 | 100 |" in md
+    assert "| fashion-mnist | `crunet_small` | - | 3 | 8.00 ± 0.20 | 1,000 | 2.0 | 10 | 100 | 0.95 |" in md
     assert "| fashion-mnist | `crunet_small` | size=0.5 | 1 | 10.00 ± - |" in md
     _, p = welch([8.0, 7.8, 8.2], [9.0, 8.9, 9.1])
     assert f"| `crunet_small` | `preresnext_small` | -1.00 | 0.20 | {p:.3f} | 3 vs 3 |" in md
@@ -52,6 +52,14 @@ def test_welch_by_hand():
     t, p = welch([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0])
     assert t == pytest.approx(-(3**0.5), rel=1e-9) and 0.14 < p < 0.16
     assert all(math.isnan(v) for v in welch([1.0], [2.0, 3.0]))  # one run cannot give a spread
+
+
+def test_time_plot_only_from_runs_that_had_their_cores(results):
+    from crunet.study.report import available_plots, load
+
+    rows = load(results)
+    assert "error_vs_time.png" in available_plots(rows)
+    assert "error_vs_time.png" not in available_plots([{**r, "cpu_share": "0.5"} for r in rows])
 
 
 def test_report_writes_markdown_and_plots(results):
