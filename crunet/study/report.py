@@ -165,8 +165,8 @@ def write_report(results: Path) -> list[Path]:
                "ablation_grad_norms.png": lambda path: plot_ablation(results, path)}
     wanted = available_plots(rows)
     for name, draw in drawers.items():
-        if name in wanted:
-            written.append(draw(results / name))
+        if name in wanted and (path := draw(results / name)):
+            written.append(path)
         else:
             (results / name).unlink(missing_ok=True)  # a plot the rows no longer support must not linger
     return written
