@@ -3,18 +3,18 @@ threads), print a line per finished run with an ETA for the grid. Stop it at any
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from crunet.study.grid import RECIPES, Recipe, RunSpec
 from crunet.study.results_csv import done_keys, read_rows
-from crunet.study.worker import job_json
 
 
 @dataclass
@@ -90,6 +90,12 @@ def _launch(spec: RunSpec, recipe: Recipe, paths: GridPaths, threads: int, concu
     with open(log, "a") as out:
         return subprocess.Popen([sys.executable, "-m", "crunet.study.worker", job], stdout=out,
                                 stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+
+
+def job_json(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epochs_dir: Path, threads: int,
+             concurrent: int) -> str:
+    return json.dumps({"spec": asdict(spec), "recipe": asdict(recipe), "csv": str(csv_path), "runs": str(runs_dir),
+                       "epochs": str(epochs_dir), "threads": threads, "concurrent": concurrent})
 
 
 def _die_with_parent() -> None:

@@ -15,7 +15,6 @@ import resource
 import shutil
 import subprocess
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -110,12 +109,6 @@ def main() -> None:
     except KeyboardInterrupt as stopped:  # a signal: the trainer wrote a checkpoint; the next grid run resumes it
         print(f"stopped: {stopped}", flush=True)
         raise SystemExit(130) from None
-
-
-def job_json(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epochs_dir: Path, threads: int,
-             concurrent: int) -> str:
-    return json.dumps({"spec": asdict(spec), "recipe": asdict(recipe), "csv": str(csv_path), "runs": str(runs_dir),
-                       "epochs": str(epochs_dir), "threads": threads, "concurrent": concurrent})
 
 
 if __name__ == "__main__":
