@@ -22,3 +22,7 @@ class DataError(CrunetError):
 
 class FileFormatError(CrunetError):
     """A weights or data file whose bytes are not what its format promises (truncated, foreign, lying sizes)."""
+
+
+class UnsupportedError(CrunetError):
+    """An operation crunet deliberately does not support; the message names what to use instead."""

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from crunet.errors import UnsupportedError
 from crunet.layers.complexity import Cx, module_cx
 from crunet.models.validation import apply_overrides, check_in_chans
 
@@ -181,6 +182,14 @@ class StagedClassifier(nn.Module):
         self.head.reset(num_classes, global_pool)
         self.head.to(device)
         self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes}
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        # torch.jit.script calls this first: say what to use instead of failing deep in the TorchScript compiler.
+        raise UnsupportedError(
+            f"{self.name} cannot be compiled with torch.jit.script: units reach the tensors their stage shares by "
+            "reference, which TorchScript cannot follow (and PyTorch deprecates scripting); use torch.compile(model), "
+            "torch.export.export(model, (x,)) or torch.jit.trace(model, x) (what `crunet export --format torchscript` "
+            "writes)")
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:

@@ -66,3 +66,28 @@ def test_eager_forward_keeps_its_input_errors_after_tracing():
         model(torch.randn(3, 28, 28))
     with pytest.raises(ValueError, match="at least 8x8 pixels"):
         model.forward_intermediates(torch.randn(1, 3, 4, 4))
+
+
+def test_scripting_is_refused_with_the_alternatives_named():
+    model = _model("crunet_small")
+    with pytest.raises(crunet.errors.UnsupportedError, match=r"torch\.compile.*torch\.export.*torch\.jit\.trace"):
+        torch.jit.script(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["crunet_small", "dsfb_resnet32_s8u1", "dsfb_mobilenetv2_shared"])
+def test_torch_compile_captures_one_graph_matching_eager(name):
+    # fullgraph=True fails on any graph break; aot_eager runs the captured forward and backward graphs without the
+    # C++ compiler, so this checks capture and autograd through the shared tensors, not inductor's kernels.
+    model = crunet.create_model(name, num_classes=10, drop_rate=0.0)  # no dropout: both passes see one network
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    x = _input(model)
+    compiled(x).square().mean().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model(x).square().mean().backward()  # train-mode BN: the same batch statistics, so the same gradients
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(grads[n], p.grad, msg=n)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x))

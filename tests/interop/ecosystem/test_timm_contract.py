@@ -2,7 +2,8 @@
 input sizes (TARGET_*/MAX_* below, ``_get_input_size``) and tolerances.
 
 Two differences, both stated: TorchScript is checked by tracing (``torch.jit.trace``, what ``crunet export`` writes)
-where timm scripts the model: ``torch.jit.script`` is deprecated upstream and crunet's layers are not scriptable;
+where timm scripts the model: ``torch.jit.script`` is deprecated upstream and refused by crunet models with a clear
+error (tests/interop/test_fx_export.py, which also checks ``torch.compile``, the replacement PyTorch names);
 ``feature_cls="hook"`` is checked beside "list" (timm's default), "dict", "getter" and "fx".
 Runs in .venv-timm (CI); skipped where timm or torchvision is not importable.
 """
