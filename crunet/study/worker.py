@@ -41,10 +41,13 @@ def run_one(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epoch
             cfg.resume, cfg.out = str(out / "last.pt"), None
         elif any(out.iterdir()):
             shutil.rmtree(out)  # killed before its first checkpoint: nothing to keep
+        sittings = out / "sittings.txt"
+        with open(sittings, "a") as f:
+            f.write("started\n")
         cpu, wall = _cpu_seconds(), time.perf_counter()
         train(cfg)
-        cpu_share = (_cpu_seconds() - cpu) / (threads * (time.perf_counter() - wall))
-        (out / "cpu_share.txt").write_text(f"{cpu_share:.3f}\n")
+        with open(sittings, "a") as f:
+            f.write(f"{_cpu_seconds() - cpu:.3f} {threads * (time.perf_counter() - wall):.3f}\n")
     summary = json.loads((out / "summary.json").read_text())
     resolved = json.loads((out / "config.json").read_text())
     with open(out / "metrics.csv", newline="") as f:
@@ -52,8 +55,7 @@ def run_one(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epoch
     epochs_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "metrics.csv", epochs_dir / (spec.key.replace("/", "__") + ".csv"))
     row = make_row(spec, cfg, summary, resolved, epochs, threads, concurrent)
-    share = out / "cpu_share.txt"
-    row["cpu_share"] = float(share.read_text()) if share.is_file() else ""
+    row["cpu_share"] = cpu_share(out / "sittings.txt")
     append_row(csv_path, row)
     return row
 
@@ -77,6 +79,16 @@ def make_row(spec: RunSpec, cfg, summary: dict, resolved: dict, epochs: list[dic
             "images_per_s": images / max(train_seconds, 1e-9), "threads": threads, "concurrent_runs": concurrent,
             "git_commit": code_version(), "torch_version": torch.__version__,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def cpu_share(sittings: Path) -> float | str:
+    """CPU seconds over thread-seconds of wall time, summed over every sitting the run took; unknown ("") when a
+    sitting was killed before it could record its times (how loaded the machine was then is not known)."""
+    lines = sittings.read_text().splitlines() if sittings.is_file() else []
+    timed = [tuple(map(float, line.split())) for line in lines if line != "started"]
+    if not timed or len(timed) != lines.count("started"):
+        return ""
+    return round(sum(cpu for cpu, _ in timed) / sum(wall for _, wall in timed), 3)
 
 
 def _cpu_seconds() -> float:

@@ -12,6 +12,7 @@ import pytest
 from crunet.study.grid import RunSpec
 from crunet.study.results_csv import COLUMNS, append_row, read_rows
 from crunet.study.runner import GridPaths, run_grid
+from crunet.study.worker import cpu_share
 
 
 def _paths(tmp_path) -> GridPaths:
@@ -96,3 +97,12 @@ def test_missing_data_set_is_one_clear_error(tmp_path):
 
         run_grid([RunSpec("mnist", "crunet_small", 0)], _paths(tmp_path),
                  recipes={"mnist": Recipe(data=str(tmp_path / "nowhere"), epochs=1)}, say=lambda _: None)
+
+
+def test_cpu_share_sums_every_sitting_and_is_unknown_after_a_killed_one(tmp_path):
+    sittings = tmp_path / "sittings.txt"
+    assert cpu_share(sittings) == ""  # never timed
+    sittings.write_text("started\n90.0 100.0\nstarted\n50.0 100.0\n")
+    assert cpu_share(sittings) == 0.7  # (90 + 50) / (100 + 100), not the last sitting's 0.5
+    sittings.write_text("started\n90.0 100.0\nstarted\nstarted\n50.0 100.0\n")
+    assert cpu_share(sittings) == ""  # the second sitting was killed: its load is unknown
