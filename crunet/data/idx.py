@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import os
@@ -32,31 +33,52 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """An IDX file (optionally gzipped) as a numpy array. The header is read first and the payload read up to the
     size it declares, never more, so a gzip bomb is not inflated; anything wrong is one DataError."""
     path = Path(path)
+    with _open_idx(path) as f:
+        dtype, dims = _read_header(f, path)
+        size = math.prod(dims) * dtype.itemsize
+        data = f.read(size + 1)
+    if len(data) != size:
+        raise DataError(f"{path} is truncated or corrupt: header says {dims}, file has "
+                        f"{'more' if len(data) > size else len(data)} bytes of data where {size} are expected")
+    return np.frombuffer(data, dtype=dtype).reshape(dims)
+
+
+def idx_image_size(folder: str | os.PathLike) -> int:
+    """The width of the training images of the IDX data set in ``folder`` (28 for Fashion-MNIST and MNIST), read
+    from the header alone."""
+    path = _find_file(Path(folder), FILES["train"][0]) or Path(folder) / (FILES["train"][0] + ".gz")
+    with _open_idx(path) as f:
+        return _read_header(f, path)[1][-1]
+
+
+@contextlib.contextmanager
+def _open_idx(path: Path):
+    """The file, gzipped or not; an unreadable or corrupt one is a DataError saying so."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            magic = f.read(4)
-            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _DTYPES:
-                raise DataError(f"{path} is not an IDX file (bad magic number {magic.hex() or 'empty'})")
-            dtype, ndim = np.dtype(_DTYPES[magic[2]]), magic[3]
-            raw_dims = f.read(4 * ndim)
-            dims = tuple(int(d) for d in np.frombuffer(raw_dims[: len(raw_dims) // 4 * 4], dtype=">u4"))
-            size = math.prod(dims) * dtype.itemsize
-            if len(dims) != ndim:
-                raise DataError(f"{path} is truncated or corrupt: its header ends early")
-            if size > MAX_IDX_BYTES:
-                raise DataError(f"{path}: its header declares {dims} ({size / 2**30:.1f} GiB), more than the "
-                                f"{MAX_IDX_BYTES >> 30} GiB crunet reads from an IDX file; corrupt or not IDX")
-            data = f.read(size + 1)
+            yield f
     except DataError:
         raise
     except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
         raise DataError(f"cannot read IDX file {path}: {err or type(err).__name__} (corrupt or truncated; "
                         f"download it again)") from err
-    if len(data) != size:
-        raise DataError(f"{path} is truncated or corrupt: header says {dims}, file has "
-                        f"{'more' if len(data) > size else len(data)} bytes of data where {size} are expected")
-    return np.frombuffer(data, dtype=dtype).reshape(dims)
+
+
+def _read_header(f, path: Path) -> tuple[np.dtype, tuple[int, ...]]:
+    magic = f.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _DTYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number {magic.hex() or 'empty'})")
+    dtype, ndim = np.dtype(_DTYPES[magic[2]]), magic[3]
+    raw_dims = f.read(4 * ndim)
+    dims = tuple(int(d) for d in np.frombuffer(raw_dims[: len(raw_dims) // 4 * 4], dtype=">u4"))
+    if len(dims) != ndim:
+        raise DataError(f"{path} is truncated or corrupt: its header ends early")
+    size = math.prod(dims) * dtype.itemsize
+    if size > MAX_IDX_BYTES:
+        raise DataError(f"{path}: its header declares {dims} ({size / 2**30:.1f} GiB), more than the "
+                        f"{MAX_IDX_BYTES >> 30} GiB crunet reads from an IDX file; corrupt or not IDX")
+    return dtype, dims
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:

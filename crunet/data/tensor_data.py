@@ -42,6 +42,8 @@ class TensorLoader:
         if train and (self.pad or self.flip):
             x = pad_crop_flip(x, self.pad, self.flip, self.generator)
         x = (x.float() / 255 - self.mean) / self.std
+        if train and self.size != x.shape[-1]:  # the size evaluation resizes to: train and test see one scale
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
         if not train and (self.resize != x.shape[-1] or self.size != x.shape[-1] or self.crops == 10):
             x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", antialias=True,
                               align_corners=False) if self.resize != x.shape[-1] else x
