@@ -3,7 +3,7 @@ TypeError for an unknown option) that names the field and the value."""
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
 
@@ -51,4 +51,14 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any], name: str) -> Any:
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise TypeError(f"{name}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}")
-    return replace(cfg, **overrides)
+    return replace(cfg, **{key: like(getattr(cfg, key), value) for key, value in overrides.items()})
+
+
+def like(current: Any, value: Any) -> Any:
+    """``value`` read back from a saved config (JSON lists, dicts) in the shape of the design field it replaces
+    (tuples, design dataclasses such as ``StageCfg``), so a run resumes and a checkpoint rebuilds with its overrides."""
+    if is_dataclass(current) and isinstance(value, dict):
+        return type(current)(**{key: like(getattr(current, key, None), v) for key, v in value.items()})
+    if isinstance(current, tuple) and isinstance(value, (list, tuple)):
+        return tuple(like(current[min(i, len(current) - 1)] if current else None, v) for i, v in enumerate(value))
+    return value

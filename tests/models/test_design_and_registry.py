@@ -52,6 +52,22 @@ def test_a_stage_can_be_overridden_with_a_new_design():
     assert model(torch.randn(1, 1, 16, 16)).shape == (1, 3) and len(model.feature_info) == 2
 
 
+@pytest.mark.parametrize("name, option", [("crunet_small", "size=2"), ("dsfb_resnet32_s16u1", "size=0.5")])
+def test_overrides_read_back_from_a_saved_config_rebuild_the_same_model(name, option):
+    import json
+    from dataclasses import asdict, is_dataclass
+
+    from crunet.study.grid import parse_option, size_overrides
+
+    overrides = size_overrides(name, float(parse_option(option)["size"]))
+    saved = json.loads(json.dumps({k: [asdict(v) if is_dataclass(v) else v for v in value] if isinstance(value, tuple)
+                                   else value for k, value in overrides.items()}))  # what a checkpoint gives back
+    assert saved != overrides  # lists and dicts, not tuples of StageCfg
+    built, rebuilt = (crunet.create_model(name, num_classes=10, in_chans=1, **kw) for kw in (overrides, saved))
+    assert rebuilt.cfg == built.cfg
+    assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in built.parameters())
+
+
 def test_cru_net_uses_the_released_conventions():
     model = crunet.create_model("crunet_small")
     big_cfg = crunet.models.crunet.CRUNET56
