@@ -11,6 +11,31 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def randomize_bns():
+    """A function giving every BatchNorm of a module the non-trivial statistics and affines training leaves (so a
+    check that folds BNs cannot pass by folding identities); it returns the module."""
+    def randomize(module: torch.nn.Module) -> torch.nn.Module:
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.3, 0.3)
+        return module
+    return randomize
+
+
+@pytest.fixture
+def trained_looking(randomize_bns):
+    """A function building a registered model with trained-looking BatchNorms, in eval mode."""
+    def build(name: str, in_chans: int = 3) -> torch.nn.Module:
+        import crunet
+
+        return randomize_bns(crunet.create_model(name, num_classes=10, in_chans=in_chans)).eval()
+    return build
+
+
 def write_idx(path, array: np.ndarray) -> None:
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     with gzip.open(path, "wb") as f:

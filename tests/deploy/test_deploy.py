@@ -18,18 +18,6 @@ DSFB = [("resnet32_cifar", (3, 32, 32)), ("dsfb_resnet32_s16u1_double", (3, 32, 
         ("dsfb_resnet50_sharedpp", FULL), ("dsfb_mobilenetv2_shared", FULL)]
 
 
-def trained_looking(name: str, size: tuple[int, int, int]) -> nn.Module:
-    """A model whose BatchNorms hold non-trivial statistics and affines, in eval mode."""
-    model = crunet.create_model(name, num_classes=10, in_chans=size[0])
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-    return model.eval()
-
-
 def assert_matches(deployed: nn.Module, model: nn.Module, size: tuple[int, int, int]) -> None:
     x = torch.randn(2, *size)
     with torch.no_grad():
@@ -47,14 +35,14 @@ CASES = [(name, size, unshare) for name, size in FAMILIES
 
 
 @pytest.mark.parametrize("name,size,unshare", CASES)
-def test_folded_model_matches_the_eval_model(name, size, unshare):
-    model = trained_looking(name, size)
+def test_folded_model_matches_the_eval_model(name, size, unshare, trained_looking):
+    model = trained_looking(name, size[0])
     assert_matches(deploy(model, unshare=unshare, layout="contiguous"), model, size)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_both_layouts_match(layout):
-    model = trained_looking("crunet_small", SMALL)
+def test_both_layouts_match(layout, trained_looking):
+    model = trained_looking("crunet_small", SMALL[0])
     deployed = deploy(model, layout=layout)
     assert deployed.layout == layout
     assert_matches(deployed, model, SMALL)
@@ -62,8 +50,8 @@ def test_both_layouts_match(layout):
 
 @pytest.mark.parametrize("unshare", [True, False])
 @pytest.mark.parametrize("name,size", DSFB)
-def test_dsfb_models_fold_their_post_activation_bns(name, size, unshare):
-    model = trained_looking(name, size)
+def test_dsfb_models_fold_their_post_activation_bns(name, size, unshare, trained_looking):
+    model = trained_looking(name, size[0])
     deployed = deploy(model, unshare=unshare, layout="contiguous")
     assert_matches(deployed, model, size)
     if not unshare or "dsfb" not in name:  # unshared, the DSFB models get a copy per use (tests/deploy/test_dsfb_*)
@@ -121,8 +109,8 @@ def test_shared_factors_stay_shared_unless_unshared(tmp_path):
         save_file(net.state_dict(), str(tmp_path / f"deployed_{unshare}.safetensors"))  # each tensor once
 
 
-def test_the_original_model_is_untouched_and_the_copy_is_inference_only():
-    model = trained_looking("crunet_small", SMALL).train()
+def test_the_original_model_is_untouched_and_the_copy_is_inference_only(trained_looking):
+    model = trained_looking("crunet_small", SMALL[0]).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     deployed = deploy(model, layout="contiguous")
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -136,14 +124,14 @@ def test_the_original_model_is_untouched_and_the_copy_is_inference_only():
         assert torch.allclose(deployed.forward_head(feats), deployed(x))
 
 
-def test_eager_fallback_without_onednn_matches(monkeypatch):
-    model = trained_looking("crunet_small", SMALL)
+def test_eager_fallback_without_onednn_matches(monkeypatch, trained_looking):
+    model = trained_looking("crunet_small", SMALL[0])
     monkeypatch.setattr(fused, "_POINTWISE", None)
     assert_matches(deploy(model, layout="channels_last"), model, SMALL)
 
 
-def test_bf16_autocast_runs_close_to_float32():
-    model = trained_looking("preresnext_small", SMALL)
+def test_bf16_autocast_runs_close_to_float32(trained_looking):
+    model = trained_looking("preresnext_small", SMALL[0])
     deployed = deploy(model, layout="contiguous")
     x = torch.randn(2, *SMALL)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):

@@ -20,18 +20,6 @@ PAIRS = [("dsfb_resnet32_s16u1", "resnet32_cifar"), ("dsfb_resnet56_s16u1_double
          ("dsfb_mobilenetv2_shared", "mobilenetv2")]
 
 
-def trained_looking(name: str) -> nn.Module:
-    torch.manual_seed(0)
-    model = crunet.create_model(name, num_classes=10)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-    return model.eval()
-
-
 def max_rel_err(deployed: nn.Module, model: nn.Module, layout: str) -> float:
     x = torch.randn(2, *SIZE)
     with torch.no_grad():
@@ -44,7 +32,7 @@ def n_params(model: nn.Module) -> int:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_collapsed_deploy_equals_the_eval_model(name):
+def test_collapsed_deploy_equals_the_eval_model(name, trained_looking):
     model = trained_looking(name)
     deployed = deploy(model, layout="contiguous")
     for layout in ("contiguous", "channels_last"):
@@ -56,7 +44,7 @@ def test_collapsed_deploy_equals_the_eval_model(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_shared_deploy_keeps_one_copy_and_equals_the_eval_model(name, tmp_path):
+def test_shared_deploy_keeps_one_copy_and_equals_the_eval_model(name, tmp_path, trained_looking):
     model = trained_looking(name)
     deployed = deploy(model, unshare=False, layout="contiguous")
     for layout in ("contiguous", "channels_last"):
@@ -76,7 +64,7 @@ def test_shared_deploy_keeps_one_copy_and_equals_the_eval_model(name, tmp_path):
 
 
 @pytest.mark.parametrize("name,baseline", PAIRS)
-def test_collapsed_deploy_has_the_unshared_graph(name, baseline):
+def test_collapsed_deploy_has_the_unshared_graph(name, baseline, trained_looking):
     """Unshared, a DSFB model deploys to its unshared counterpart's graph: same layers, same parameter count."""
     ours, theirs = deploy(trained_looking(name), layout="contiguous"), deploy(trained_looking(baseline),
                                                                               layout="contiguous")

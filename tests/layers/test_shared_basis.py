@@ -108,21 +108,11 @@ def test_shared_basis_rejects_bad_shapes(kwargs, match):
 
 # --- the fast path (one convolution over the joined filters, basis BN folded into the 1x1) against the reference ---
 
-def _randomize_bns(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-
-
-def _conv_and_owner(unique_rank, stride, count, kernel):
+def _conv_and_owner(unique_rank, stride, count, kernel, randomize_bns):
     owner = SharedBasis(6, 5, kernel, count=count)
     conv = SharedBasisConv(6, 7, unique_rank, owner, count - 1, stride)
     holder = nn.ModuleList([owner, conv]).double()
-    _randomize_bns(holder)
-    return holder
+    return randomize_bns(holder)
 
 
 CONFIGS = [(u, s, c, k) for u in (0, 2) for s in (1, 2) for c in (1, 2) for k in (1, 3)]
@@ -130,10 +120,11 @@ CONFIGS = [(u, s, c, k) for u in (0, 2) for s in (1, 2) for c in (1, 2) for k in
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("unique_rank, stride, count, kernel", CONFIGS)
-def test_training_forward_and_gradients_equal_the_reference_path(unique_rank, stride, count, kernel, channels_last):
+def test_training_forward_and_gradients_equal_the_reference_path(unique_rank, stride, count, kernel, channels_last,
+                                                                  randomize_bns):
     import copy
 
-    fast = _conv_and_owner(unique_rank, stride, count, kernel).train()
+    fast = _conv_and_owner(unique_rank, stride, count, kernel, randomize_bns).train()
     ref = copy.deepcopy(fast)
     x = torch.randn(3, 6, 7, 7, dtype=torch.float64) * 2 + 0.5  # a mean far from 0: the statistics must be centred
     if channels_last:
@@ -184,8 +175,8 @@ def test_bf16_autocast_takes_the_plain_bn():
 
 @pytest.mark.parametrize("unique_rank, stride, count, kernel", CONFIGS)
 @pytest.mark.parametrize("unshare", [True, False])
-def test_fuse_equals_the_eval_function(unique_rank, stride, count, kernel, unshare):
-    holder = _conv_and_owner(unique_rank, stride, count, kernel).float().eval()
+def test_fuse_equals_the_eval_function(unique_rank, stride, count, kernel, unshare, randomize_bns):
+    holder = _conv_and_owner(unique_rank, stride, count, kernel, randomize_bns).float().eval()
     conv = holder[1]
     x = torch.randn(2, 6, 5, 5)  # 5x5: most outputs touch the zero-padded border
     residual = torch.randn_like(conv(x))

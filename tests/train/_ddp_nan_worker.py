@@ -5,9 +5,10 @@ import os
 import sys
 
 import torch
+from _ddp_common import small_run
 
 import crunet
-from crunet.train import TrainConfig, train
+from crunet.train import train
 from crunet.train.steps import NonFiniteLossError
 
 data, out = sys.argv[1], sys.argv[2]
@@ -23,9 +24,7 @@ def poisoned(x):
 
 
 model.forward = poisoned
-cfg = TrainConfig(model="crunet_small", data=data, out=out, epochs=1, batch_size=16, subset=128, val_subset=64,
-                  augment="none", lr=0.05, warmup_epochs=0.0, progress="none", tensorboard=False, plot=False,
-                  workers=0, checkpoint_every="1")
+cfg = small_run(data, out, checkpoint_every="1")
 try:
     train(cfg, model)
 except NonFiniteLossError as err:
