@@ -101,8 +101,13 @@ def _grid(datasets: tuple[str, ...], models: tuple[str, ...], seeds: range | tup
 FM, MNIST = ("fashion-mnist",), ("mnist",)
 CRU_TRIO = ("preresnet_small", "preresnext_small", "crunet_small")
 DSFB_PAIR = ("resnet32_cifar", "dsfb_resnet32_s16u1")
-LR_CHECK_MODELS = ("crunet_small", "preresnext_small", "resnet32_cifar", "dsfb_resnet32_s16u1")  # the 4 families
+LR_CHECK_MODELS = ("crunet_small", "preresnext_small", "resnet32_cifar", "dsfb_resnet32_s16u1", "preresnet_small")
 LR_CHOICES = ("0.2", "0.1", "0.4")  # the default first; the range grows past an edge that wins (see lr_check)
+DEFAULT_LR = LR_CHOICES[0]
+CLEARLY_BETTER = 0.15  # points of held-out top-1: above the seed-to-seed sd of the default run (0.08-0.14)
+RATE_FAMILY = {  # models that take the rate checked on their family's representative
+    "resnet56_cifar": "resnet32_cifar", "dsfb_resnet32_s8u1": "dsfb_resnet32_s16u1",
+    "dsfb_resnet32_s16u1_double": "dsfb_resnet32_s16u1", "dsfb_resnet56_s16u1": "dsfb_resnet32_s16u1"}
 HOLDOUT = 10_000  # of Fashion-MNIST's 60,000 training images
 
 
@@ -130,30 +135,61 @@ def lr_check(results: Path | None = None) -> list[RunSpec]:
     return specs
 
 
-def tier1() -> list[RunSpec]:
+def family_rates(results: Path | None) -> dict[str, str]:
+    """The learning rate of each family whose check has finished: the default, unless another rate beat it on the
+    held-out images by more than ``CLEARLY_BETTER`` points; then the best one."""
+    rows = read_rows(results / "lr-check.csv") if results else []
+    pending = {(s.model, s.option) for s in lr_check(results)} - {(r["model"], r["option"]) for r in rows}
+    rates = {}
+    for model in LR_CHECK_MODELS:
+        scores = {parse_option(r["option"])["lr"]: float(r["test_top1"]) for r in rows if r["model"] == model}
+        if DEFAULT_LR not in scores or any(m == model for m, _ in pending):
+            continue
+        best = max(scores, key=scores.get)
+        rates[model] = best if scores[best] > scores[DEFAULT_LR] + CLEARLY_BETTER else DEFAULT_LR
+    return rates
+
+
+def rate_of(model: str, rates: dict[str, str]) -> str | None:
+    """The learning rate ``model`` is run at in tiers 1 and 2 (None: its family's check has not finished)."""
+    return rates.get(RATE_FAMILY.get(model, model)) if RATE_FAMILY.get(model, model) in LR_CHECK_MODELS else DEFAULT_LR
+
+
+def _at_family_rates(runs: list[RunSpec], rates: dict[str, str]) -> list[RunSpec]:
+    pending = sorted({RATE_FAMILY.get(r.model, r.model) for r in runs if rate_of(r.model, rates) is None})
+    if pending:
+        raise ValueError(f"the learning-rate check has not finished for {', '.join(pending)}: run "
+                         "`crunet study run lr-check` first (tiers 1 and 2 use each family's rate from it)")
+    return [replace(r, option=",".join(filter(None, (f"lr={rate}" if rate != DEFAULT_LR else "", r.option))))
+            for r in runs if (rate := rate_of(r.model, rates))]
+
+
+def tier1(results: Path | None = None) -> list[RunSpec]:
     """The claims: the CRU trio and the DSFB pair with its regularizer ablation, 3 seeds on Fashion-MNIST; the CRU
-    trio with 2 seeds on MNIST. Seed-major, so that a grid stopped part-way leaves every cell with as many seeds as
-    the others, give or take one."""
+    trio with 2 seeds on MNIST; each family at its rate from the check. Seed-major, so that a grid stopped part-way
+    leaves every cell with as many seeds as the others, give or take one."""
     runs = (_grid(FM, CRU_TRIO + DSFB_PAIR, range(3))
             + _grid(FM, ("dsfb_resnet32_s16u1",), range(3), ("orth_lambda=0",))
             + _grid(MNIST, CRU_TRIO, range(2)))
-    return sorted(runs, key=lambda run: run.seed)
+    return sorted(_at_family_rates(runs, family_rates(results)), key=lambda run: run.seed)
 
 
-def tier2() -> list[RunSpec]:
-    """The rest: more DSFB variants, ResNet-56, the size axis (each family as a curve) and bf16 on the default run."""
-    return (_grid(FM, ("dsfb_resnet32_s8u1", "dsfb_resnet32_s16u1_double", "resnet56_cifar", "dsfb_resnet56_s16u1"),
+def tier2(results: Path | None = None) -> list[RunSpec]:
+    """The rest: more DSFB variants, ResNet-56 and the size axis (each family as a curve) at the family rates, and
+    bf16 against float32 on the default run (both at the default rate)."""
+    runs = (_grid(FM, ("dsfb_resnet32_s8u1", "dsfb_resnet32_s16u1_double", "resnet56_cifar", "dsfb_resnet56_s16u1"),
                   (0,))
             + _grid(FM, ("preresnext_small", "crunet_small", "resnet32_cifar", "dsfb_resnet32_s16u1"), (0,),
-                    ("size=0.5", "size=2"))
-            + _grid(FM, ("crunet_small",), range(3), ("amp=bf16",)))
+                    ("size=0.5", "size=2")))
+    return _at_family_rates(runs, family_rates(results)) + _grid(FM, ("crunet_small",), range(3), ("amp=bf16",))
 
 
 GRIDS = {"lr-check": lr_check, "tier1": tier1, "tier2": tier2}
 
 
 def grid(name: str, results: Path | None = None) -> list[RunSpec]:
-    """The runs of grid ``name``; the learning-rate check also reads what ``results`` already holds."""
+    """The runs of grid ``name``; the learning-rate check reads what ``results`` holds to extend its search, tiers 1
+    and 2 to take each family's rate from it."""
     if name not in GRIDS:
         raise ValueError(f"unknown grid {name!r}; choose from {', '.join(GRIDS)}")
-    return lr_check(results) if name == "lr-check" else GRIDS[name]()
+    return GRIDS[name](results)

@@ -33,7 +33,7 @@ def plot_error_vs_params(rows: list[dict[str, str]], path: Path, dataset: str = 
     curves = []
     for model, family in FAMILIES.items():
         points = [(int(g[0]["params"]), *mean_std(errors(g))) for o in SIZE_OPTIONS
-                  if (g := table.get((dataset, model, o)))]
+                  for (d, m, option, _), g in table.items() if (d, m, option) == (dataset, model, o)]
         if points:
             curves.append((family, sorted(points)))
     if not curves:
@@ -60,11 +60,11 @@ def plot_error_vs_time(rows: list[dict[str, str]], path: Path, dataset: str = "f
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (_, model, option), group in table.items():
+    for (_, model, option, rate), group in table.items():
         secs = statistics.fmean(float(r["train_seconds"]) for r in group)
         m, s = mean_std(errors(group))
         ax.errorbar([secs], [m], yerr=[0 if s != s else s], marker="o", capsize=3,
-                    label=model + (f" {option}" if option else ""))
+                    label=model + (f" {option}" if option else "") + f" lr {rate}")
     ax.set(xlabel=f"training seconds per run (runs with cpu share >= {MEASURED_CPU_SHARE})", ylabel="test error %",
            title=f"{dataset}: test error against training time")
     ax.grid(True, alpha=0.3)
@@ -75,14 +75,13 @@ def plot_error_vs_time(rows: list[dict[str, str]], path: Path, dataset: str = "f
     return path
 
 
-def plot_ablation(results: Path, path: Path, model: str = "dsfb_resnet32_s16u1",
+def plot_ablation(results: Path, rows: list[dict[str, str]], path: Path, model: str = "dsfb_resnet32_s16u1",
                   dataset: str = "fashion-mnist") -> Path | None:
     """Mean gradient norm of each stage's shared basis per epoch, averaged over seeds, with and without the
-    regularizer; the orthogonality penalty beside it."""
-    from crunet.study.report import load
-
+    regularizer (``rows``: the runs at the family's rate, options without it); the orthogonality penalty beside
+    it."""
     series: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in load(results):
+    for row in rows:
         if row["dataset"] != dataset or row["model"] != model or row["option"] not in ("", "orth_lambda=0"):
             continue
         label = "orth_lambda=0" if row["option"] else "orth_lambda=10 (default)"

@@ -12,19 +12,22 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from crunet.study.grid import CLEARLY_BETTER, DEFAULT_LR, family_rates, parse_option, rate_of
 from crunet.study.results_csv import read_rows
 
 GRID_FILES = ("tier1.csv", "tier2.csv")  # the claims and the rest; lr-check.csv is the fairness check
-COMPARISONS = (  # (question, data set, candidate (model, option), reference (model, option))
-    ("CRU vs ResNeXt units at equal size", "fashion-mnist", ("crunet_small", ""), ("preresnext_small", "")),
-    ("CRU vs ResNet units", "fashion-mnist", ("crunet_small", ""), ("preresnet_small", "")),
-    ("ResNeXt vs ResNet units", "fashion-mnist", ("preresnext_small", ""), ("preresnet_small", "")),
-    ("CRU vs ResNeXt units at equal size", "mnist", ("crunet_small", ""), ("preresnext_small", "")),
-    ("CRU vs ResNet units", "mnist", ("crunet_small", ""), ("preresnet_small", "")),
-    ("DSFB S16U1 vs its unshared ResNet-32", "fashion-mnist", ("dsfb_resnet32_s16u1", ""), ("resnet32_cifar", "")),
+COMPARISONS = (  # (question, data set, candidate, reference); a cell is (model, option, rate), None: the family's rate
+    ("CRU vs ResNeXt units at equal size", "fashion-mnist", ("crunet_small", "", None), ("preresnext_small", "", None)),
+    ("CRU vs ResNet units", "fashion-mnist", ("crunet_small", "", None), ("preresnet_small", "", None)),
+    ("ResNeXt vs ResNet units", "fashion-mnist", ("preresnext_small", "", None), ("preresnet_small", "", None)),
+    ("CRU vs ResNeXt units at equal size", "mnist", ("crunet_small", "", None), ("preresnext_small", "", None)),
+    ("CRU vs ResNet units", "mnist", ("crunet_small", "", None), ("preresnet_small", "", None)),
+    ("DSFB S16U1 vs its unshared ResNet-32", "fashion-mnist", ("dsfb_resnet32_s16u1", "", None),
+     ("resnet32_cifar", "", None)),
     ("DSFB S16U1 without vs with the orthogonality regularizer", "fashion-mnist",
-     ("dsfb_resnet32_s16u1", "orth_lambda=0"), ("dsfb_resnet32_s16u1", "")),
-    ("bf16 vs float32 autocast (crunet_small)", "fashion-mnist", ("crunet_small", "amp=bf16"), ("crunet_small", "")),
+     ("dsfb_resnet32_s16u1", "orth_lambda=0", None), ("dsfb_resnet32_s16u1", "", None)),
+    ("bf16 vs float32 autocast (crunet_small)", "fashion-mnist", ("crunet_small", "amp=bf16", DEFAULT_LR),
+     ("crunet_small", "", DEFAULT_LR)),
 )
 FAMILIES = {  # curves of the Pareto plot: a base model and its size=0.5 / size=2 variants
     "preresnext_small": "ResNeXt (pre-act, small)", "crunet_small": "CRU-Net (small)",
@@ -40,11 +43,36 @@ def load(results: Path) -> list[dict[str, str]]:
     return rows
 
 
-def cells(rows: list[dict[str, str]]) -> dict[tuple[str, str, str], list[dict[str, str]]]:
-    grouped: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
+def cells(rows: list[dict[str, str]]) -> dict[tuple[str, str, str, str], list[dict[str, str]]]:
+    """Runs grouped by (data set, model, option without its rate, learning rate)."""
+    grouped: dict[tuple[str, str, str, str], list[dict[str, str]]] = defaultdict(list)
     for row in rows:
-        grouped[(row["dataset"], row["model"], row["option"])].append(row)
+        grouped[(row["dataset"], row["model"], *split_rate(row["option"]))].append(row)
     return dict(sorted(grouped.items()))
+
+
+def split_rate(option: str) -> tuple[str, str]:
+    """``"lr=0.4,size=2"`` -> ``("size=2", "0.4")``; an option without a rate ran at the default one."""
+    parts = parse_option(option)
+    rate = parts.pop("lr", DEFAULT_LR)
+    return ",".join(f"{k}={v}" for k, v in parts.items()), rate
+
+
+def at_family_rates(rows: list[dict[str, str]], rates: dict[str, str]) -> list[dict[str, str]]:
+    """The runs at their family's rate, with the rate taken out of the option: what the size and ablation plots
+    draw."""
+    out = []
+    for row in rows:
+        option, rate = split_rate(row["option"])
+        if rate == (rate_of(row["model"], rates) or DEFAULT_LR):
+            out.append({**row, "option": option})
+    return out
+
+
+def resolve(cell: tuple[str, str, str | None], rates: dict[str, str]) -> tuple[str, str, str]:
+    """A comparison's (model, option, rate) with rate None made the family's rate (the default while unknown)."""
+    model, option, rate = cell
+    return model, option, rate or rate_of(model, rates) or DEFAULT_LR
 
 
 def errors(group: list[dict[str, str]]) -> list[float]:
@@ -66,25 +94,26 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float]:
 
 
 def results_table(rows: list[dict[str, str]]) -> list[str]:
-    lines = ["| data set | model | option | n | test error % (mean ± sd) | params | MMACs | train s/run | img/s | "
-             "cpu share |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for (dataset, model, option), group in cells(rows).items():
+    lines = ["| data set | model | option | lr | n | test error % (mean ± sd) | params | MMACs | train s/run | img/s | "
+             "cpu share |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (dataset, model, option, rate), group in cells(rows).items():
         m, s = mean_std(errors(group))
         secs = statistics.fmean(float(r["train_seconds"]) for r in group)
         ips = statistics.fmean(float(r["images_per_s"]) for r in group)
         shares = [float(r["cpu_share"]) for r in group if r.get("cpu_share")]
         share = _num(statistics.fmean(shares)) if shares else "-"
-        lines.append(f"| {dataset} | `{model}` | {option or '-'} | {len(group)} | {m:.2f} ± {_num(s)} | "
+        lines.append(f"| {dataset} | `{model}` | {option or '-'} | {rate} | {len(group)} | {m:.2f} ± {_num(s)} | "
                      f"{int(group[0]['params']):,} | {int(group[0]['macs']) / 1e6:.1f} | {secs:.0f} | {ips:.0f} | "
                      f"{share} |")
     return lines
 
 
-def comparison_table(rows: list[dict[str, str]]) -> list[str]:
+def comparison_table(rows: list[dict[str, str]], rates: dict[str, str]) -> list[str]:
     lines = ["| question | data set | candidate | reference | error difference (points) | sd of seeds | Welch p | "
              "n |", "|---|---|---|---|---:|---:|---:|---|"]
     table = cells(rows)
     for question, dataset, cand, ref in COMPARISONS:
+        cand, ref = resolve(cand, rates), resolve(ref, rates)
         a, b = table.get((dataset, *cand)), table.get((dataset, *ref))
         if not a or not b:
             continue
@@ -114,7 +143,7 @@ def lr_table(rows: list[dict[str, str]]) -> list[str]:
 
 
 def render_markdown(results: Path) -> str:
-    rows = load(results)
+    rows, rates = load(results), family_rates(results)
     lr_rows = read_rows(results / "lr-check.csv")
     out = ["# Study results", "",
            "Generated by `crunet study report` from the CSVs in this folder; do not edit by hand. Test error is "
@@ -122,29 +151,33 @@ def render_markdown(results: Path) -> str:
            "## Comparisons", "",
            "Difference = candidate minus reference in mean test error (negative: the candidate is better); p from "
            "Welch's two-sided t-test over seeds.", ""]
-    out += comparison_table(rows) + ["", "## All runs", ""] + results_table(rows)
+    out += comparison_table(rows, rates) + ["", "## All runs", ""] + results_table(rows)
     if lr_rows:
+        chosen = ", ".join(f"`{m}` {r}" for m, r in rates.items()) or "none yet"
         out += ["", "## Learning-rate check", "",
                 f"Top-1 % on {lr_rows[0]['option'].split('holdout=')[-1]} images held out of the training set "
                 "(one seed; the test set is not used).", ""] + lr_table(lr_rows)
+        out += ["", f"Rates the claims use (the default {DEFAULT_LR} unless another beat it by more than "
+                f"{CLEARLY_BETTER} points): {chosen}."]
     out += ["", "Train seconds and images/s are as measured in the grid; `cpu share` (CPU over wall seconds per "
             "thread) near 1 means the run had its core to itself, lower means other work slowed it and its time is "
             "not a measurement.", ""]
-    plots = available_plots(rows)
+    plots = available_plots(rows, rates)
     if plots:
         out += ["## Plots", ""] + [f"![{title}]({name})\n" for name, title in plots.items()]
     return "\n".join(out)
 
 
-def available_plots(rows: list[dict[str, str]]) -> dict[str, str]:
+def available_plots(rows: list[dict[str, str]], rates: dict[str, str]) -> dict[str, str]:
     """The plots the rows can draw (file name: title), in the order the report shows them."""
     fm = [r for r in rows if r["dataset"] == "fashion-mnist"]
+    claims = at_family_rates(fm, rates)
     plots = {}
-    if any(r["model"] in FAMILIES and r["option"] in SIZE_OPTIONS for r in fm):
+    if any(r["model"] in FAMILIES and r["option"] in SIZE_OPTIONS for r in claims):
         plots["error_vs_params.png"] = "test error against parameters"
     if any(timed(r) for r in fm):
         plots["error_vs_time.png"] = "test error against training time (runs that had their cores to themselves)"
-    if any(r["model"] == "dsfb_resnet32_s16u1" and r["option"] in ("", "orth_lambda=0") for r in fm):
+    if any(r["model"] == "dsfb_resnet32_s16u1" and r["option"] in ("", "orth_lambda=0") for r in claims):
         plots["ablation_grad_norms.png"] = "gradient norm of the shared bases"
     return plots
 
@@ -156,14 +189,15 @@ def write_report(results: Path) -> list[Path]:
                                 "`crunet study run GRID` first")
     md = results / "results.md"
     md.write_text(render_markdown(results))
-    rows = load(results)
+    rows, rates = load(results), family_rates(results)
+    claims = at_family_rates(rows, rates)
     written = [md]
     from crunet.study.plots import plot_ablation, plot_error_vs_params, plot_error_vs_time
 
-    drawers = {"error_vs_params.png": lambda path: plot_error_vs_params(rows, path),
+    drawers = {"error_vs_params.png": lambda path: plot_error_vs_params(claims, path),
                "error_vs_time.png": lambda path: plot_error_vs_time(rows, path),
-               "ablation_grad_norms.png": lambda path: plot_ablation(results, path)}
-    wanted = available_plots(rows)
+               "ablation_grad_norms.png": lambda path: plot_ablation(results, claims, path)}
+    wanted = available_plots(rows, rates)
     for name, draw in drawers.items():
         if name in wanted and (path := draw(results / name)):
             written.append(path)
@@ -187,8 +221,8 @@ def epoch_metrics(results: Path, key: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _label(cell: tuple[str, str]) -> str:
-    return f"`{cell[0]}`" + (f" {cell[1]}" if cell[1] else "")
+def _label(cell: tuple[str, str, str]) -> str:
+    return f"`{cell[0]}`" + (f" {cell[1]}" if cell[1] else "") + f" lr {cell[2]}"
 
 
 def _option_value(option: str, name: str) -> str:

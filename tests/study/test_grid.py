@@ -29,9 +29,9 @@ def test_size_option_scales_parameters(model, factor):
     assert factor * 0.8 < ratio < factor * 1.25
 
 
-def test_grids_have_unique_keys_and_build():
+def test_grids_have_unique_keys_and_build(checked_rates):
     for name in GRIDS:
-        specs = grid(name)
+        specs = grid(name, checked_rates)
         assert len({s.key for s in specs}) == len(specs)
         for spec in specs:
             spec.train_config(Recipe(None, 1), "out").check()
@@ -56,3 +56,30 @@ def test_learning_rate_search_grows_past_a_winning_edge(tmp_path):
     assert [(s.model, s.option) for s in added] == [("crunet_small", lr_option("0.05"))]
     record("resnet32_cifar", "0.4", 95.0)  # the largest wins: try double
     assert lr_check(tmp_path)[-1].option == lr_option("0.8")
+
+
+def test_each_family_runs_at_its_clearly_best_rate(checked_rates):
+    from crunet.study.grid import family_rates, tier1, tier2
+
+    assert family_rates(checked_rates) == {"crunet_small": "0.4", "preresnext_small": "0.2",
+                                           "resnet32_cifar": "0.2", "dsfb_resnet32_s16u1": "0.2",
+                                           "preresnet_small": "0.2"}
+    options = {(s.dataset, s.model, s.option) for s in tier1(checked_rates)}
+    assert ("fashion-mnist", "crunet_small", "lr=0.4") in options and ("mnist", "crunet_small", "lr=0.4") in options
+    assert ("fashion-mnist", "preresnext_small", "") in options
+    assert ("fashion-mnist", "dsfb_resnet32_s16u1", "orth_lambda=0") in options
+    rest = {(s.model, s.option) for s in tier2(checked_rates)}
+    assert ("crunet_small", "lr=0.4,size=2") in rest and ("crunet_small", "amp=bf16") in rest  # bf16: default run
+    assert [s.seed for s in tier1(checked_rates)] == sorted(s.seed for s in tier1(checked_rates))  # seed-major
+
+
+def test_claims_wait_for_a_finished_check(tmp_path, record_lr):
+    from crunet.study.grid import family_rates, tier1
+
+    with pytest.raises(ValueError, match="not finished for .*preresnet_small.*crunet study run lr-check"):
+        tier1(tmp_path)
+    for lr, top1 in (("0.1", 91.0), ("0.2", 92.0), ("0.4", 92.5)):
+        record_lr(tmp_path, "crunet_small", lr, top1)
+    assert "crunet_small" not in family_rates(tmp_path)  # 0.4 won at the edge: 0.8 is still to run
+    record_lr(tmp_path, "crunet_small", "0.8", 90.0)
+    assert family_rates(tmp_path)["crunet_small"] == "0.4"

@@ -39,12 +39,24 @@ def results(tmp_path) -> Path:
 
 def test_markdown_states_each_cell_and_comparison(results):
     md = render_markdown(results)
-    assert "| fashion-mnist | `crunet_small` | - | 3 | 8.00 ± 0.20 | 1,000 | 2.0 | 10 | 100 | 0.95 |" in md
-    assert "| fashion-mnist | `crunet_small` | size=0.5 | 1 | 10.00 ± - |" in md
+    assert "| fashion-mnist | `crunet_small` | - | 0.2 | 3 | 8.00 ± 0.20 | 1,000 | 2.0 | 10 | 100 | 0.95 |" in md
+    assert "| fashion-mnist | `crunet_small` | size=0.5 | 0.2 | 1 | 10.00 ± - |" in md
     _, p = welch([8.0, 7.8, 8.2], [9.0, 8.9, 9.1])
-    assert f"| `crunet_small` | `preresnext_small` | -1.00 | 0.20 | {p:.3f} | 3 vs 3 |" in md
+    assert f"| `crunet_small` lr 0.2 | `preresnext_small` lr 0.2 | -1.00 | 0.20 | {p:.3f} | 3 vs 3 |" in md
     assert "| `crunet_small` | 90.50 | 91.50 | 0.2 |" in md  # the learning-rate check picks 0.2
     assert "bf16" not in md  # no bf16 runs: no comparison row
+
+
+def test_claims_compare_each_family_at_its_rate(checked_rates):
+    for seed, (at_default, at_best, rex) in enumerate([(92.0, 92.5, 91.0), (92.2, 92.6, 91.1), (91.8, 92.4, 90.9)]):
+        append_row(checked_rates / "tier1.csv", _row("crunet_small", seed, at_default))
+        append_row(checked_rates / "tier1.csv", _row("crunet_small", seed, at_best, "lr=0.4"))
+        append_row(checked_rates / "tier1.csv", _row("preresnext_small", seed, rex))
+    md = render_markdown(checked_rates)
+    assert "| fashion-mnist | `crunet_small` | - | 0.4 | 3 | 7.50 ± 0.10 |" in md
+    assert "| fashion-mnist | `crunet_small` | - | 0.2 | 3 | 8.00 ± 0.20 |" in md
+    assert "| `crunet_small` lr 0.4 | `preresnext_small` lr 0.2 | -1.50 |" in md  # crunet_small's rate is 0.4
+    assert "Rates the claims use" in md and "`crunet_small` 0.4" in md
 
 
 def test_welch_by_hand():
@@ -58,8 +70,8 @@ def test_time_plot_only_from_runs_that_had_their_cores(results):
     from crunet.study.report import available_plots, load
 
     rows = load(results)
-    assert "error_vs_time.png" in available_plots(rows)
-    assert "error_vs_time.png" not in available_plots([{**r, "cpu_share": "0.5"} for r in rows])
+    assert "error_vs_time.png" in available_plots(rows, {})
+    assert "error_vs_time.png" not in available_plots([{**r, "cpu_share": "0.5"} for r in rows], {})
 
 
 def test_report_writes_markdown_and_plots(results):
