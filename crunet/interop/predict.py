@@ -56,7 +56,7 @@ def load_predictor(source: str | os.PathLike, model_name: str | None = None, cro
     model = create_model(name, **kwargs, **config.get("model_kwargs", {}))
     load_model_state(model, state, str(source), name)
     pc = model.pretrained_cfg  # the size, normalization and crop of crunet train's data_spec
-    size = config.get("img_size") or pc["input_size"][-1]
+    size = config.get("trained_size") or config.get("img_size") or pc["input_size"][-1]  # the size it trained at
     transform = EvalCrops(size, resize or round(size / pc.get("crop_pct", 0.875)), tuple(pc["mean"]),
                           tuple(pc["std"]), model.in_chans, crops)
     names = classes or _stored_classes(source, config) or [str(i) for i in range(model.num_classes)]
@@ -71,7 +71,7 @@ def _checkpoint_config(source: str | os.PathLike) -> dict:
     if _is_safetensors(Path(source)):
         return {}
     state = load_checkpoint(source)
-    return {**state.get("config", {}), "classes": state.get("classes")}
+    return {**state.get("config", {}), "classes": state.get("classes"), "trained_size": state.get("img_size")}
 
 
 def _stored_classes(source: str | os.PathLike, config: dict) -> list[str] | None:

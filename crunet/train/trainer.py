@@ -106,7 +106,8 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
     check_run_dir(run_path, resume is not None or auto)  # auto, nothing to resume: what is there is replaced
     run = RunDir(run_path, cfg.tensorboard) if info.main else None
     meta = {"config": cfg.to_dict(), "model_name": unwrap(model).name, "num_classes": num_classes,
-            "in_chans": spec.in_chans, "classes": class_names(cfg.data, train_data)}  # for crunet predict
+            "in_chans": spec.in_chans, "classes": class_names(cfg.data, train_data),  # for crunet predict
+            "img_size": spec.size}
     saver = Checkpointer(run_path, meta, state, info)
     if run:
         run.write_config({**cfg.to_dict(), "resolved": {"lr": lr, "global_batch": sampler.global_batch,

@@ -181,3 +181,14 @@ def test_a_trained_run_stores_its_class_names_for_predict(tmp_path, folder_data)
     assert predictor.classes == CLASSES and predictor.info["img_size"] == 28
     (folder_data / "train" / "cat").rename(folder_data / "train" / "zebra")  # the names come from the checkpoint
     assert load_predictor(tmp_path / "run" / "last.pt").classes == CLASSES
+
+
+def test_a_fashion_mnist_run_predicts_at_the_size_it_trained_at(tmp_path, fmnist):
+    from crunet.train import train
+
+    cfg = TrainConfig(model="resnet32_cifar", data=str(fmnist), out=str(tmp_path / "run"), epochs=1, batch_size=64,
+                      subset=64, val_subset=32, warmup_epochs=0.0, progress="none", tensorboard=False, plot=False,
+                      workers=0)
+    train(cfg)
+    predictor = load_predictor(tmp_path / "run" / "last.pt")
+    assert predictor.info["img_size"] == 28  # its 28x28 images, not the 32 of the model's CIFAR config
