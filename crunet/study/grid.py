@@ -152,7 +152,8 @@ def family_rates(results: Path | None) -> dict[str, str]:
 
 def rate_of(model: str, rates: dict[str, str]) -> str | None:
     """The learning rate ``model`` is run at in tiers 1 and 2 (None: its family's check has not finished)."""
-    return rates.get(RATE_FAMILY.get(model, model)) if RATE_FAMILY.get(model, model) in LR_CHECK_MODELS else DEFAULT_LR
+    family = RATE_FAMILY.get(model, model)
+    return rates.get(family) if family in LR_CHECK_MODELS else DEFAULT_LR  # unchecked families keep the default
 
 
 def _at_family_rates(runs: list[RunSpec], rates: dict[str, str]) -> list[RunSpec]:
