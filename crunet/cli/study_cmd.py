@@ -37,8 +37,12 @@ def add_parser(subparsers) -> None:
 def _selected(args: argparse.Namespace):
     from crunet.study.grid import grid
 
-    specs = grid(args.grid, Path(args.results))
-    for flag, field in (("model", "model"), ("dataset", "dataset"), ("option", "option")):
+    models = set(getattr(args, "model", None) or []) or None
+    specs = grid(args.grid, Path(args.results), models)
+    unknown = sorted((models or set()) - {s.model for s in specs})
+    if unknown:
+        raise CliError(f"--model {', '.join(unknown)} is not in grid {args.grid}")
+    for flag, field in (("dataset", "dataset"), ("option", "option")):
         wanted = getattr(args, flag, None)
         if not wanted:
             continue

@@ -156,7 +156,8 @@ def rate_of(model: str, rates: dict[str, str]) -> str | None:
     return rates.get(family) if family in LR_CHECK_MODELS else DEFAULT_LR  # unchecked families keep the default
 
 
-def _at_family_rates(runs: list[RunSpec], rates: dict[str, str]) -> list[RunSpec]:
+def _at_family_rates(runs: list[RunSpec], rates: dict[str, str], models: set[str] | None) -> list[RunSpec]:
+    runs = [r for r in runs if models is None or r.model in models]  # only the chosen models need a finished check
     pending = sorted({RATE_FAMILY.get(r.model, r.model) for r in runs if rate_of(r.model, rates) is None})
     if pending:
         raise ValueError(f"the learning-rate check has not finished for {', '.join(pending)}: run "
@@ -165,32 +166,35 @@ def _at_family_rates(runs: list[RunSpec], rates: dict[str, str]) -> list[RunSpec
             for r in runs if (rate := rate_of(r.model, rates))]
 
 
-def tier1(results: Path | None = None) -> list[RunSpec]:
+def tier1(results: Path | None = None, models: set[str] | None = None) -> list[RunSpec]:
     """The claims: the CRU trio and the DSFB pair with its regularizer ablation, 3 seeds on Fashion-MNIST; the CRU
     trio with 2 seeds on MNIST; each family at its rate from the check. Seed-major, so that a grid stopped part-way
     leaves every cell with as many seeds as the others, give or take one."""
     runs = (_grid(FM, CRU_TRIO + DSFB_PAIR, range(3))
             + _grid(FM, ("dsfb_resnet32_s16u1",), range(3), ("orth_lambda=0",))
             + _grid(MNIST, CRU_TRIO, range(2)))
-    return sorted(_at_family_rates(runs, family_rates(results)), key=lambda run: run.seed)
+    return sorted(_at_family_rates(runs, family_rates(results), models), key=lambda run: run.seed)
 
 
-def tier2(results: Path | None = None) -> list[RunSpec]:
+def tier2(results: Path | None = None, models: set[str] | None = None) -> list[RunSpec]:
     """The rest: more DSFB variants, ResNet-56 and the size axis (each family as a curve) at the family rates, and
     bf16 against float32 on the default run (both at the default rate)."""
     runs = (_grid(FM, ("dsfb_resnet32_s8u1", "dsfb_resnet32_s16u1_double", "resnet56_cifar", "dsfb_resnet56_s16u1"),
                   (0,))
             + _grid(FM, ("preresnext_small", "crunet_small", "resnet32_cifar", "dsfb_resnet32_s16u1"), (0,),
                     ("size=0.5", "size=2")))
-    return _at_family_rates(runs, family_rates(results)) + _grid(FM, ("crunet_small",), range(3), ("amp=bf16",))
+    bf16 = [r for r in _grid(FM, ("crunet_small",), range(3), ("amp=bf16",)) if models is None or r.model in models]
+    return _at_family_rates(runs, family_rates(results), models) + bf16
 
 
 GRIDS = {"lr-check": lr_check, "tier1": tier1, "tier2": tier2}
 
 
-def grid(name: str, results: Path | None = None) -> list[RunSpec]:
-    """The runs of grid ``name``; the learning-rate check reads what ``results`` holds to extend its search, tiers 1
-    and 2 to take each family's rate from it."""
+def grid(name: str, results: Path | None = None, models: set[str] | None = None) -> list[RunSpec]:
+    """The runs of grid ``name`` (of ``models`` only, if given); the learning-rate check reads what ``results``
+    holds to extend its search, tiers 1 and 2 to take each family's rate from it."""
     if name not in GRIDS:
         raise ValueError(f"unknown grid {name!r}; choose from {', '.join(GRIDS)}")
-    return GRIDS[name](results)
+    if name == "lr-check":
+        return [r for r in lr_check(results) if models is None or r.model in models]
+    return GRIDS[name](results, models)

@@ -21,3 +21,14 @@ def test_report_without_results_is_one_line(tmp_path, capsys):
     assert main(["study", "report", "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "crunet study run" in err
+
+
+def test_claims_of_families_whose_check_finished_can_start_alone(tmp_path, capsys, record_lr):
+    for lr, top1 in (("0.1", 92.0), ("0.2", 92.5), ("0.4", 92.4)):
+        record_lr(tmp_path, "preresnet_small", lr, top1)
+    argv = ["study", "run", "tier1", "--dry-run", "--results", str(tmp_path)]
+    assert main(argv + ["--model", "preresnet_small"]) == 0
+    todo = capsys.readouterr().out.split("\n")[:-1]
+    assert todo[0] == "todo fashion-mnist/preresnet_small/-/seed0" and len(todo) == 5  # 3 seeds + 2 on MNIST
+    assert main(argv + ["--model", "crunet_small"]) == 2  # its check has not run
+    assert "not finished for crunet_small" in capsys.readouterr().err
