@@ -27,6 +27,9 @@ HELP = {
     "subset": "train on the first N images of a fixed shuffle (quick runs)",
     "val_subset": "evaluate on N images (default: --subset's N if given, else all)",
     "augment": "light: pad-crop + flip (small images); rrc: RandomResizedCrop + flip; paper: the CRU-Net recipe",
+    "img_size": "input size for training and evaluation alike (default: IDX images keep their own 28x28 when the "
+                "model takes it, else the model config's size)",
+    "pad": "light augmentation: random shifts of up to N pixels (0: flips only)",
     "crops": "evaluation crops per image: 1 or 10",
     "strict_data": "fail on an unreadable image or an empty class folder instead of skipping and counting it",
     "model_kwargs": 'design overrides for create_model, as JSON: \'{"orth_lambda": 0}\'',
