@@ -29,11 +29,11 @@ def _pyplot():
 
 
 def plot_error_vs_params(rows: list[dict[str, str]], path: Path, dataset: str = "fashion-mnist") -> Path | None:
-    table = cells(rows)
+    table = {key[:3]: group for key, group in cells(rows).items()}  # ``rows``: one rate per model (at_family_rates)
     curves = []
     for model, family in FAMILIES.items():
         points = [(int(g[0]["params"]), *mean_std(errors(g))) for o in SIZE_OPTIONS
-                  for (d, m, option, _), g in table.items() if (d, m, option) == (dataset, model, o)]
+                  if (g := table.get((dataset, model, o)))]
         if points:
             curves.append((family, sorted(points)))
     if not curves:
