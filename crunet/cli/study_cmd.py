@@ -67,8 +67,9 @@ def run_cmd(args: argparse.Namespace) -> int:
             print(("done " if s.key in done else "todo ") + s.key)
         return 0
     counts = run_grid(specs, paths, workers=args.workers, threads=args.threads)
+    elsewhere = f", {counts['elsewhere']} left to another grid process" if counts["elsewhere"] else ""
     print(f"grid {args.grid}: {counts['finished']} finished, {counts['failed']} failed, {counts['skipped']} already "
-          f"done; results in {paths.csv}")
+          f"done{elsewhere}; results in {paths.csv}")
     return 1 if counts["failed"] else 0
 
 

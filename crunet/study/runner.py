@@ -16,6 +16,8 @@ from pathlib import Path
 from crunet.study.grid import RECIPES, Recipe, RunSpec
 from crunet.study.results_csv import done_keys, read_rows
 
+ELSEWHERE = 75  # a worker's exit status: another process is training the run (and will record it) or has recorded it
+
 
 @dataclass
 class GridPaths:
@@ -45,7 +47,8 @@ def check_data(specs: Sequence[RunSpec], recipes: dict[str, Recipe]) -> None:
 
 def run_grid(specs: Sequence[RunSpec], paths: GridPaths, workers: int = 1, threads: int | None = None,
              recipes: dict[str, Recipe] | None = None, say: Callable[[str], None] = print) -> dict[str, int]:
-    """Run every spec not yet in ``paths.csv``; returns counts of finished, failed and skipped runs."""
+    """Run every spec not yet in ``paths.csv``; returns counts of finished, failed and skipped runs, and of runs left
+    to another grid process sharing the CSV ("elsewhere": found finished, or running, by the time their turn came)."""
     recipes = recipes or RECIPES
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
@@ -55,19 +58,26 @@ def run_grid(specs: Sequence[RunSpec], paths: GridPaths, workers: int = 1, threa
     check_data(pending, recipes)
     say(f"{len(specs) - len(pending)} of {len(specs)} runs already in {paths.csv}; running {len(pending)}, "
         f"{workers} at a time with {threads} thread(s) each")
-    counts = {"finished": 0, "failed": 0, "skipped": len(specs) - len(pending)}
+    counts = {"finished": 0, "failed": 0, "skipped": len(specs) - len(pending), "elsewhere": 0}
     running: dict[str, tuple[subprocess.Popen, RunSpec, float]] = {}
     started = time.time()
     try:
         while pending or running:
             while pending and len(running) < workers:
                 spec = pending.pop(0)
+                if spec.key in done_keys(paths.csv):  # another grid sharing this CSV has finished it
+                    counts["elsewhere"] += 1
+                    continue
                 running[spec.key] = (_launch(spec, recipes[spec.dataset], paths, threads, workers), spec, time.time())
             time.sleep(0.2)
             for key, (proc, spec, t0) in list(running.items()):
                 if proc.poll() is None:
                     continue
                 del running[key]
+                if proc.returncode == ELSEWHERE:
+                    counts["elsewhere"] += 1
+                    say(f"{spec.key}: left to another grid process sharing {paths.csv.name}")
+                    continue
                 ok = proc.returncode == 0 and key in done_keys(paths.csv)
                 counts["finished" if ok else "failed"] += 1
                 say(_progress_line(spec, ok, time.time() - t0, paths, counts, len(pending) + len(running), started))

@@ -1,7 +1,8 @@
 """One run of a study, in its own process: train through the normal trainer, then append the run's row.
 
 A run directory left by a killed run is resumed from its checkpoint (or started again if it has none), and a run
-that finished but whose row was never written is recorded without training again.
+that finished but whose row was never written is recorded without training again. Several grids may share one
+results CSV (one per core, say): a run is trained by whichever takes its lock first and recorded once.
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ from pathlib import Path
 import torch
 
 from crunet.study.grid import Recipe, RunSpec
-from crunet.study.results_csv import append_row
+from crunet.study.results_csv import append_row, done_keys
+from crunet.study.runner import ELSEWHERE
+
+
+class RunElsewhere(RuntimeError):
+    """Another process is training the run, or has recorded it."""
 
 
 def run_one(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epochs_dir: Path, threads: int,
             concurrent: int) -> dict:
+    """Train and record one run."""
     from crunet.train.trainer import train
 
     torch.set_num_threads(threads)
@@ -34,7 +41,9 @@ def run_one(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epoch
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise RuntimeError(f"{spec.key} is already running in another process") from None
+        raise RunElsewhere(f"{spec.key} is already running in another process, which will record it") from None
+    if spec.key in done_keys(csv_path):  # checked under the run's lock: no other process can be recording it now
+        raise RunElsewhere(f"{spec.key} was recorded by another process meanwhile")
     cfg = spec.train_config(recipe, str(out))
     if not (out / "summary.json").is_file():
         if (out / "last.pt").is_file():
@@ -118,6 +127,9 @@ def main() -> None:
     try:
         run_one(RunSpec(**job["spec"]), Recipe(**job["recipe"]), Path(job["csv"]), Path(job["runs"]),
                 Path(job["epochs"]), job["threads"], job["concurrent"])
+    except RunElsewhere as elsewhere:
+        print(elsewhere, flush=True)
+        raise SystemExit(ELSEWHERE) from None
     except KeyboardInterrupt as stopped:  # a signal: the trainer wrote a checkpoint; the next grid run resumes it
         print(f"stopped: {stopped}", flush=True)
         raise SystemExit(130) from None

@@ -1,10 +1,12 @@
 import csv
+import fcntl
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -49,7 +51,7 @@ def test_grid_runs_two_side_by_side_records_each_run_and_skips_it_next_time(tmp_
     paths = _paths(tmp_path)
     lines = []
     counts = run_grid(specs, paths, workers=2, threads=1, recipes=tiny_recipes, say=lines.append)
-    assert counts == {"finished": 2, "failed": 0, "skipped": 0}
+    assert counts == {"finished": 2, "failed": 0, "skipped": 0, "elsewhere": 0}
     rows = {r["key"]: r for r in read_rows(paths.csv)}
     assert set(rows) == {s.key for s in specs}
     row = rows[specs[1].key]
@@ -62,7 +64,7 @@ def test_grid_runs_two_side_by_side_records_each_run_and_skips_it_next_time(tmp_
         epochs = list(csv.DictReader(f))
     assert len(epochs) == 2 and "grad_stages.0.factors.0.reduce" not in epochs[0]  # preresnet shares nothing
     again = run_grid(specs, paths, workers=2, threads=1, recipes=tiny_recipes, say=lines.append)
-    assert again == {"finished": 0, "failed": 0, "skipped": 2}
+    assert again == {"finished": 0, "failed": 0, "skipped": 2, "elsewhere": 0}
     assert len(read_rows(paths.csv)) == 2
 
 
@@ -89,6 +91,44 @@ def test_killed_grid_resumes_and_records_every_run_once(tmp_path, tiny_recipes, 
     counts = run_grid(specs, paths, workers=1, threads=1, recipes=tiny_recipes, say=lambda _: None)
     keys = [r["key"] for r in read_rows(paths.csv)]
     assert sorted(keys) == sorted(s.key for s in specs) and counts["failed"] == 0
+
+
+@pytest.mark.slow
+def test_two_grids_sharing_one_csv_split_the_runs_and_record_each_once(tmp_path, tiny_recipes):
+    specs = [RunSpec("tiny", "preresnet_small", s) for s in range(3)]
+    paths = _paths(tmp_path)
+    counts, lines = [None, None], [[], []]
+
+    def grid(i: int) -> None:
+        counts[i] = run_grid(specs, paths, workers=1, threads=1, recipes=tiny_recipes, say=lines[i].append)
+
+    grids = [threading.Thread(target=grid, args=(i,)) for i in range(2)]
+    for g in grids:
+        g.start()
+    for g in grids:
+        g.join(600)
+    assert sorted(r["key"] for r in read_rows(paths.csv)) == sorted(s.key for s in specs)  # each run once
+    assert [c["failed"] for c in counts] == [0, 0]
+    assert counts[0]["finished"] + counts[1]["finished"] == 3  # every run trained by exactly one grid...
+    assert counts[0]["elsewhere"] + counts[1]["elsewhere"] == 3  # ...and left by the other
+    assert not any("FAILED" in line for line in lines[0] + lines[1])
+
+
+def test_a_run_recorded_or_locked_elsewhere_is_not_trained_again(tmp_path, tiny_recipes):
+    from crunet.study.worker import RunElsewhere, run_one
+
+    spec, paths, recipe = RunSpec("tiny", "preresnet_small", 0), _paths(tmp_path), tiny_recipes["tiny"]
+    lock = paths.runs / (spec.key + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a worker in another process would hold it (flock locks are per open file)
+    with pytest.raises(RunElsewhere, match="already running in another process"):
+        run_one(spec, recipe, paths.csv, paths.runs, paths.epochs, 1, 1)
+    os.close(fd)
+    append_row(paths.csv, {"key": spec.key, "model": spec.model})
+    with pytest.raises(RunElsewhere, match="recorded by another process"):
+        run_one(spec, recipe, paths.csv, paths.runs, paths.epochs, 1, 1)
+    assert len(read_rows(paths.csv)) == 1 and not (paths.runs / spec.key / "last.pt").exists()
 
 
 def test_missing_data_set_is_one_clear_error(tmp_path):
