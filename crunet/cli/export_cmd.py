@@ -27,13 +27,13 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crunet.interop.export import export_onnx, export_torchscript, onnx_difference
-    from crunet.interop.weights import load_weights, save_weights
+    from crunet.interop.weights import load_weights, provenance, save_weights
 
     model = load_weights(args.checkpoint, args.model, use_ema=args.ema)
     size = tuple(args.input_size) if args.input_size else None
     try:
         if args.format == "safetensors":
-            out = save_weights(model, args.out)
+            out = save_weights(model, args.out, extra=provenance(args.checkpoint))
         elif args.format == "onnx":
             out = export_onnx(model, args.out, size, args.opset)
         else:

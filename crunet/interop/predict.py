@@ -53,7 +53,7 @@ def load_predictor(source: str | os.PathLike, model_name: str | None = None, cro
 
     name, kwargs, state = read_weights(source, model_name, use_ema)
     config = _checkpoint_config(source)
-    model = create_model(name, **kwargs, **config.get("model_kwargs", {}))
+    model = create_model(name, **kwargs)
     load_model_state(model, state, str(source), name)
     pc = model.pretrained_cfg  # the size, normalization and crop of crunet train's data_spec
     size = config.get("trained_size") or config.get("img_size") or pc["input_size"][-1]  # the size it trained at
@@ -69,20 +69,21 @@ def load_predictor(source: str | os.PathLike, model_name: str | None = None, cro
 
 def _checkpoint_config(source: str | os.PathLike) -> dict:
     if _is_safetensors(Path(source)):
-        return {}
+        size = read_safetensors(source)[1].get("img_size", "")
+        return {"trained_size": int(size)} if size.isdigit() else {}
     state = load_checkpoint(source)
     return {**state.get("config", {}), "classes": state.get("classes"), "trained_size": state.get("img_size")}
 
 
 def _stored_classes(source: str | os.PathLike, config: dict) -> list[str] | None:
+    if _is_safetensors(Path(source)):
+        meta = read_safetensors(source)[1]
+        return json.loads(meta["classes"]) if meta.get("classes") else None
     if config.get("classes"):
         return list(config["classes"])
-    if config:  # a checkpoint written before class names were stored: the data set it names
-        from crunet.data.classes import class_names
+    from crunet.data.classes import class_names  # a checkpoint from before class names were stored: its data set's
 
-        return class_names(config.get("data"))
-    meta = read_safetensors(source)[1]
-    return json.loads(meta["classes"]) if meta.get("classes") else None
+    return class_names(config.get("data"))
 
 
 def read_class_file(path: str | os.PathLike) -> list[str]:

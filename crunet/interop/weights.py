@@ -2,13 +2,16 @@
 (read with ``weights_only=True`` by ``crunet.io.checkpoint``).
 
 A crunet safetensors file holds the model's ``state_dict()``, so each shared tensor once (its owner, the stage's
-``SharedFactors``, is the only key), and metadata naming the model, its classes and input channels, so that
-``load_weights(path)`` rebuilds the model without being told which one it is.
+``SharedFactors``, is the only key), and metadata naming the model, its classes, input channels and design overrides
+(``model_kwargs``, JSON), so that ``load_weights(path)`` rebuilds the model without being told which one it is; a file
+exported from a training checkpoint also carries the class names and the input size it trained at (``provenance``).
 """
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import torch
@@ -25,13 +28,16 @@ class WeightsError(FileFormatError):
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, extra: dict[str, str] | None = None) -> Path:
-    """The model's state dict as safetensors, with the model's name, classes and channels as metadata."""
+    """The model's state dict as safetensors, with the model's name, classes, channels and design overrides as
+    metadata (``extra``: more, e.g. ``provenance(checkpoint)``)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {"format": FORMAT, "model": getattr(model, "name", type(model).__name__),
                 "num_classes": str(getattr(model, "num_classes", "")), "in_chans": str(getattr(model, "in_chans", ""))}
+    if getattr(model, "design_overrides", None):
+        metadata["model_kwargs"] = json.dumps(model.design_overrides, default=_plain)
     metadata.update(extra or {})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -41,6 +47,26 @@ def save_weights(model: nn.Module, path: str | os.PathLike, extra: dict[str, str
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def provenance(path: str | os.PathLike) -> dict[str, str]:
+    """What a weights file exported from ``path`` should keep of it for ``crunet predict``: the class names (JSON) and
+    the input size the run trained at, from a training checkpoint or a crunet safetensors file."""
+    path = Path(path)
+    if _is_safetensors(path):
+        meta = read_safetensors(path)[1]
+        return {k: meta[k] for k in ("classes", "img_size") if meta.get(k)}
+    ckpt = load_checkpoint(path)
+    found = {"classes": json.dumps(list(ckpt["classes"])) if ckpt.get("classes") else None,
+             "img_size": str(ckpt["img_size"]) if ckpt.get("img_size") else None}
+    return {k: v for k, v in found.items() if v}
+
+
+def _plain(value):
+    """JSON for the design dataclasses (``StageCfg``) inside overrides; ``create_model`` reads them back."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    raise TypeError(f"design override {value!r} cannot be written as JSON")
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -75,7 +101,7 @@ def read_weights(path: str | os.PathLike, model_name: str | None = None,
         lies = [f"{k} {v} (the tensors say {shapes[k]})" for k, v in kwargs.items() if k in shapes and shapes[k] != v]
         if lies:  # checked before any model is built: metadata sizes are never trusted alone
             raise WeightsError(f"{path}: its metadata does not match its tensors: {'; '.join(lies)}")
-        return name, {**shapes, **kwargs}, state
+        return name, {**shapes, **kwargs, **_overrides(path, meta)}, state
     ckpt = load_checkpoint(path)
     weights = ckpt.get("ema") if use_ema else ckpt.get("model")
     if not weights:
@@ -84,7 +110,17 @@ def read_weights(path: str | os.PathLike, model_name: str | None = None,
     if model_name and model_name != ckpt.get("model_name"):
         raise WeightsError(f"{path} holds {ckpt.get('model_name')!r}, not {model_name!r}")
     kwargs = {k: int(ckpt[k]) for k in ("num_classes", "in_chans") if k in ckpt}
-    return ckpt["model_name"], kwargs, weights
+    return ckpt["model_name"], {**kwargs, **ckpt.get("config", {}).get("model_kwargs", {})}, weights
+
+
+def _overrides(path: Path, meta: dict[str, str]) -> dict:
+    try:
+        overrides = json.loads(meta.get("model_kwargs") or "{}")
+    except json.JSONDecodeError as err:
+        raise WeightsError(f"{path}: its model_kwargs metadata is not JSON ({err})") from None
+    if not isinstance(overrides, dict):
+        raise WeightsError(f"{path}: its model_kwargs metadata is not a JSON object")
+    return overrides
 
 
 def load_weights(path: str | os.PathLike, model_name: str | None = None, use_ema: bool = False,

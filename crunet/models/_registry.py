@@ -41,5 +41,8 @@ def get_builder(name: str) -> Callable[..., nn.Module]:
 
 
 def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, **overrides) -> nn.Module:
-    """Build a registered model; ``overrides`` replace fields of its design (e.g. ``bn_eps=1e-3``)."""
-    return get_builder(name)(num_classes=num_classes, in_chans=in_chans, **overrides)
+    """Build a registered model; ``overrides`` replace fields of its design (e.g. ``bn_eps=1e-3``). The model keeps
+    them as ``design_overrides``, so a weights file written from it says how to build it again."""
+    model = get_builder(name)(num_classes=num_classes, in_chans=in_chans, **overrides)
+    model.design_overrides = dict(overrides)
+    return model

@@ -19,7 +19,8 @@ def evaluate_checkpoint(checkpoint: str, data: str | None = None, crops: int = 1
 
     state = load_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(state["config"])
-    model = create_model(state["model_name"], num_classes=state["num_classes"], in_chans=state["in_chans"])
+    model = create_model(state["model_name"], num_classes=state["num_classes"], in_chans=state["in_chans"],
+                         **cfg.model_kwargs)
     weights = state["ema"] if use_ema else state["model"]
     if use_ema and not weights:
         raise CheckpointError(f"{checkpoint} holds no EMA weights (train with --ema-decay)")

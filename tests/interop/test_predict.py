@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,30 @@ def test_a_fashion_mnist_run_predicts_at_the_size_it_trained_at(tmp_path, fmnist
     train(cfg)
     predictor = load_predictor(tmp_path / "run" / "last.pt")
     assert predictor.info["img_size"] == 28  # its 28x28 images, not the 32 of the model's CIFAR config
+
+
+def test_a_run_with_design_overrides_evaluates_exports_and_predicts_as_it_trained(tmp_path, fmnist):
+    from crunet.interop.weights import load_weights, read_safetensors
+    from crunet.train import train
+    from crunet.train.evaluate import evaluate_checkpoint
+
+    data = tmp_path / "fashion"  # the path says Fashion-MNIST: its class names are stored
+    shutil.copytree(fmnist, data)
+    overrides = {"widths": (11, 23, 45), "shared_rank": 11}  # the study's size=0.5 of this model
+    cfg = TrainConfig(model="dsfb_resnet32_s16u1", model_kwargs=overrides, data=str(data), out=str(tmp_path / "run"),
+                      epochs=1, batch_size=64, subset=64, val_subset=32, warmup_epochs=0.0, progress="none",
+                      tensorboard=False, plot=False, workers=0)
+    train(cfg)
+    checkpoint = tmp_path / "run" / "last.pt"
+    assert evaluate_checkpoint(str(checkpoint), workers=0, subset=32)["top1"] >= 0  # rebuilt with its overrides
+    weights = tmp_path / "small.safetensors"
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "safetensors", "--out", str(weights)]) == 0
+    meta = read_safetensors(weights)[1]
+    assert json.loads(meta["model_kwargs"]) == {"widths": [11, 23, 45], "shared_rank": 11}
+    model = load_weights(weights)
+    assert sum(p.numel() for p in model.parameters()) == 103_540  # not the 196,970 of the default design
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model(x), load_predictor(checkpoint).model(x))
+    predictor = load_predictor(weights)  # a weights file alone: the class names and size of the run it came from
+    assert predictor.classes == list(FASHION_MNIST_CLASSES) and predictor.info["img_size"] == 28
