@@ -98,12 +98,13 @@ def results_table(rows: list[dict[str, str]]) -> list[str]:
              "cpu share |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (dataset, model, option, rate), group in cells(rows).items():
         m, s = mean_std(errors(group))
-        secs = statistics.fmean(float(r["train_seconds"]) for r in group)
-        ips = statistics.fmean(float(r["images_per_s"]) for r in group)
-        shares = [float(r["cpu_share"]) for r in group if r.get("cpu_share")]
+        cpu = [r for r in group if on_cpu(r)]  # seconds on a GPU are another axis: not averaged in
+        secs = _num(statistics.fmean(float(r["train_seconds"]) for r in cpu), 0) if cpu else "-"
+        ips = _num(statistics.fmean(float(r["images_per_s"]) for r in cpu), 0) if cpu else "-"
+        shares = [float(r["cpu_share"]) for r in cpu if r.get("cpu_share")]
         share = _num(statistics.fmean(shares)) if shares else "-"
         lines.append(f"| {dataset} | `{model}` | {option or '-'} | {rate} | {len(group)} | {m:.2f} ± {_num(s)} | "
-                     f"{int(group[0]['params']):,} | {int(group[0]['macs']) / 1e6:.1f} | {secs:.0f} | {ips:.0f} | "
+                     f"{int(group[0]['params']):,} | {int(group[0]['macs']) / 1e6:.1f} | {secs} | {ips} | "
                      f"{share} |")
     return lines
 
@@ -161,9 +162,9 @@ def _markdown(rows: list[dict[str, str]], lr_rows: list[dict[str, str]], rates: 
                 "(one seed; the test set is not used).", ""] + lr_table(lr_rows)
         out += ["", f"Rates the claims use (the default {DEFAULT_LR} unless another beat it by more than "
                 f"{CLEARLY_BETTER} points): {chosen}."]
-    out += ["", "Train seconds and images/s are as measured in the grid; `cpu share` (CPU over wall seconds per "
-            "thread) near 1 means the run had its core to itself, lower means other work slowed it and its time is "
-            "not a measurement.", ""]
+    out += ["", "Train seconds and images/s are as measured in the grid, on the CPU (runs on a GPU, if any, count "
+            "in the errors but not in the times); `cpu share` (CPU over wall seconds per thread) near 1 means the run "
+            "had its core to itself, lower means other work slowed it and its time is not a measurement.", ""]
     plots = available_plots(rows, rates)
     if plots:
         out += ["## Plots", ""] + [f"![{title}]({name})\n" for name, title in plots.items()]
@@ -211,8 +212,13 @@ def write_report(results: Path) -> list[Path]:
 MEASURED_CPU_SHARE = 0.9  # below it another process slowed the run: its time is not a measurement
 
 
+def on_cpu(row: dict[str, str]) -> bool:
+    return row.get("device", "") in ("", "cpu")  # "": a row from before the column, all of them CPU runs
+
+
 def timed(row: dict[str, str]) -> bool:
-    return bool(row.get("cpu_share")) and float(row["cpu_share"]) >= MEASURED_CPU_SHARE
+    """A CPU run that had its core to itself: its time is a measurement."""
+    return on_cpu(row) and bool(row.get("cpu_share")) and float(row["cpu_share"]) >= MEASURED_CPU_SHARE
 
 
 def epoch_metrics(results: Path, key: str) -> list[dict[str, str]]:

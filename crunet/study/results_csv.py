@@ -1,5 +1,6 @@
 """The study's record: one CSV row per finished run, appended atomically, so a killed grid loses no finished run and
-two runs finishing at once never interleave their rows."""
+two runs finishing at once never interleave their rows. A column added in a later version (``LATER_COLUMNS``) reads
+as "" in older files, and the first row appended to such a file rewrites its header (in place, under the lock)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 COLUMNS = ("key", "dataset", "model", "option", "seed", "params", "macs", "test_top1", "test_top5", "test_loss",
            "best_epoch", "best_top1", "final_epoch", "lr", "train_seconds", "images_per_s", "cpu_share", "threads",
-           "concurrent_runs", "git_commit", "torch_version", "finished_at")
+           "concurrent_runs", "git_commit", "torch_version", "finished_at", "device")
+LATER_COLUMNS = ("device",)  # absent from the first files: "" there (every run before it was on the CPU)
 
 
 def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -20,10 +22,10 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
         return []
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    missing = [c for c in COLUMNS if rows and c not in rows[0]]
+    missing = [c for c in COLUMNS if rows and c not in rows[0] and c not in LATER_COLUMNS]
     if missing:
         raise ValueError(f"{path} is not a study CSV (missing columns {', '.join(missing)})")
-    return rows
+    return [{c: row.get(c) or "" for c in COLUMNS} for row in rows]
 
 
 def done_keys(path: str | os.PathLike) -> set[str]:
@@ -37,18 +39,34 @@ def append_row(path: str | os.PathLike, row: dict) -> None:
         raise ValueError(f"unknown study columns: {', '.join(sorted(unknown))}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
-        if os.fstat(fd).st_size == 0:
+        old_rows = _rows_under_an_older_header(fd, path)
+        if os.fstat(fd).st_size == 0 or old_rows is not None:
             writer.writeheader()
+            writer.writerows(old_rows or [])
+            os.ftruncate(fd, 0)  # same file, same lock: a writer waiting for it appends after this
         writer.writerow({c: _fmt(row.get(c, "")) for c in COLUMNS})
         os.write(fd, buf.getvalue().encode())
         os.fsync(fd)
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _rows_under_an_older_header(fd: int, path: Path) -> list[dict[str, str]] | None:
+    """The file's rows when its header lacks ``LATER_COLUMNS`` (to be written again under the current header)."""
+    with open(os.dup(fd), newline="") as f:
+        f.seek(0)
+        header = f.readline().rstrip("\r\n").split(",")
+        if header == [""] or header == list(COLUMNS):
+            return None
+        if [c for c in COLUMNS if c not in LATER_COLUMNS] != [c for c in header if c not in LATER_COLUMNS]:
+            raise ValueError(f"{path}: its header is not the study's ({', '.join(COLUMNS)}); not appending to it")
+        f.seek(0)
+        return [{c: r.get(c) or "" for c in COLUMNS} for r in csv.DictReader(f)]
 
 
 def _fmt(value) -> str:

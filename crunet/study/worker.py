@@ -87,7 +87,14 @@ def make_row(spec: RunSpec, cfg, summary: dict, resolved: dict, epochs: list[dic
             "final_epoch": int(epochs[-1]["epoch"]), "lr": info["lr"], "train_seconds": train_seconds,
             "images_per_s": images / max(train_seconds, 1e-9), "threads": threads, "concurrent_runs": concurrent,
             "git_commit": code_version(), "torch_version": torch.__version__,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "device": device_name(info.get("device", "cpu"))}
+
+
+def device_name(device: str) -> str:
+    """``cpu``, or ``cuda:0 (NVIDIA H200)``: the report takes its time axis from CPU runs only."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
 
 
 def cpu_share(sittings: Path) -> float | str:

@@ -74,6 +74,18 @@ def test_time_plot_only_from_runs_that_had_their_cores(results):
     assert "error_vs_time.png" not in available_plots([{**r, "cpu_share": "0.5"} for r in rows], {})
 
 
+def test_gpu_runs_count_in_the_errors_but_not_in_the_times(results):
+    from crunet.study.report import available_plots, load
+
+    for seed in range(2):
+        append_row(results / "tier2.csv", {**_row("resnet32_cifar", seed, 92.0), "train_seconds": 30.0,
+                                           "device": "cuda:0 (NVIDIA H200)"})
+    md = render_markdown(results)
+    assert "| fashion-mnist | `resnet32_cifar` | - | 0.2 | 2 | 8.00 ± 0.00 | 1,000 | 2.0 | - | - | - |" in md
+    gpu = [r for r in load(results) if r["device"].startswith("cuda")]
+    assert len(gpu) == 2 and "error_vs_time.png" not in available_plots(gpu, {})
+
+
 def test_report_writes_markdown_and_plots(results):
     written = {p.name for p in write_report(results)}
     assert written == {"results.md", "error_vs_params.png", "error_vs_time.png", "ablation_grad_norms.png"}

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from crunet.study.grid import RunSpec
-from crunet.study.results_csv import COLUMNS, append_row, read_rows
+from crunet.study.results_csv import COLUMNS, LATER_COLUMNS, append_row, read_rows
 from crunet.study.runner import GridPaths, run_grid
 from crunet.study.worker import cpu_share
 
@@ -40,6 +40,22 @@ def test_rows_appended_from_several_processes_never_interleave(tmp_path):
     assert all(r["model"] == "x" * 300 and list(r) == list(COLUMNS) for r in rows)
 
 
+def test_a_file_from_before_a_later_column_reads_and_is_upgraded_by_the_next_row(tmp_path):
+    path = tmp_path / "rows.csv"
+    old = [c for c in COLUMNS if c not in LATER_COLUMNS]
+    path.write_text(",".join(old) + "\n" + ",".join("a" if c == "key" else "1" for c in old) + "\n")
+    assert [r["key"] for r in read_rows(path)] == ["a"] and read_rows(path)[0]["device"] == ""
+    append_row(path, {"key": "b", "device": "cpu"})
+    assert path.read_text().splitlines()[0] == ",".join(COLUMNS)  # the header now names every column
+    rows = read_rows(path)
+    assert [(r["key"], r["seed"], r["device"]) for r in rows] == [("a", "1", ""), ("b", "", "cpu")]
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("name,score\nx,1\n")
+    with pytest.raises(ValueError, match="header is not the study's"):
+        append_row(foreign, {"key": "c"})
+    assert foreign.read_text() == "name,score\nx,1\n"  # left as it was
+
+
 def test_unknown_column_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown study columns: accuracy"):
         append_row(tmp_path / "rows.csv", {"key": "a", "accuracy": 1})
@@ -59,6 +75,7 @@ def test_grid_runs_two_side_by_side_records_each_run_and_skips_it_next_time(tmp_
     assert int(row["params"]) == 309_354 and 9.6e6 < int(row["macs"]) < 9.8e6  # the README's table
     assert row["final_epoch"] == "2" and 0 <= float(row["test_top1"]) <= 100
     assert 0 < float(row["cpu_share"]) <= 1.1  # CPU seconds over wall seconds of its one thread
+    assert row["device"] == "cpu"
     assert any("ETA" in line and specs[0].key in line for line in lines)
     with open(paths.epochs / (specs[0].key.replace("/", "__") + ".csv"), newline="") as f:
         epochs = list(csv.DictReader(f))
