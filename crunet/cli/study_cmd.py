@@ -23,12 +23,19 @@ def add_parser(subparsers) -> None:
     run.add_argument("--model", action="append", help="only these models (repeatable)")
     run.add_argument("--dataset", action="append", help="only these data sets (repeatable)")
     run.add_argument("--option", action="append", help="only runs with this option, '-' for none (repeatable)")
+    run.add_argument("--data", action="append", metavar="NAME=DIR",
+                     help="where a data set's IDX files are, e.g. fashion-mnist=data/fashion-mnist (repeatable; "
+                          "default: fashion-mnist from the Debian package, mnist in data/mnist)")
     run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
     run.set_defaults(func=run_cmd)
     show = sub.add_parser("list", help="list a grid's runs and which are done")
     show.add_argument("grid", choices=sorted(GRIDS))
     show.add_argument("--results", default="results")
     show.set_defaults(func=list_cmd)
+    merge = sub.add_parser("merge", help="add the runs of another results folder (another machine's) to ours")
+    merge.add_argument("other", help="the other results folder (its grid CSVs and epochs/)")
+    merge.add_argument("--results", default="results")
+    merge.set_defaults(func=merge_cmd)
     report = sub.add_parser("report", help="regenerate results.md and the plots from the CSVs")
     report.add_argument("--results", default="results")
     report.set_defaults(func=report_cmd)
@@ -66,17 +73,45 @@ def run_cmd(args: argparse.Namespace) -> int:
         for s in specs:
             print(("done " if s.key in done else "todo ") + s.key)
         return 0
-    counts = run_grid(specs, paths, workers=args.workers, threads=args.threads)
+    counts = run_grid(specs, paths, workers=args.workers, threads=args.threads, recipes=_recipes(args.data))
     elsewhere = f", {counts['elsewhere']} left to another grid process" if counts["elsewhere"] else ""
     print(f"grid {args.grid}: {counts['finished']} finished, {counts['failed']} failed, {counts['skipped']} already "
           f"done{elsewhere}; results in {paths.csv}")
     return 1 if counts["failed"] else 0
 
 
+def _recipes(places: list[str] | None):
+    """The recipes with the data folders given by ``--data NAME=DIR`` (the runs' keys do not change)."""
+    from dataclasses import replace
+
+    from crunet.study.grid import RECIPES
+
+    recipes = dict(RECIPES)
+    for place in places or []:
+        name, sep, folder = place.partition("=")
+        if not sep or not folder:
+            raise CliError(f"--data {place}: expected NAME=DIR, e.g. fashion-mnist=data/fashion-mnist")
+        if name not in recipes:
+            raise CliError(f"--data {place}: no data set {name!r} in the study; known: {', '.join(recipes)}")
+        recipes[name] = replace(recipes[name], data=folder)
+    return recipes
+
+
 def list_cmd(args: argparse.Namespace) -> int:
     args.model = args.dataset = args.option = None
     args.dry_run, args.runs = True, "runs/study"
     return run_cmd(args)
+
+
+def merge_cmd(args: argparse.Namespace) -> int:
+    from crunet.study.results_csv import merge_results
+
+    added = merge_results(Path(args.other), Path(args.results))
+    for name, n in added.items():
+        print(f"{name}: {n} run(s) added")
+    if not added:
+        raise CliError(f"{args.other} holds no study CSVs (tier1.csv, tier2.csv, lr-check.csv)")
+    return 0
 
 
 def report_cmd(args: argparse.Namespace) -> int:

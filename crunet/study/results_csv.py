@@ -8,6 +8,7 @@ import csv
 import fcntl
 import io
 import os
+import shutil
 from pathlib import Path
 
 COLUMNS = ("key", "dataset", "model", "option", "seed", "params", "macs", "test_top1", "test_top5", "test_loss",
@@ -71,3 +72,26 @@ def _rows_under_an_older_header(fd: int, path: Path) -> list[dict[str, str]] | N
 
 def _fmt(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def merge_results(other: Path, results: Path, names: tuple[str, ...] = ("lr-check.csv", "tier1.csv", "tier2.csv"),
+                  ) -> dict[str, int]:
+    """Append the rows of ``other``'s grid CSVs whose runs ``results`` lacks, with their per-epoch metrics (runs
+    done on another machine); a run both hold keeps our row. Returns the rows added per file present in ``other``."""
+    added = {}
+    for name in names:
+        if not (other / name).is_file():
+            continue
+        ours = done_keys(results / name)
+        added[name] = 0
+        for row in read_rows(other / name):
+            if row["key"] in ours:
+                continue
+            epochs = row["key"].replace("/", "__") + ".csv"
+            if (other / "epochs" / epochs).is_file():
+                (results / "epochs").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(other / "epochs" / epochs, results / "epochs" / epochs)
+            append_row(results / name, row)
+            ours.add(row["key"])
+            added[name] += 1
+    return added

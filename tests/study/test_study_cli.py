@@ -32,3 +32,40 @@ def test_claims_of_families_whose_check_finished_can_start_alone(tmp_path, capsy
     assert todo[0] == "todo fashion-mnist/preresnet_small/-/seed0" and len(todo) == 5  # 3 seeds + 2 on MNIST
     assert main(argv + ["--model", "crunet_small"]) == 2  # its check has not run
     assert "not finished for crunet_small" in capsys.readouterr().err
+
+
+def test_data_folders_are_given_per_data_set(tmp_path, capsys, monkeypatch, fmnist):
+    import crunet.study.runner
+
+    seen = {}
+    monkeypatch.setattr(crunet.study.runner, "run_grid",
+                        lambda specs, paths, recipes, **_: seen.update(recipes) or {"finished": 0, "failed": 0,
+                                                                                  "skipped": 0, "elsewhere": 0})
+    argv = ["study", "run", "lr-check", "--results", str(tmp_path)]
+    assert main(argv + ["--data", f"fashion-mnist={fmnist}"]) == 0
+    assert seen["fashion-mnist"].data == str(fmnist) and seen["fashion-mnist"].epochs == 5
+    assert seen["mnist"].data == "data/mnist"  # the others keep their place
+    for bad, message in (("fashion-mnist", "expected NAME=DIR"), ("cifar10=data/c", "no data set 'cifar10'")):
+        assert main(argv + ["--data", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
+
+
+def test_merge_adds_the_runs_of_another_results_folder_once(tmp_path, capsys):
+    from crunet.study.results_csv import append_row, read_rows
+
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    append_row(ours / "tier1.csv", {"key": "a", "test_top1": 90.0})
+    append_row(theirs / "tier1.csv", {"key": "a", "test_top1": 91.0, "device": "cuda:0 (NVIDIA H200)"})
+    append_row(theirs / "tier1.csv", {"key": "fashion-mnist/x/-/seed0", "test_top1": 92.0, "device": "cuda:0"})
+    (theirs / "epochs").mkdir()
+    (theirs / "epochs" / "fashion-mnist__x__-__seed0.csv").write_text("epoch\n1\n")
+    argv = ["study", "merge", str(theirs), "--results", str(ours)]
+    assert main(argv) == 0 and "tier1.csv: 1 run(s) added" in capsys.readouterr().out
+    rows = read_rows(ours / "tier1.csv")
+    assert [(r["key"], r["test_top1"], r["device"]) for r in rows] == [("a", "90", ""),  # ours kept
+                                                                    ("fashion-mnist/x/-/seed0", "92", "cuda:0")]
+    assert (ours / "epochs" / "fashion-mnist__x__-__seed0.csv").read_text() == "epoch\n1\n"
+    assert main(argv) == 0 and "tier1.csv: 0 run(s) added" in capsys.readouterr().out  # merging again adds nothing
+    assert main(["study", "merge", str(tmp_path / "empty"), "--results", str(ours)]) == 2
+    assert "holds no study CSVs" in capsys.readouterr().err
