@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from crunet.study.report import render_markdown, welch, write_report
+from crunet.study.report import difference_interval, render_markdown, welch, write_report
 from crunet.study.results_csv import append_row
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +42,10 @@ def test_markdown_states_each_cell_and_comparison(results):
     assert "| fashion-mnist | `crunet_small` | - | 0.2 | 3 | 8.00 ± 0.20 | 1,000 | 2.0 | 10 | 100 | 0.95 |" in md
     assert "| fashion-mnist | `crunet_small` | size=0.5 | 0.2 | 1 | 10.00 ± - |" in md
     _, p = welch([8.0, 7.8, 8.2], [9.0, 8.9, 9.1])
-    assert f"| `crunet_small` lr 0.2 | `preresnext_small` lr 0.2 | -1.00 | 0.20 | {p:.3f} | 3 vs 3 |" in md
+    low, high = difference_interval([8.0, 7.8, 8.2], [9.0, 8.9, 9.1])
+    assert -1.5 < low < -1.0 < high < -0.5  # excludes 0: resolved
+    row = f"| `crunet_small` lr 0.2 | `preresnext_small` lr 0.2 | -1.00 | {low:+.2f} to {high:+.2f} | 0.20 | {p:.3f} |"
+    assert row + " 3 vs 3 |" in md
     assert "| `crunet_small` | 90.50 | 91.50 | 0.2 |" in md  # the learning-rate check picks 0.2
     assert "bf16" not in md  # no bf16 runs: no comparison row
 
@@ -64,6 +67,9 @@ def test_welch_by_hand():
     t, p = welch([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0])
     assert t == pytest.approx(-(3**0.5), rel=1e-9) and 0.14 < p < 0.16
     assert all(math.isnan(v) for v in welch([1.0], [2.0, 3.0]))  # one run cannot give a spread
+    # by hand: -2.5 +- t(0.975, df) * sqrt(25/12), df = (25/12)^2 / ((5/12)^2/3 + (20/12)^2/3) = 4.41: t = 2.677
+    low, high = difference_interval([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0])
+    assert low == pytest.approx(-2.5 - 2.677 * (25 / 12) ** 0.5, abs=0.005) and high == pytest.approx(-5 - low)
 
 
 def test_time_plot_only_from_runs_that_had_their_cores(results):
