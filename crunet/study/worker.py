@@ -50,6 +50,7 @@ def run_one(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epoch
             cfg.resume, cfg.out = str(out / "last.pt"), None
         elif any(out.iterdir()):
             shutil.rmtree(out)  # killed before its first checkpoint: nothing to keep
+            out.mkdir()
         sittings = out / "sittings.txt"
         with open(sittings, "a") as f:
             f.write("started\n")

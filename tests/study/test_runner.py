@@ -148,6 +148,20 @@ def test_a_run_recorded_or_locked_elsewhere_is_not_trained_again(tmp_path, tiny_
     assert len(read_rows(paths.csv)) == 1 and not (paths.runs / spec.key / "last.pt").exists()
 
 
+@pytest.mark.slow
+def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path, tiny_recipes):
+    from crunet.study.worker import run_one
+
+    spec, paths = RunSpec("tiny", "preresnet_small", 0), _paths(tmp_path)
+    out = paths.runs / spec.key
+    out.mkdir(parents=True)
+    (out / "config.json").write_text("{")  # what a run killed while starting leaves: no checkpoint
+    (out / "sittings.txt").write_text("started\n")
+    row = run_one(spec, tiny_recipes["tiny"], paths.csv, paths.runs, paths.epochs, 1, 1)
+    assert row["final_epoch"] == 2 and [r["key"] for r in read_rows(paths.csv)] == [spec.key]
+    assert (out / "sittings.txt").read_text().count("started") == 1  # the killed sitting went with its directory
+
+
 def test_missing_data_set_is_one_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="data set mnist: .*get-mnist"):
         from crunet.study.grid import Recipe
