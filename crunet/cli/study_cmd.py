@@ -104,13 +104,13 @@ def list_cmd(args: argparse.Namespace) -> int:
 
 
 def merge_cmd(args: argparse.Namespace) -> int:
-    from crunet.study.results_csv import merge_results
+    from crunet.study.results_csv import STUDY_CSVS, merge_results
 
     added = merge_results(Path(args.other), Path(args.results))
     for name, n in added.items():
         print(f"{name}: {n} run(s) added")
     if not added:
-        raise CliError(f"{args.other} holds no study CSVs (tier1.csv, tier2.csv, lr-check.csv)")
+        raise CliError(f"{args.other} holds no study CSVs ({', '.join(STUDY_CSVS)})")
     return 0
 
 

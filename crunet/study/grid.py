@@ -156,8 +156,13 @@ def rate_of(model: str, rates: dict[str, str]) -> str | None:
     return rates.get(family) if family in LR_CHECK_MODELS else DEFAULT_LR  # unchecked families keep the default
 
 
+def _of_models(runs: list[RunSpec], models: set[str] | None) -> list[RunSpec]:
+    """The runs of ``models`` (all of them when None)."""
+    return [r for r in runs if models is None or r.model in models]
+
+
 def _at_family_rates(runs: list[RunSpec], rates: dict[str, str], models: set[str] | None) -> list[RunSpec]:
-    runs = [r for r in runs if models is None or r.model in models]  # only the chosen models need a finished check
+    runs = _of_models(runs, models)  # only the chosen models need a finished check
     pending = sorted({RATE_FAMILY.get(r.model, r.model) for r in runs if rate_of(r.model, rates) is None})
     if pending:
         raise ValueError(f"the learning-rate check has not finished for {', '.join(pending)}: run "
@@ -183,7 +188,7 @@ def tier2(results: Path | None = None, models: set[str] | None = None) -> list[R
                   (0,))
             + _grid(FM, ("preresnext_small", "crunet_small", "resnet32_cifar", "dsfb_resnet32_s16u1"), (0,),
                     ("size=0.5", "size=2")))
-    bf16 = [r for r in _grid(FM, ("crunet_small",), range(3), ("amp=bf16",)) if models is None or r.model in models]
+    bf16 = _of_models(_grid(FM, ("crunet_small",), range(3), ("amp=bf16",)), models)
     return _at_family_rates(runs, family_rates(results), models) + bf16
 
 
@@ -196,5 +201,5 @@ def grid(name: str, results: Path | None = None, models: set[str] | None = None)
     if name not in GRIDS:
         raise ValueError(f"unknown grid {name!r}; choose from {', '.join(GRIDS)}")
     if name == "lr-check":
-        return [r for r in lr_check(results) if models is None or r.model in models]
+        return _of_models(lr_check(results), models)
     return GRIDS[name](results, models)

@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from crunet.study.grid import CLEARLY_BETTER, DEFAULT_LR, family_rates, parse_option, rate_of
-from crunet.study.results_csv import read_rows
+from crunet.study.results_csv import STUDY_CSVS, epochs_file, read_rows
 
 GRID_FILES = ("tier1.csv", "tier2.csv")  # the claims and the rest; lr-check.csv is the fairness check
 COMPARISONS = (  # (question, data set, candidate, reference); a cell is (model, option, rate), None: the family's rate
@@ -200,8 +200,8 @@ def available_plots(rows: list[dict[str, str]], rates: dict[str, str]) -> dict[s
 
 def write_report(results: Path) -> list[Path]:
     results = Path(results)
-    if not any((results / n).is_file() for n in (*GRID_FILES, "lr-check.csv")):
-        raise FileNotFoundError(f"{results}: no study CSVs ({', '.join(GRID_FILES)}, lr-check.csv); run "
+    if not any((results / n).is_file() for n in STUDY_CSVS):
+        raise FileNotFoundError(f"{results}: no study CSVs ({', '.join(STUDY_CSVS)}); run "
                                 "`crunet study run GRID` first")
     rows, rates = load(results), family_rates(results)
     md = results / "results.md"
@@ -235,7 +235,7 @@ def timed(row: dict[str, str]) -> bool:
 
 
 def epoch_metrics(results: Path, key: str) -> list[dict[str, str]]:
-    path = results / "epochs" / (key.replace("/", "__") + ".csv")
+    path = results / "epochs" / epochs_file(key)
     if not path.is_file():
         return []
     with open(path, newline="") as f:

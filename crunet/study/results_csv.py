@@ -15,6 +15,12 @@ COLUMNS = ("key", "dataset", "model", "option", "seed", "params", "macs", "test_
            "best_epoch", "best_top1", "final_epoch", "lr", "train_seconds", "images_per_s", "cpu_share", "threads",
            "concurrent_runs", "git_commit", "torch_version", "finished_at", "device")
 LATER_COLUMNS = ("device",)  # absent from the first files: "" there (every run before it was on the CPU)
+STUDY_CSVS = ("lr-check.csv", "tier1.csv", "tier2.csv")  # the fairness check and the grids, one file each
+
+
+def epochs_file(key: str) -> str:
+    """The name of a run's per-epoch metrics file in the results' ``epochs/`` folder."""
+    return key.replace("/", "__") + ".csv"
 
 
 def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -40,12 +46,12 @@ def append_row(path: str | os.PathLike, row: dict) -> None:
         raise ValueError(f"unknown study columns: {', '.join(sorted(unknown))}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
-        old_rows = _rows_under_an_older_header(fd, path)
+        old_rows = _rows_under_an_older_header(path)
         if os.fstat(fd).st_size == 0 or old_rows is not None:
             writer.writeheader()
             writer.writerows(old_rows or [])
@@ -57,25 +63,22 @@ def append_row(path: str | os.PathLike, row: dict) -> None:
         os.close(fd)  # closing releases the lock
 
 
-def _rows_under_an_older_header(fd: int, path: Path) -> list[dict[str, str]] | None:
+def _rows_under_an_older_header(path: Path) -> list[dict[str, str]] | None:
     """The file's rows when its header lacks ``LATER_COLUMNS`` (to be written again under the current header)."""
-    with open(os.dup(fd), newline="") as f:
-        f.seek(0)
+    with open(path, newline="") as f:
         header = f.readline().rstrip("\r\n").split(",")
-        if header == [""] or header == list(COLUMNS):
-            return None
-        if [c for c in COLUMNS if c not in LATER_COLUMNS] != [c for c in header if c not in LATER_COLUMNS]:
-            raise ValueError(f"{path}: its header is not the study's ({', '.join(COLUMNS)}); not appending to it")
-        f.seek(0)
-        return [{c: r.get(c) or "" for c in COLUMNS} for r in csv.DictReader(f)]
+    if header == [""] or header == list(COLUMNS):
+        return None
+    if [c for c in COLUMNS if c not in LATER_COLUMNS] != [c for c in header if c not in LATER_COLUMNS]:
+        raise ValueError(f"{path}: its header is not the study's ({', '.join(COLUMNS)}); not appending to it")
+    return read_rows(path)
 
 
 def _fmt(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def merge_results(other: Path, results: Path, names: tuple[str, ...] = ("lr-check.csv", "tier1.csv", "tier2.csv"),
-                  ) -> dict[str, int]:
+def merge_results(other: Path, results: Path, names: tuple[str, ...] = STUDY_CSVS) -> dict[str, int]:
     """Append the rows of ``other``'s grid CSVs whose runs ``results`` lacks, with their per-epoch metrics (runs
     done on another machine); a run both hold keeps our row. Returns the rows added per file present in ``other``."""
     added = {}
@@ -87,7 +90,7 @@ def merge_results(other: Path, results: Path, names: tuple[str, ...] = ("lr-chec
         for row in read_rows(other / name):
             if row["key"] in ours:
                 continue
-            epochs = row["key"].replace("/", "__") + ".csv"
+            epochs = epochs_file(row["key"])
             if (other / "epochs" / epochs).is_file():
                 (results / "epochs").mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(other / "epochs" / epochs, results / "epochs" / epochs)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from crunet.study.grid import Recipe, RunSpec
-from crunet.study.results_csv import append_row, done_keys
+from crunet.study.results_csv import append_row, done_keys, epochs_file
 from crunet.study.runner import ELSEWHERE
 
 
@@ -63,7 +63,7 @@ def run_one(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epoch
     with open(out / "metrics.csv", newline="") as f:
         epochs = list(csv.DictReader(f))
     epochs_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(out / "metrics.csv", epochs_dir / (spec.key.replace("/", "__") + ".csv"))
+    shutil.copyfile(out / "metrics.csv", epochs_dir / epochs_file(spec.key))
     row = make_row(spec, cfg, summary, resolved, epochs, threads, concurrent)
     row["cpu_share"] = cpu_share(out / "sittings.txt")
     append_row(csv_path, row)
