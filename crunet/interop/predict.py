@@ -23,7 +23,7 @@ from torch import nn
 
 from crunet.data.folders import IMAGE_EXTENSIONS, BadImageError, load_image
 from crunet.data.transforms import EvalCrops
-from crunet.interop.weights import _is_safetensors, read_safetensors, read_weights
+from crunet.interop.weights import _is_safetensors, read_metadata, read_weights
 from crunet.io.checkpoint import load_checkpoint, load_model_state
 
 
@@ -68,19 +68,21 @@ def load_predictor(source: str | os.PathLike, model_name: str | None = None, cro
 
 
 def _checkpoint_config(source: str | os.PathLike) -> dict:
+    """A checkpoint's training config with its class names and trained size; a weights file's metadata for both."""
     if _is_safetensors(Path(source)):
-        size = read_safetensors(source)[1].get("img_size", "")
-        return {"trained_size": int(size)} if size.isdigit() else {}
+        meta = read_metadata(source)
+        size = meta.get("img_size", "")
+        return {"classes": json.loads(meta["classes"]) if meta.get("classes") else None,
+                "trained_size": int(size) if size.isdigit() else None}
     state = load_checkpoint(source)
     return {**state.get("config", {}), "classes": state.get("classes"), "trained_size": state.get("img_size")}
 
 
 def _stored_classes(source: str | os.PathLike, config: dict) -> list[str] | None:
-    if _is_safetensors(Path(source)):
-        meta = read_safetensors(source)[1]
-        return json.loads(meta["classes"]) if meta.get("classes") else None
     if config.get("classes"):
         return list(config["classes"])
+    if _is_safetensors(Path(source)):
+        return None
     from crunet.data.classes import class_names  # a checkpoint from before class names were stored: its data set's
 
     return class_names(config.get("data"))

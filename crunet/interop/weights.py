@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from crunet.errors import FileFormatError
-from crunet.io.checkpoint import load_checkpoint, load_model_state
+from crunet.io.checkpoint import load_checkpoint, load_model_state, model_kwargs
 
 FORMAT = "crunet-weights-v1"
 
@@ -54,7 +54,7 @@ def provenance(path: str | os.PathLike) -> dict[str, str]:
     the input size the run trained at, from a training checkpoint or a crunet safetensors file."""
     path = Path(path)
     if _is_safetensors(path):
-        meta = read_safetensors(path)[1]
+        meta = read_metadata(path)
         return {k: meta[k] for k in ("classes", "img_size") if meta.get(k)}
     ckpt = load_checkpoint(path)
     found = {"classes": json.dumps(list(ckpt["classes"])) if ckpt.get("classes") else None,
@@ -71,6 +71,15 @@ def _plain(value):
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors and metadata of a safetensors file."""
+    return _read_safetensors(path, lambda f: ({k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})))
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of a safetensors file, without reading its tensors."""
+    return _read_safetensors(path, lambda f: dict(f.metadata() or {}))
+
+
+def _read_safetensors(path: str | os.PathLike, read):
     from safetensors import safe_open
 
     path = Path(path)
@@ -78,7 +87,7 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
         raise WeightsError(f"weights file {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+            return read(f)
     except Exception as err:  # SafetensorError, OSError, and whatever else a hostile header provokes
         raise WeightsError(f"{path} is not a safetensors file: {' '.join(str(err).split())[:200]}") from err
 
@@ -109,8 +118,7 @@ def read_weights(path: str | os.PathLike, model_name: str | None = None,
                            f"{' (train with --ema-decay)' if use_ema else ''}")
     if model_name and model_name != ckpt.get("model_name"):
         raise WeightsError(f"{path} holds {ckpt.get('model_name')!r}, not {model_name!r}")
-    kwargs = {k: int(ckpt[k]) for k in ("num_classes", "in_chans") if k in ckpt}
-    return ckpt["model_name"], {**kwargs, **ckpt.get("config", {}).get("model_kwargs", {})}, weights
+    return ckpt["model_name"], model_kwargs(ckpt), weights
 
 
 def _overrides(path: Path, meta: dict[str, str]) -> dict:

@@ -34,6 +34,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
+def model_kwargs(state: dict) -> dict:
+    """The ``create_model`` keywords that rebuild a checkpoint's model: classes, input channels and the design
+    overrides it trained with (``--model-kwargs``)."""
+    sizes = {k: int(state[k]) for k in ("num_classes", "in_chans") if k in state}
+    return {**sizes, **state.get("config", {}).get("model_kwargs", {})}
+
+
 def load_model_state(model: torch.nn.Module, state_dict: dict, source: str, model_name: str | None = None) -> None:
     """Load weights, turning a key or shape mismatch into one readable error."""
     own = model.state_dict()

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from crunet.data import eval_shard, open_split
-from crunet.io.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from crunet.io.checkpoint import CheckpointError, load_checkpoint, load_model_state, model_kwargs
 from crunet.train.config import TrainConfig
 from crunet.train.inputs import data_spec
 from crunet.train.steps import evaluate, finish_eval
@@ -19,8 +19,7 @@ def evaluate_checkpoint(checkpoint: str, data: str | None = None, crops: int = 1
 
     state = load_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(state["config"])
-    model = create_model(state["model_name"], num_classes=state["num_classes"], in_chans=state["in_chans"],
-                         **cfg.model_kwargs)
+    model = create_model(state["model_name"], **model_kwargs(state))
     weights = state["ema"] if use_ema else state["model"]
     if use_ema and not weights:
         raise CheckpointError(f"{checkpoint} holds no EMA weights (train with --ema-decay)")
