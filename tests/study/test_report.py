@@ -48,6 +48,16 @@ def test_markdown_states_each_cell_and_comparison(results):
     assert row + " 3 vs 3 |" in md
     assert "| `crunet_small` | 90.50 | 91.50 | 0.2 |" in md  # the learning-rate check picks 0.2
     assert "bf16" not in md  # no bf16 runs: no comparison row
+    assert "at half size" not in md  # only one side of the size=0.5 comparison has run
+
+
+def test_tier2_comparisons_pair_their_cells_even_with_one_seed(results):
+    append_row(results / "tier2.csv", _row("preresnext_small", 0, 91.0, "size=0.5"))
+    append_row(results / "tier2.csv", _row("dsfb_resnet56_s16u1", 0, 92.0))
+    md = render_markdown(results)
+    assert ("| CRU vs ResNeXt units at half size | fashion-mnist | `crunet_small` size=0.5 lr 0.2 | "
+            "`preresnext_small` size=0.5 lr 0.2 | +1.00 | - | - | - | 1 vs 1 |") in md
+    assert "ResNet-56" not in md  # its reference has not run
 
 
 def test_claims_compare_each_family_at_its_rate(checked_rates):
