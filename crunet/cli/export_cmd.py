@@ -27,13 +27,14 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crunet.interop.export import export_onnx, export_torchscript, onnx_difference
-    from crunet.interop.weights import load_weights, provenance, save_weights
+    from crunet.interop.weights import read_weights, save_weights
 
-    model = load_weights(args.checkpoint, args.model, use_ema=args.ema)
+    weights = read_weights(args.checkpoint, args.model, use_ema=args.ema)
+    model = weights.build()
     size = tuple(args.input_size) if args.input_size else None
     try:
         if args.format == "safetensors":
-            out = save_weights(model, args.out, extra=provenance(args.checkpoint))
+            out = save_weights(model, args.out, extra=weights.provenance())
         elif args.format == "onnx":
             out = export_onnx(model, args.out, size, args.opset)
         else:

@@ -23,8 +23,7 @@ from torch import nn
 
 from crunet.data.folders import IMAGE_EXTENSIONS, BadImageError, load_image
 from crunet.data.transforms import EvalCrops
-from crunet.interop.weights import _is_safetensors, read_metadata, read_weights
-from crunet.io.checkpoint import load_checkpoint, load_model_state
+from crunet.interop.weights import Weights, read_weights
 
 
 @dataclass
@@ -49,43 +48,26 @@ def load_predictor(source: str | os.PathLike, model_name: str | None = None, cro
                    resize: int | None = None, classes: list[str] | None = None, use_ema: bool = False) -> Predictor:
     """The model of a training checkpoint or a weights file, with the transform of ``crunet eval``; ``classes``
     replaces the class names (else the checkpoint's data set's, else the label numbers)."""
-    from crunet.models import create_model
-
-    name, kwargs, state = read_weights(source, model_name, use_ema)
-    config = _checkpoint_config(source)
-    model = create_model(name, **kwargs)
-    load_model_state(model, state, str(source), name)
+    weights = read_weights(source, model_name, use_ema)
+    model = weights.build()
     pc = model.pretrained_cfg  # the size, normalization and crop of crunet train's data_spec
-    size = config.get("trained_size") or config.get("img_size") or pc["input_size"][-1]  # the size it trained at
+    size = weights.img_size or (weights.config or {}).get("img_size") or pc["input_size"][-1]  # the size it trained at
     transform = EvalCrops(size, resize or round(size / pc.get("crop_pct", 0.875)), tuple(pc["mean"]),
                           tuple(pc["std"]), model.in_chans, crops)
-    names = classes or _stored_classes(source, config) or [str(i) for i in range(model.num_classes)]
+    names = classes or _stored_classes(weights) or [str(i) for i in range(model.num_classes)]
     if len(names) != model.num_classes:
         raise ValueError(f"{len(names)} class names for a model with {model.num_classes} classes "
                          f"({'--classes' if classes else source})")
-    return Predictor(model.eval(), transform, list(names), str(source),
-                     {"model": name, "img_size": size, "crops": crops, "resize": transform.resize})
+    return Predictor(model, transform, list(names), str(source),
+                     {"model": weights.model_name, "img_size": size, "crops": crops, "resize": transform.resize})
 
 
-def _checkpoint_config(source: str | os.PathLike) -> dict:
-    """A checkpoint's training config with its class names and trained size; a weights file's metadata for both."""
-    if _is_safetensors(Path(source)):
-        meta = read_metadata(source)
-        size = meta.get("img_size", "")
-        return {"classes": json.loads(meta["classes"]) if meta.get("classes") else None,
-                "trained_size": int(size) if size.isdigit() else None}
-    state = load_checkpoint(source)
-    return {**state.get("config", {}), "classes": state.get("classes"), "trained_size": state.get("img_size")}
-
-
-def _stored_classes(source: str | os.PathLike, config: dict) -> list[str] | None:
-    if config.get("classes"):
-        return list(config["classes"])
-    if _is_safetensors(Path(source)):
-        return None
+def _stored_classes(weights: Weights) -> list[str] | None:
+    if weights.classes or weights.config is None:
+        return weights.classes
     from crunet.data.classes import class_names  # a checkpoint from before class names were stored: its data set's
 
-    return class_names(config.get("data"))
+    return class_names(weights.config.get("data"))
 
 
 def read_class_file(path: str | os.PathLike) -> list[str]:

@@ -4,14 +4,15 @@
 A crunet safetensors file holds the model's ``state_dict()``, so each shared tensor once (its owner, the stage's
 ``SharedFactors``, is the only key), and metadata naming the model, its classes, input channels and design overrides
 (``model_kwargs``, JSON), so that ``load_weights(path)`` rebuilds the model without being told which one it is; a file
-exported from a training checkpoint also carries the class names and the input size it trained at (``provenance``).
+exported from a training checkpoint also carries the class names and the input size it trained at
+(``Weights.provenance``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
 import torch
@@ -27,9 +28,38 @@ class WeightsError(FileFormatError):
     """A weights file that cannot be read, or does not fit the model."""
 
 
+@dataclass
+class Weights:
+    """What a training checkpoint or a weights file holds, read once: enough to rebuild and load its model and to
+    answer as the run did."""
+
+    source: str
+    model_name: str
+    kwargs: dict  # create_model keywords: classes, input channels, design overrides
+    state: dict[str, torch.Tensor]
+    classes: list[str] | None = None  # the names of the classes it trained on, when the file knows them
+    img_size: int | None = None  # the input size it trained at, when the file knows it
+    config: dict | None = None  # a training checkpoint's TrainConfig; None for a weights file
+
+    def build(self, **overrides) -> nn.Module:
+        """A fresh model with these weights loaded strictly (every key, every shape), in eval mode."""
+        from crunet.models import create_model
+
+        model = create_model(self.model_name, **{**self.kwargs, **overrides})
+        load_model_state(model, self.state, self.source, self.model_name)
+        return model.eval()
+
+    def provenance(self) -> dict[str, str]:
+        """The metadata a weights file exported from this one keeps for ``crunet predict``: the class names (JSON)
+        and the input size it trained at."""
+        found = {"classes": json.dumps(list(self.classes)) if self.classes else None,
+                 "img_size": str(self.img_size) if self.img_size else None}
+        return {k: v for k, v in found.items() if v}
+
+
 def save_weights(model: nn.Module, path: str | os.PathLike, extra: dict[str, str] | None = None) -> Path:
     """The model's state dict as safetensors, with the model's name, classes, channels and design overrides as
-    metadata (``extra``: more, e.g. ``provenance(checkpoint)``)."""
+    metadata (``extra``: more, e.g. ``Weights.provenance()`` of the checkpoint it came from)."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -49,19 +79,6 @@ def save_weights(model: nn.Module, path: str | os.PathLike, extra: dict[str, str
     return path
 
 
-def provenance(path: str | os.PathLike) -> dict[str, str]:
-    """What a weights file exported from ``path`` should keep of it for ``crunet predict``: the class names (JSON) and
-    the input size the run trained at, from a training checkpoint or a crunet safetensors file."""
-    path = Path(path)
-    if _is_safetensors(path):
-        meta = read_metadata(path)
-        return {k: meta[k] for k in ("classes", "img_size") if meta.get(k)}
-    ckpt = load_checkpoint(path)
-    found = {"classes": json.dumps(list(ckpt["classes"])) if ckpt.get("classes") else None,
-             "img_size": str(ckpt["img_size"]) if ckpt.get("img_size") else None}
-    return {k: v for k, v in found.items() if v}
-
-
 def _plain(value):
     """JSON for the design dataclasses (``StageCfg``) inside overrides; ``create_model`` reads them back."""
     if is_dataclass(value) and not isinstance(value, type):
@@ -71,15 +88,6 @@ def _plain(value):
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors and metadata of a safetensors file."""
-    return _read_safetensors(path, lambda f: ({k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})))
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The metadata of a safetensors file, without reading its tensors."""
-    return _read_safetensors(path, lambda f: dict(f.metadata() or {}))
-
-
-def _read_safetensors(path: str | os.PathLike, read):
     from safetensors import safe_open
 
     path = Path(path)
@@ -87,14 +95,13 @@ def _read_safetensors(path: str | os.PathLike, read):
         raise WeightsError(f"weights file {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as f:
-            return read(f)
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except Exception as err:  # SafetensorError, OSError, and whatever else a hostile header provokes
         raise WeightsError(f"{path} is not a safetensors file: {' '.join(str(err).split())[:200]}") from err
 
 
-def read_weights(path: str | os.PathLike, model_name: str | None = None,
-                 use_ema: bool = False) -> tuple[str, dict[str, int], dict[str, torch.Tensor]]:
-    """(model name, create_model keywords, state dict) from a training checkpoint or a safetensors file.
+def read_weights(path: str | os.PathLike, model_name: str | None = None, use_ema: bool = False) -> Weights:
+    """The model, weights and provenance of a training checkpoint or a safetensors file, read once.
 
     A safetensors file written by crunet names its model; any other needs ``model_name``. The classes and input
     channels come from the metadata, or else from the classifier and first-convolution shapes.
@@ -110,7 +117,10 @@ def read_weights(path: str | os.PathLike, model_name: str | None = None,
         lies = [f"{k} {v} (the tensors say {shapes[k]})" for k, v in kwargs.items() if k in shapes and shapes[k] != v]
         if lies:  # checked before any model is built: metadata sizes are never trusted alone
             raise WeightsError(f"{path}: its metadata does not match its tensors: {'; '.join(lies)}")
-        return name, {**shapes, **kwargs, **_overrides(path, meta)}, state
+        size = meta.get("img_size", "")
+        return Weights(str(path), name, {**shapes, **kwargs, **_json_meta(path, meta, "model_kwargs", dict)}, state,
+                       classes=_json_meta(path, meta, "classes", list) or None,
+                       img_size=int(size) if size.isdigit() else None)
     ckpt = load_checkpoint(path)
     weights = ckpt.get("ema") if use_ema else ckpt.get("model")
     if not weights:
@@ -118,28 +128,26 @@ def read_weights(path: str | os.PathLike, model_name: str | None = None,
                            f"{' (train with --ema-decay)' if use_ema else ''}")
     if model_name and model_name != ckpt.get("model_name"):
         raise WeightsError(f"{path} holds {ckpt.get('model_name')!r}, not {model_name!r}")
-    return ckpt["model_name"], model_kwargs(ckpt), weights
+    return Weights(str(path), ckpt["model_name"], model_kwargs(ckpt), weights,
+                   classes=list(ckpt["classes"]) if ckpt.get("classes") else None,
+                   img_size=ckpt.get("img_size") or None, config=dict(ckpt.get("config", {})))
 
 
-def _overrides(path: Path, meta: dict[str, str]) -> dict:
+def _json_meta(path: Path, meta: dict[str, str], key: str, kind: type):
+    """A JSON metadata entry of kind ``kind`` (empty when absent); a readable error when it is not one."""
     try:
-        overrides = json.loads(meta.get("model_kwargs") or "{}")
+        value = json.loads(meta.get(key) or "null")
     except json.JSONDecodeError as err:
-        raise WeightsError(f"{path}: its model_kwargs metadata is not JSON ({err})") from None
-    if not isinstance(overrides, dict):
-        raise WeightsError(f"{path}: its model_kwargs metadata is not a JSON object")
-    return overrides
+        raise WeightsError(f"{path}: its {key} metadata is not JSON ({err})") from None
+    if value is not None and not isinstance(value, kind):
+        raise WeightsError(f"{path}: its {key} metadata is not a JSON {'object' if kind is dict else 'list'}")
+    return value or kind()
 
 
 def load_weights(path: str | os.PathLike, model_name: str | None = None, use_ema: bool = False,
                  **overrides) -> nn.Module:
     """A fresh model with the file's weights loaded strictly (every key, every shape), in eval mode."""
-    from crunet.models import create_model
-
-    name, kwargs, state = read_weights(path, model_name, use_ema)
-    model = create_model(name, **{**kwargs, **overrides})
-    load_model_state(model, state, str(path), name)
-    return model.eval()
+    return read_weights(path, model_name, use_ema).build(**overrides)
 
 
 def _is_safetensors(path: Path) -> bool:

@@ -99,6 +99,22 @@ def test_safetensors_metadata_that_lies_about_the_classes_is_refused_before_a_mo
         read_weights(tmp_path / "lie.safetensors")
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("classes", '{"0": "cat"}', "classes metadata is not a JSON list"),
+    ("classes", "[cat", "classes metadata is not JSON"),
+    ("model_kwargs", "[1]", "model_kwargs metadata is not a JSON object")])
+def test_safetensors_json_metadata_of_the_wrong_kind_is_one_readable_error(tmp_path, key, value, message):
+    from safetensors.torch import save_file
+
+    import crunet
+
+    model = crunet.create_model("crunet_small", num_classes=10, in_chans=1)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "odd.safetensors"),
+              metadata={"format": "crunet-weights-v1", "model": "crunet_small", key: value})
+    with pytest.raises(FileFormatError, match=message):
+        read_weights(tmp_path / "odd.safetensors")
+
+
 def test_a_tiny_mxnet_file_declaring_a_giant_classifier_is_refused(tmp_path):
     """~100 bytes declaring fc6_weight of shape (10^8, 0): never a 10^8-class model."""
     body = struct.pack("<QQQ", LIST_MAGIC, 0, 1) + struct.pack("<Iii", V2_MAGIC, 0, 2) + \
