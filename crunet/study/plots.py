@@ -28,25 +28,39 @@ def _pyplot():
     return plt
 
 
+Point = tuple[int, float, float]  # parameters, mean and sd of the test error
+
+
+def size_points(rows: list[dict[str, str]], dataset: str = "fashion-mnist") -> tuple[dict[str, list[Point]],
+                                                                                       dict[str, Point]]:
+    """The error-against-parameters view: each family's curve over its sizes (size=0.5, 1, 2) and one point for
+    every other model (``rows``: one rate per model, as ``at_family_rates`` gives)."""
+    table = {key[:3]: group for key, group in cells(rows).items() if key[0] == dataset}
+    curves = {family: sorted(_point(g) for o in SIZE_OPTIONS if (g := table.get((dataset, model, o))))
+              for model, family in FAMILIES.items()}
+    singles = {model: _point(g) for (_, model, option), g in table.items() if not option and model not in FAMILIES}
+    return {f: c for f, c in curves.items() if c}, singles
+
+
+def _point(group: list[dict[str, str]]) -> Point:
+    return int(group[0]["params"]), *mean_std(errors(group))
+
+
 def plot_error_vs_params(rows: list[dict[str, str]], path: Path, dataset: str = "fashion-mnist") -> Path | None:
-    table = {key[:3]: group for key, group in cells(rows).items()}  # ``rows``: one rate per model (at_family_rates)
-    curves = []
-    for model, family in FAMILIES.items():
-        points = [(int(g[0]["params"]), *mean_std(errors(g))) for o in SIZE_OPTIONS
-                  if (g := table.get((dataset, model, o)))]
-        if points:
-            curves.append((family, sorted(points)))
+    curves, singles = size_points(rows, dataset)
     if not curves:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for family, points in curves:
+    for family, points in curves.items():
         x, y, s = zip(*points, strict=True)
         ax.errorbar(x, y, yerr=[0 if v != v else v for v in s], marker="o", capsize=3, label=family)
+    for model, (params, m, s) in singles.items():
+        ax.errorbar([params], [m], yerr=[0 if s != s else s], marker="s", linestyle="none", capsize=3, label=model)
     ax.set(xscale="log", xlabel="parameters", ylabel="test error % (mean ± sd over seeds)",
-           title=f"{dataset}: test error against size (size=0.5, 1, 2)")
+           title=f"{dataset}: test error against size (curves: size=0.5, 1, 2; squares: other models)")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from crunet.study.report import difference_interval, render_markdown, welch, write_report
+from crunet.study.report import difference_interval, load, render_markdown, welch, write_report
 from crunet.study.results_csv import append_row
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ def test_welch_by_hand():
 
 
 def test_time_plot_only_from_runs_that_had_their_cores(results):
-    from crunet.study.report import available_plots, load
+    from crunet.study.report import available_plots
 
     rows = load(results)
     assert "error_vs_time.png" in available_plots(rows, {})
@@ -91,7 +91,7 @@ def test_time_plot_only_from_runs_that_had_their_cores(results):
 
 
 def test_gpu_runs_count_in_the_errors_but_not_in_the_times(results):
-    from crunet.study.report import available_plots, load
+    from crunet.study.report import available_plots
 
     for seed in range(2):
         append_row(results / "tier2.csv", {**_row("resnet32_cifar", seed, 92.0), "train_seconds": 30.0,
@@ -106,6 +106,16 @@ def test_report_writes_markdown_and_plots(results):
     written = {p.name for p in write_report(results)}
     assert written == {"results.md", "error_vs_params.png", "error_vs_time.png", "ablation_grad_norms.png"}
     assert (results / "ablation_grad_norms.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_size_view_draws_each_family_as_a_curve_and_other_models_as_points(results):
+    from crunet.study.plots import size_points
+
+    append_row(results / "tier2.csv", {**_row("preresnet_small", 0, 90.0), "params": 500})
+    curves, singles = size_points(load(results))
+    assert sorted(p[:2] for p in curves["CRU-Net (small)"]) == [(1000, 8.0), (1000, 10.0)]  # the base and size=0.5
+    assert set(curves) == {"CRU-Net (small)", "ResNeXt (pre-act, small)", "DSFB ResNet-32 S16U1"}
+    assert list(singles) == ["preresnet_small"] and singles["preresnet_small"][:2] == (500, 10.0)
 
 
 def test_report_without_csvs_says_what_to_run(tmp_path):
