@@ -107,14 +107,15 @@ def plot_ablation(results: Path, rows: list[dict[str, str]], path: Path, model: 
         return None
     plt = _pyplot()
     fig, (ax_grad, ax_orth) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = {column: f"C{i}" for i, column in enumerate(sorted({c for _, c in series}))}  # a stage: one colour
     for (label, column), by_epoch in sorted(series.items()):
         epochs = sorted(by_epoch)
         values = [statistics.fmean(by_epoch[e]) for e in epochs]
         ax = ax_orth if column == "orth_penalty" else ax_grad
         name = column.removeprefix("grad_").replace(".shared.0.weights.0", "")
-        ax.plot(epochs, values, marker="o", linestyle="--" if "=0" in label else "-",
+        ax.plot(epochs, values, marker="o", linestyle="--" if "=0" in label else "-", color=colors[column],
                 label=f"{name}, {label}" if ax is ax_grad else label)
-    ax_grad.set(yscale="log", xlabel="epoch", ylabel="mean gradient norm per step",
+    ax_grad.set(yscale="log", xlabel="epoch", ylabel="mean gradient norm per step (mean over seeds)",
                 title=f"{model}: shared-basis gradients")
     ax_orth.set(yscale="log", xlabel="epoch", ylabel="||B B^T - I||^2 / n^2", title="orthogonality penalty")
     for ax in (ax_grad, ax_orth):
