@@ -1,8 +1,10 @@
 """Run by test_distributed.py under torchrun: rank 1's loss turns NaN at its third forward pass; both ranks must stop
-together with the non-finite loss error (no hang in the gradient all-reduce, no step applied on one rank only)."""
+together with the non-finite loss error (no hang in the gradient all-reduce, no step applied on one rank only).
+Each rank writes its error to a file of its own: two processes printing to one pipe can interleave their lines."""
 
 import os
 import sys
+from pathlib import Path
 
 import torch
 from _ddp_common import small_run
@@ -28,6 +30,7 @@ cfg = small_run(data, out, checkpoint_every="1")
 try:
     train(cfg, model)
 except NonFiniteLossError as err:
-    print(f"rank {os.environ['RANK']} stopped: {err}", flush=True)
+    rank = os.environ["RANK"]
+    (Path(out).parent / f"rank{rank}-stopped.txt").write_text(f"rank {rank} stopped: {err}")
     sys.exit(3)
 sys.exit(0)
