@@ -113,6 +113,32 @@ def difference_interval(a: list[float], b: list[float], level: float = 0.95) -> 
     return float(ci.low), float(ci.high)
 
 
+def pooled_seed_sd(rows: list[dict[str, str]], dataset: str) -> tuple[float, int]:
+    """The seed-to-seed standard deviation of test error pooled over every cell of ``dataset`` with 2 runs or more,
+    and its degrees of freedom (NaN and 0 while no cell has 2 runs)."""
+    squares, df = 0.0, 0
+    for (cell_dataset, *_), group in cells(rows).items():
+        if cell_dataset == dataset and len(group) > 1:
+            values = errors(group)
+            mean = statistics.fmean(values)
+            squares += sum((v - mean) ** 2 for v in values)
+            df += len(values) - 1
+    return (math.sqrt(squares / df), df) if df else (math.nan, 0)
+
+
+def pooled_test(a: list[float], b: list[float], sd: float, df: int, level: float = 0.95) -> tuple[float, float, float]:
+    """Student's interval of mean(a) - mean(b) and its two-sided p, with a seed-to-seed ``sd`` estimated elsewhere
+    (``df`` degrees of freedom): what a comparison with one run on a side can say."""
+    if df == 0:
+        return math.nan, math.nan, math.nan
+    from scipy import stats
+
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    scale = sd * math.sqrt(1 / len(a) + 1 / len(b))
+    half = float(stats.t.ppf((1 + level) / 2, df)) * scale
+    return diff - half, diff + half, float(2 * stats.t.sf(abs(diff) / scale, df))
+
+
 def results_table(rows: list[dict[str, str]]) -> list[str]:
     lines = ["| data set | model | option | lr | n | test error % (mean ± sd) | params | MMACs | train s/run | img/s | "
              "cpu share |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -131,7 +157,7 @@ def results_table(rows: list[dict[str, str]]) -> list[str]:
 
 def comparison_table(rows: list[dict[str, str]], rates: dict[str, str]) -> list[str]:
     lines = ["| question | data set | candidate | reference | error difference (points) | 95% interval | "
-             "sd of seeds | Welch p | n |", "|---|---|---|---|---:|---:|---:|---:|---|"]
+             "sd of seeds | p | n |", "|---|---|---|---|---:|---:|---:|---:|---|"]
     table = cells(rows)
     for question, dataset, cand, ref in COMPARISONS:
         cand, ref = resolve(cand, rates), resolve(ref, rates)
@@ -139,13 +165,18 @@ def comparison_table(rows: list[dict[str, str]], rates: dict[str, str]) -> list[
         if not a or not b:
             continue
         ea, eb = errors(a), errors(b)
-        _, p = welch(ea, eb)
-        low, high = difference_interval(ea, eb)
-        interval = "-" if math.isnan(low) else f"{low:+.2f} to {high:+.2f}"
-        spread = max(mean_std(ea)[1], mean_std(eb)[1])
+        if len(ea) > 1 and len(eb) > 1:
+            _, p = welch(ea, eb)
+            low, high = difference_interval(ea, eb)
+            spread, mark = _num(max(mean_std(ea)[1], mean_std(eb)[1])), ""
+        else:  # one run on a side has no spread of its own
+            sd, df = pooled_seed_sd(rows, dataset)
+            low, high, p = pooled_test(ea, eb, sd, df)
+            spread, mark = f"{_num(sd)} pooled", " †"
+        interval = "-" if math.isnan(low) else f"{low:+.2f} to {high:+.2f}{mark}"
         lines.append(f"| {question} | {dataset} | {_label(cand)} | {_label(ref)} | "
-                     f"{statistics.fmean(ea) - statistics.fmean(eb):+.2f} | {interval} | {_num(spread)} | "
-                     f"{_num(p, 3)} | {len(ea)} vs {len(eb)} |")
+                     f"{statistics.fmean(ea) - statistics.fmean(eb):+.2f} | {interval} | {spread} | "
+                     f"{_num(p, 3)}{mark if not math.isnan(p) else ''} | {len(ea)} vs {len(eb)} |")
     return lines
 
 
@@ -176,7 +207,10 @@ def _markdown(rows: list[dict[str, str]], lr_rows: list[dict[str, str]], rates: 
            "## Comparisons", "",
            "Difference = candidate minus reference in mean test error (negative: the candidate is better); the 95% "
            "interval of that difference and p are Welch's (two-sided t-test over seeds, unequal variances). With 3 "
-           "seeds a side the interval is wide: a difference is resolved only when it excludes 0.", ""]
+           "seeds a side the interval is wide: a difference is resolved only when it excludes 0. † A side with one "
+           "run has no spread of its own: its interval and p are Student's with the seed-to-seed sd pooled over every "
+           "cell of that data set with 2 runs or more, which assumes sharing and width change the error's mean but "
+           "not how much it varies with the seed; read them as indications.", ""]
     out += comparison_table(rows, rates) + ["", "## All runs", ""] + results_table(rows)
     if lr_rows:
         chosen = ", ".join(f"`{m}` {r}" for m, r in rates.items()) or "none yet"

@@ -4,7 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from crunet.study.report import difference_interval, load, render_markdown, welch, write_report
+from crunet.study.report import (
+    difference_interval,
+    load,
+    pooled_seed_sd,
+    pooled_test,
+    render_markdown,
+    welch,
+    write_report,
+)
 from crunet.study.results_csv import append_row
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,8 +63,10 @@ def test_tier2_comparisons_pair_their_cells_even_with_one_seed(results):
     append_row(results / "tier2.csv", _row("preresnext_small", 0, 91.0, "size=0.5"))
     append_row(results / "tier2.csv", _row("dsfb_resnet56_s16u1", 0, 92.0))
     md = render_markdown(results)
+    # one run a side: Student's interval with the sd pooled over the two 3-seed cells, sqrt((0.08 + 0.02) / 4) = 0.158,
+    # 4 degrees of freedom: +1.00 +- 2.776 * 0.158 * sqrt(2) = +0.38 to +1.62, t = 4.47, p = 0.011
     assert ("| CRU vs ResNeXt units at half size | fashion-mnist | `crunet_small` size=0.5 lr 0.2 | "
-            "`preresnext_small` size=0.5 lr 0.2 | +1.00 | - | - | - | 1 vs 1 |") in md
+            "`preresnext_small` size=0.5 lr 0.2 | +1.00 | +0.38 to +1.62 † | 0.16 pooled | 0.011 † | 1 vs 1 |") in md
     assert "ResNet-56" not in md  # its reference has not run
 
 
@@ -128,3 +138,12 @@ def test_committed_table_is_the_report_of_the_committed_csvs():
     if not (results / "results.md").is_file():
         pytest.skip("no committed study results yet")
     assert (results / "results.md").read_text() == render_markdown(results)
+
+
+def test_pooled_sd_only_from_cells_of_the_data_set_with_a_spread(results):
+    rows = load(results)
+    sd, df = pooled_seed_sd(rows, "fashion-mnist")
+    assert sd == pytest.approx(0.025**0.5, rel=1e-6) and df == 4  # the one-run cells add nothing
+    sd, df = pooled_seed_sd(rows, "mnist")
+    assert math.isnan(sd) and df == 0  # no mnist runs: no spread to borrow
+    assert all(math.isnan(v) for v in pooled_test([1.0], [2.0], math.nan, 0))
