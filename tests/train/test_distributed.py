@@ -72,11 +72,13 @@ if sys.platform == "win32":
 RESUME_WORKER = Path(__file__).with_name("_ddp_resume_worker.py")
 
 
-def _launch(out, fmnist, cwd):
+def _launch(out, fmnist, cwd, log):
+    """torchrun in the background, its output in the file ``log``: a pipe nobody reads while we wait could fill."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CRUNET_DIST_TIMEOUT": "60"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(RESUME_WORKER),
            str(fmnist), str(out)]
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(log, "w") as f:
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
 
 
 def _step_of(path):
@@ -91,10 +93,10 @@ def test_one_rank_killed_all_exit_in_bounded_time_and_the_resumed_run_is_exact(f
     import signal
     import time
 
-    reference = _launch(tmp_path / "ref", fmnist, tmp_path)
-    assert reference.wait(timeout=300) == 0, reference.stdout.read()[-3000:]
+    reference = _launch(tmp_path / "ref", fmnist, tmp_path, tmp_path / "ref.log")
+    assert reference.wait(timeout=300) == 0, (tmp_path / "ref.log").read_text()[-3000:]
 
-    run = _launch(tmp_path / "run", fmnist, tmp_path)
+    run = _launch(tmp_path / "run", fmnist, tmp_path, tmp_path / "killed.log")
     deadline = time.monotonic() + 240
     while _step_of(tmp_path / "run" / "last.pt") < 3 and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -104,9 +106,10 @@ def test_one_rank_killed_all_exit_in_bounded_time_and_the_resumed_run_is_exact(f
     code = run.wait(timeout=120)  # no hang: the survivor sees its peer gone and torchrun ends the job
     assert code != 0 and time.monotonic() - killed < 120
 
-    resumed = _launch(tmp_path / "run", fmnist, tmp_path)
-    output = resumed.communicate(timeout=300)[0]
-    assert resumed.returncode == 0, output[-3000:]
+    resumed = _launch(tmp_path / "run", fmnist, tmp_path, tmp_path / "resumed.log")
+    code = resumed.wait(timeout=300)
+    output = (tmp_path / "resumed.log").read_text()
+    assert code == 0, output[-3000:]
     assert "resumed at step" in output
     ours, ref = load_checkpoint(tmp_path / "run" / "last.pt"), load_checkpoint(tmp_path / "ref" / "last.pt")
     assert ours["step"] == ref["step"] == 16
