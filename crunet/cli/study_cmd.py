@@ -26,6 +26,8 @@ def add_parser(subparsers) -> None:
     run.add_argument("--data", action="append", metavar="NAME=DIR",
                      help="where a data set's IDX files are, e.g. fashion-mnist=data/fashion-mnist (repeatable; "
                           "default: fashion-mnist from the Debian package, mnist in data/mnist)")
+    run.add_argument("--seeds", type=_seed_count, default=None, metavar="N",
+                     help="run every cell of the grid at seeds 0..N-1 at least (default: the grid's own counts)")
     run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
     run.set_defaults(func=run_cmd)
     show = sub.add_parser("list", help="list a grid's runs and which are done")
@@ -42,7 +44,7 @@ def add_parser(subparsers) -> None:
 
 
 def _selected(args: argparse.Namespace):
-    from crunet.study.grid import grid
+    from crunet.study.grid import grid, with_seeds
 
     models = set(getattr(args, "model", None) or []) or None
     specs = grid(args.grid, Path(args.results), models)
@@ -58,7 +60,18 @@ def _selected(args: argparse.Namespace):
         if unknown:
             raise CliError(f"--{flag} {', '.join(w or '-' for w in unknown)} is not in grid {args.grid}")
         specs = [s for s in specs if getattr(s, field) in wanted]
+    if getattr(args, "seeds", None):
+        if args.grid == "lr-check":
+            raise CliError("--seeds: the learning-rate check runs one seed per rate by design; give --seeds to tier1 "
+                           "or tier2")
+        specs = with_seeds(specs, args.seeds)
     return specs
+
+
+def _seed_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of seeds, 1 or more, got {text!r}")
+    return int(text)
 
 
 def run_cmd(args: argparse.Namespace) -> int:

@@ -195,6 +195,14 @@ def tier2(results: Path | None = None, models: set[str] | None = None) -> list[R
 GRIDS = {"lr-check": lr_check, "tier1": tier1, "tier2": tier2}
 
 
+def with_seeds(runs: list[RunSpec], seeds: int) -> list[RunSpec]:
+    """``runs`` with every cell (data set, model, option) run at seeds 0 to ``seeds`` - 1 at least, seed-major: more
+    seeds than a grid's own count, as time allows; a grid stopped part-way leaves the cells balanced."""
+    cells = {(r.dataset, r.model, r.option): None for r in runs}
+    extra = [RunSpec(d, m, seed, o) for d, m, o in cells for seed in range(seeds)]
+    return sorted(dict.fromkeys(runs + extra), key=lambda run: run.seed)
+
+
 def grid(name: str, results: Path | None = None, models: set[str] | None = None) -> list[RunSpec]:
     """The runs of grid ``name`` (of ``models`` only, if given); the learning-rate check reads what ``results``
     holds to extend its search, tiers 1 and 2 to take each family's rate from it."""

@@ -69,3 +69,23 @@ def test_merge_adds_the_runs_of_another_results_folder_once(tmp_path, capsys):
     assert main(argv) == 0 and "tier1.csv: 0 run(s) added" in capsys.readouterr().out  # merging again adds nothing
     assert main(["study", "merge", str(tmp_path / "empty"), "--results", str(ours)]) == 2
     assert "holds no study CSVs" in capsys.readouterr().err
+
+
+def test_seeds_give_every_selected_cell_more_runs_seed_major(checked_rates, capsys):
+    argv = ["study", "run", "tier2", "--dry-run", "--results", str(checked_rates)]
+    assert main(argv + ["--model", "preresnext_small", "--seeds", "2"]) == 0
+    assert capsys.readouterr().out.split("\n")[:-1] == [
+        f"todo fashion-mnist/preresnext_small/{option}/seed{seed}"
+        for seed in (0, 1) for option in ("size=0.5", "size=2")]
+    assert main(argv + ["--option", "amp=bf16", "--seeds", "2"]) == 0
+    assert len(capsys.readouterr().out.split("\n")[:-1]) == 3  # never fewer than the grid's own count
+    assert main(["study", "run", "lr-check", "--seeds", "2", "--dry-run", "--results", str(checked_rates)]) == 2
+    assert "one seed per rate" in capsys.readouterr().err
+
+
+def test_a_seed_count_below_one_is_refused_by_name(checked_rates, capsys):
+    try:
+        code = main(["study", "run", "tier2", "--seeds", "0", "--dry-run", "--results", str(checked_rates)])
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2 and "expected a whole number of seeds, 1 or more, got '0'" in capsys.readouterr().err
