@@ -172,7 +172,7 @@ def comparison_table(rows: list[dict[str, str]], rates: dict[str, str]) -> list[
         else:  # one run on a side has no spread of its own
             sd, df = pooled_seed_sd(rows, dataset)
             low, high, p = pooled_test(ea, eb, sd, df)
-            spread, mark = f"{_num(sd)} pooled", " †"
+            spread, mark = f"{_num(sd)} pooled (df {df})", " †"
         interval = "-" if math.isnan(low) else f"{low:+.2f} to {high:+.2f}{mark}"
         lines.append(f"| {question} | {dataset} | {_label(cand)} | {_label(ref)} | "
                      f"{statistics.fmean(ea) - statistics.fmean(eb):+.2f} | {interval} | {spread} | "
