@@ -58,7 +58,7 @@ def plot_error_vs_params(rows: list[dict[str, str]], path: Path, dataset: str = 
     for model, (params, m, s) in singles.items():
         ax.errorbar([params], [m], yerr=[0 if s != s else s], marker="s", linestyle="none", capsize=3, label=model)
     ax.set(xscale="log", xlabel="parameters", ylabel="test error % (mean ± sd over seeds)",
-           title=f"{dataset}: test error against size (curves: size=0.5, 1, 2; squares: other models)")
+           title=f"{dataset}: test error against size\n(curves: size=0.5, 1, 2; squares: other models)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -67,22 +67,27 @@ def plot_error_vs_params(rows: list[dict[str, str]], path: Path, dataset: str = 
     return path
 
 
+OPTION_MARKERS = {"": "o", "size=0.5": "v", "size=2": "^", "orth_lambda=0": "X", "amp=bf16": "D"}
+
+
 def plot_error_vs_time(rows: list[dict[str, str]], path: Path, dataset: str = "fashion-mnist") -> Path | None:
     table = {k: [r for r in g if timed(r)] for k, g in cells(rows).items() if k[0] == dataset}
     table = {k: g for k, g in table.items() if g}
     if not table:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (_, model, option, rate), group in table.items():
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
+    models = sorted({model for _, model, _, _ in table})
+    colours = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
+    for (_, model, option, rate), group in table.items():  # a colour per model, a marker per option
         secs = statistics.fmean(float(r["train_seconds"]) for r in group)
         m, s = mean_std(errors(group))
-        ax.errorbar([secs], [m], yerr=[0 if s != s else s], marker="o", capsize=3,
-                    label=model + (f" {option}" if option else "") + f" lr {rate}")
+        ax.errorbar([secs], [m], yerr=[0 if s != s else s], marker=OPTION_MARKERS.get(option, "P"), capsize=3,
+                    color=colours(models.index(model)), label=model + (f" {option}" if option else "") + f" lr {rate}")
     ax.set(xlabel=f"training seconds per run (runs with cpu share >= {MEASURED_CPU_SHARE})", ylabel="test error %",
            title=f"{dataset}: test error against training time")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
