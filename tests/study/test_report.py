@@ -66,7 +66,8 @@ def test_tier2_comparisons_pair_their_cells_even_with_one_seed(results):
     # one run a side: Student's interval with the sd pooled over the two 3-seed cells, sqrt((0.08 + 0.02) / 4) = 0.158,
     # 4 degrees of freedom: +1.00 +- 2.776 * 0.158 * sqrt(2) = +0.38 to +1.62, t = 4.47, p = 0.011
     assert ("| CRU vs ResNeXt units at half size | fashion-mnist | `crunet_small` size=0.5 lr 0.2 | "
-            "`preresnext_small` size=0.5 lr 0.2 | +1.00 | +0.38 to +1.62 † | 0.16 pooled (df 4) | 0.011 † | 1 vs 1 |") in md
+            "`preresnext_small` size=0.5 lr 0.2 | +1.00 | +0.38 to +1.62 † | 0.16 pooled (df 4) | 0.011 † | "
+            "1 vs 1 |") in md
     assert "ResNet-56" not in md  # its reference has not run
 
 
