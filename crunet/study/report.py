@@ -119,11 +119,11 @@ def difference_interval(a: list[float], b: list[float], level: float = 0.95) -> 
     return float(ci.low), float(ci.high)
 
 
-def pooled_seed_sd(rows: list[dict[str, str]], dataset: str) -> tuple[float, int]:
-    """The seed-to-seed standard deviation of test error pooled over every cell of ``dataset`` with 2 runs or more,
-    and its degrees of freedom (NaN and 0 while no cell has 2 runs)."""
+def pooled_seed_sd(table: dict[tuple[str, str, str, str], list[dict[str, str]]], dataset: str) -> tuple[float, int]:
+    """The seed-to-seed standard deviation of test error pooled over every cell of ``dataset`` with 2 runs or more
+    (``table``: the runs grouped by ``cells``), and its degrees of freedom (NaN and 0 while no cell has 2 runs)."""
     squares, df = 0.0, 0
-    for (cell_dataset, *_), group in cells(rows).items():
+    for (cell_dataset, *_), group in table.items():
         if cell_dataset == dataset and len(group) > 1:
             values = errors(group)
             mean = statistics.fmean(values)
@@ -176,7 +176,7 @@ def comparison_table(rows: list[dict[str, str]], rates: dict[str, str]) -> list[
             low, high = difference_interval(ea, eb)
             spread, mark = _num(max(mean_std(ea)[1], mean_std(eb)[1])), ""
         else:  # one run on a side has no spread of its own
-            sd, df = pooled_seed_sd(rows, dataset)
+            sd, df = pooled_seed_sd(table, dataset)
             low, high, p = pooled_test(ea, eb, sd, df)
             spread, mark = f"{_num(sd)} pooled (df {df})", " †"
         interval = "-" if math.isnan(low) else f"{low:+.2f} to {high:+.2f}{mark}"

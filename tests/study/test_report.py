@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from crunet.study.report import (
+    cells,
     difference_interval,
     load,
     pooled_seed_sd,
@@ -142,9 +143,9 @@ def test_committed_table_is_the_report_of_the_committed_csvs():
 
 
 def test_pooled_sd_only_from_cells_of_the_data_set_with_a_spread(results):
-    rows = load(results)
-    sd, df = pooled_seed_sd(rows, "fashion-mnist")
+    table = cells(load(results))
+    sd, df = pooled_seed_sd(table, "fashion-mnist")
     assert sd == pytest.approx(0.025**0.5, rel=1e-6) and df == 4  # the one-run cells add nothing
-    sd, df = pooled_seed_sd(rows, "mnist")
+    sd, df = pooled_seed_sd(table, "mnist")
     assert math.isnan(sd) and df == 0  # no mnist runs: no spread to borrow
     assert all(math.isnan(v) for v in pooled_test([1.0], [2.0], math.nan, 0))
