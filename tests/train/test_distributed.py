@@ -142,8 +142,8 @@ def test_a_nan_loss_on_one_rank_stops_both_ranks_at_the_same_step(fmnist, tmp_pa
     started = time.monotonic()
     result = torchrun(Path(__file__).with_name("_ddp_nan_worker.py"), fmnist, tmp_path / "run", cwd=tmp_path)
     assert result.returncode != 0 and time.monotonic() - started < 240
-    lines = [(tmp_path / f"rank{rank}-stopped.txt").read_text() for rank in (0, 1)
-             if (tmp_path / f"rank{rank}-stopped.txt").exists()]
+    reports = [tmp_path / f"rank{rank}-stopped.txt" for rank in (0, 1)]
+    lines = [report.read_text() for report in reports if report.exists()]
     assert [ln.split(":")[0] for ln in lines] == ["rank 0 stopped", "rank 1 stopped"], result.stderr[-3000:]
     assert all("at step 2" in ln for ln in lines), lines
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2  # the poisoned step was not applied
