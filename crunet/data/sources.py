@@ -37,8 +37,16 @@ class DataSpec:
 class FolderLoader:
     """Decodes images in DataLoader workers; yields (images, labels, number of bad images skipped)."""
 
-    def __init__(self, dataset: folders.ImageListDataset, workers: int):
-        self.dataset, self.workers = dataset, workers
+    def __init__(self, dataset: folders.ImageListDataset, workers: int, pin_memory: bool = False):
+        self.dataset, self.workers, self.pin_memory = dataset, workers, pin_memory
+
+    def to(self, device) -> FolderLoader:
+        """Batches bound for ``device``: on CUDA they come in pinned memory (the step copies them non-blocking).
+        The images themselves stay on the CPU, decoded by the workers. Returns this loader."""
+        import torch
+
+        self.pin_memory = torch.device(device).type == "cuda"
+        return self
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -56,10 +64,10 @@ class FolderLoader:
         # resumed mid-epoch (one more DataLoader) would draw different dropout masks than an uninterrupted one
         yield from tud.DataLoader(self.dataset, batch_sampler=keyed, num_workers=self.workers,
                                   collate_fn=folders.skip_bad_collate, persistent_workers=False,
-                                  generator=torch.Generator().manual_seed(epoch))
+                                  pin_memory=self.pin_memory, generator=torch.Generator().manual_seed(epoch))
 
     def subset(self, n: int) -> FolderLoader:
-        return FolderLoader(self.dataset.subset(n), self.workers)
+        return FolderLoader(self.dataset.subset(n), self.workers, self.pin_memory)
 
 
 def detect_kind(data: str | os.PathLike | None) -> str:

@@ -9,16 +9,20 @@ from crunet.data.transforms import center_crop, ten_crop
 
 
 def pad_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random crop of the zero-padded batch (shift by up to ``pad`` pixels) and a random horizontal flip."""
+    """Random crop of the zero-padded batch (shift by up to ``pad`` pixels) and a random horizontal flip.
+
+    The draws come from the CPU ``generator`` whatever ``x``'s device (only the small draws move there), so a batch
+    on the GPU is augmented exactly as the same batch on the CPU."""
     n, _, h, w = x.shape
+    dev = x.device
     if pad:
-        dy, dx = (torch.randint(0, 2 * pad + 1, (2, n), generator=generator))
+        dy, dx = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(dev)
         xp = F.pad(x, (pad, pad, pad, pad))
-        rows = (dy[:, None] + torch.arange(h))[:, :, None]
-        cols = (dx[:, None] + torch.arange(w))[:, None, :]
-        x = xp[torch.arange(n)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+        rows = (dy[:, None] + torch.arange(h, device=dev))[:, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, :]
+        x = xp[torch.arange(n, device=dev)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
     if flip:
-        mask = torch.rand(n, generator=generator) < 0.5
+        mask = (torch.rand(n, generator=generator) < 0.5).to(dev)
         x = torch.where(mask[:, None, None, None], x.flip(-1), x)
     return x
 
@@ -33,7 +37,18 @@ class TensorLoader:
         self.std = torch.tensor(std[: images.shape[1]]).view(1, -1, 1, 1)
         self.crops, self.size = crops, size or images.shape[-1]
         self.resize = resize or self.size
-        self.generator, self.seed = torch.Generator(), seed
+        self.generator, self.seed = torch.Generator(), seed  # on the CPU always: the draws do not depend on device
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device: torch.device | str) -> TensorLoader:
+        """Keep the images, labels and normalization on ``device`` (once, for the run): batches are indexed and
+        augmented there, with the same random draws as on the CPU. Returns this loader."""
+        self.images, self.labels = self.images.to(device), self.labels.to(device)
+        self.mean, self.std = self.mean.to(device), self.std.to(device)
+        return self
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -54,7 +69,8 @@ class TensorLoader:
         """The augmentation of a batch depends only on (seed, epoch, its first image): a resumed run repeats it."""
         for idx in batches:
             self.generator.manual_seed(self.seed * 1_000_003 + epoch * 100_003 + int(idx[0]))
-            yield self.prepare(self.images[idx], train), self.labels[idx], 0
+            on = idx.to(self.images.device, non_blocking=True)
+            yield self.prepare(self.images[on], train), self.labels[on], 0
 
     def subset(self, n: int) -> TensorLoader:
         return self._take(_fixed_order(len(self.labels))[:n].sort().values)
@@ -70,9 +86,10 @@ class TensorLoader:
 
     def _take(self, index: torch.Tensor, source: TensorLoader | None = None) -> TensorLoader:
         source = source or self
+        index = index.to(source.images.device)
         out = TensorLoader(source.images[index], source.labels[index], (0,), (1,), self.pad, self.flip, self.crops,
                            self.resize, self.size, self.seed)
-        out.mean, out.std = self.mean, self.std
+        out.mean, out.std = self.mean.to(out.device), self.std.to(out.device)
         return out
 
 

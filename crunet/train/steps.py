@@ -51,7 +51,7 @@ def train_step(model, optimizer, micro_batches, *, device, amp="none", channels_
     stats: dict[str, float] = {"loss": 0.0, "correct": 0.0, "count": 0.0}
     n_micro, bad = len(micro_batches), None
     for i, (x, y) in enumerate(micro_batches):
-        x, y = to_device(x, device, channels_last), y.to(device)
+        x, y = to_device(x, device, channels_last), y.to(device, non_blocking=True)
         sync = contextlib.nullcontext() if i == n_micro - 1 or not hasattr(model, "no_sync") else model.no_sync()
         with sync:
             with autocast(device, amp):
@@ -101,7 +101,7 @@ def evaluate(model: nn.Module, batches, *, device, amp="none", channels_last=Fal
         if len(y) == 0:
             continue
         crops = x.shape[1] if x.dim() == 5 else 1
-        x, y = to_device(x.flatten(0, 1) if crops > 1 else x, device, channels_last), y.to(device)
+        x, y = to_device(x.flatten(0, 1) if crops > 1 else x, device, channels_last), y.to(device, non_blocking=True)
         with autocast(device, amp):
             logits = model(x).float()
         probs = logits.softmax(1).view(len(y), crops, -1).mean(1)

@@ -74,6 +74,9 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
         model = probe if probe.num_classes == num_classes else _create(cfg, num_classes, spec.in_chans)
     train_data = train_data.subset(cfg.subset) if cfg.subset else train_data
     val_data = val_data.subset(cfg.val_subset or cfg.subset) if (cfg.val_subset or cfg.subset) else val_data
+    if info.device.type == "cuda":  # IDX images: on the GPU once; folders: pinned batches. The CPU path is as it was
+        train_data, val_data = train_data.to(info.device), val_data.to(info.device)
+        torch.backends.cudnn.benchmark = True
     for name in getattr(train_data, "empty_classes", []):
         say(f"warning: class folder {name!r} is empty (its label is kept; --strict-data makes this an error)")
 
