@@ -2,7 +2,8 @@
 
 ``crunet_small`` turns the last two stages of ``preresnext_small`` into Collective Residual Units (groups of three)
 and takes the bottleneck width the width solver finds to match ``preresnext_small``'s parameter count, so the two can
-be compared at equal size.
+be compared at equal size. ``crunet_small_plain_last`` shares as the released CRU-Nets do: its last stage stays a
+plain ResNeXt stage, and only the middle stage is collective, at the width that matches the same count.
 """
 
 from __future__ import annotations
@@ -38,6 +39,19 @@ def crunet_small_width() -> int:
     return solve_width(crunet_small_design, target, multiple=4, num_classes=10, in_chans=1)
 
 
+def crunet_small_plain_last_design(width: int) -> NetCfg:
+    """A CRU middle stage of bottleneck width ``width`` (three units per sharing group) between plain ResNeXt
+    stages, as CRU-Net-56 shares conv4 only and keeps conv5 plain."""
+    first, _, last = PRERESNEXT_SMALL.stages
+    return _small((first, StageCfg(3, 128, width, None, share_every=3), last))
+
+
+@functools.cache
+def crunet_small_plain_last_width() -> int:
+    target = params_of(PRERESNEXT_SMALL, num_classes=10, in_chans=1)
+    return solve_width(crunet_small_plain_last_design, target, multiple=4, num_classes=10, in_chans=1)
+
+
 @register_model
 def preresnet_small(**kwargs):
     """Pre-activation ResNet for 28-32 px images (R=1)."""
@@ -55,3 +69,11 @@ def crunet_small(**kwargs):
     """CRU-Net for 28-32 px images, parameter-matched to preresnext_small."""
     design = crunet_small_design(crunet_small_width())
     return PreActResNet.create("crunet_small", design, pretrained_cfg=FASHION_MNIST, **kwargs)
+
+
+@register_model
+def crunet_small_plain_last(**kwargs):
+    """CRU-Net for 28-32 px images sharing as the released CRU-Nets do (last stage plain ResNeXt), parameter-matched
+    to preresnext_small."""
+    design = crunet_small_plain_last_design(crunet_small_plain_last_width())
+    return PreActResNet.create("crunet_small_plain_last", design, pretrained_cfg=FASHION_MNIST, **kwargs)

@@ -1,8 +1,13 @@
 """What a study runs: one recipe per data set and a list of runs, each a (data set, model, option, seed).
 
 An option is a comma-separated list of ``name=value`` changes to the recipe or the model:
-``lr=0.1`` (learning rate), ``orth_lambda=0`` (DSFB's regularizer off), ``size=2`` (about twice the parameters: every
-width times sqrt(2)), ``amp=bf16``, ``holdout=10000`` (validate on held-out training images, never the test set).
+``lr=0.1`` (learning rate), ``orth_lambda=0`` (DSFB's regularizer off), ``orth_unique=1`` (DSFB's regularizer in the
+form of the source's CIFAR-10 script, covering the unique filters too), ``size=2`` (about twice the parameters: every
+width times sqrt(2)), ``amp=bf16``, ``holdout=10000`` (validate on held-out training images, never the test set),
+``epochs=20`` and ``pad=2`` (random shifts of up to 2 pixels, with the flips), which replace the recipe's.
+
+A DSFB cell without ``orth_unique=1`` runs the shared-only form of the regularizer, whatever the model's default:
+tiers 1 and 2 ran before the CIFAR-10 form existed, and their keys keep meaning what they ran.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from crunet.study.results_csv import read_rows
 from crunet.train.config import TrainConfig
 
-OPTION_NAMES = ("lr", "orth_lambda", "size", "amp", "holdout")
+OPTION_NAMES = ("lr", "orth_lambda", "orth_unique", "size", "amp", "holdout", "epochs", "pad")
 
 
 @dataclass(frozen=True)
@@ -49,16 +56,32 @@ class RunSpec:
                   "progress": "none", "tensorboard": False, "plot": False, "log_shared_grads": True,
                   **recipe.settings}
         cfg = TrainConfig(**values)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"orth_unique": False} if has_unique_form(self.model) else {}
         for name, value in parse_option(self.option).items():
             if name == "orth_lambda":
                 kwargs["orth_lambda"] = float(value)
+            elif name == "orth_unique":
+                kwargs["orth_unique"] = _flag(name, value)
             elif name == "size":
                 kwargs.update(size_overrides(self.model, float(value)))
             else:
-                setattr(cfg, name, {"lr": float, "holdout": int, "amp": str}[name](value))
+                setattr(cfg, name, {"lr": float, "holdout": int, "amp": str, "epochs": int, "pad": int}[name](value))
         cfg.model_kwargs = kwargs
         return cfg
+
+
+def has_unique_form(model: str) -> bool:
+    """Whether ``model``'s regularizer has the CIFAR-10 form (``orth_unique``) to switch."""
+    from crunet.models import create_model
+
+    with torch.device("meta"):
+        return hasattr(create_model(model, num_classes=10, in_chans=1), "orth_unique")
+
+
+def _flag(name: str, value: str) -> bool:
+    if value not in ("0", "1"):
+        raise ValueError(f"study option {name}={value}: expected {name}=0 or {name}=1")
+    return value == "1"
 
 
 def parse_option(option: str) -> dict[str, str]:
@@ -107,7 +130,8 @@ DEFAULT_LR = LR_CHOICES[0]
 CLEARLY_BETTER = 0.15  # points of held-out top-1: above the seed-to-seed sd of the default run (0.08-0.14)
 RATE_FAMILY = {  # models that take the rate checked on their family's representative
     "resnet56_cifar": "resnet32_cifar", "dsfb_resnet32_s8u1": "dsfb_resnet32_s16u1",
-    "dsfb_resnet32_s16u1_double": "dsfb_resnet32_s16u1", "dsfb_resnet56_s16u1": "dsfb_resnet32_s16u1"}
+    "dsfb_resnet32_s16u1_double": "dsfb_resnet32_s16u1", "dsfb_resnet56_s16u1": "dsfb_resnet32_s16u1",
+    "crunet_small_plain_last": "crunet_small"}
 HOLDOUT = 10_000  # of Fashion-MNIST's 60,000 training images
 
 
@@ -192,7 +216,30 @@ def tier2(results: Path | None = None, models: set[str] | None = None) -> list[R
     return _at_family_rates(runs, family_rates(results), models) + bf16
 
 
-GRIDS = {"lr-check": lr_check, "tier1": tier1, "tier2": tier2}
+TIER3_EPOCHS = 20  # E: tier 3's training length (the E-versus-2E check below says whether it is long enough)
+CONVERGENCE_CHECK_MODEL = "preresnet_small"  # the cheapest family, trained at E and at 2E (one seed each)
+
+
+def tier3_option(epochs: int, extra: str = "") -> str:
+    """Tier 3's recipe: ``epochs`` epochs, random 2-pixel shifts plus flips, bf16 autocast in every cell."""
+    return ",".join(filter(None, (f"epochs={epochs},pad=2,amp=bf16", extra)))
+
+
+def tier3(results: Path | None = None, models: set[str] | None = None) -> list[RunSpec]:
+    """The claims with the authors' configurations, trained longer: the CRU trio and the CRU network that shares as
+    the released ones do (last stage plain); ResNet-32 and DSFB S16U1 with the CIFAR-10 regularizer, the shared-only
+    one and none; each family at its rate. The 2E run of the cheapest family comes first: it is the longest."""
+    base = tier3_option(TIER3_EPOCHS)
+    runs = (_grid(FM, (CONVERGENCE_CHECK_MODEL,), (0,), (tier3_option(2 * TIER3_EPOCHS),))
+            + _grid(FM, ("preresnext_small", "crunet_small", "crunet_small_plain_last", "resnet32_cifar"), range(3),
+                    (base,))
+            + _grid(FM, ("dsfb_resnet32_s16u1",), range(3), (tier3_option(TIER3_EPOCHS, "orth_unique=1"),))
+            + _grid(FM, ("preresnet_small",), range(2), (base,))
+            + _grid(FM, ("dsfb_resnet32_s16u1",), range(2), (base, tier3_option(TIER3_EPOCHS, "orth_lambda=0"))))
+    return sorted(_at_family_rates(runs, family_rates(results), models), key=lambda run: run.seed)
+
+
+GRIDS = {"lr-check": lr_check, "tier1": tier1, "tier2": tier2, "tier3": tier3}
 
 
 def with_seeds(runs: list[RunSpec], seeds: int) -> list[RunSpec]:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 COLUMNS = ("key", "dataset", "model", "option", "seed", "params", "macs", "test_top1", "test_top5", "test_loss",
            "best_epoch", "best_top1", "final_epoch", "lr", "train_seconds", "images_per_s", "cpu_share", "threads",
-           "concurrent_runs", "git_commit", "torch_version", "finished_at", "device")
-LATER_COLUMNS = ("device",)  # absent from the first files: "" there (every run before it was on the CPU)
-STUDY_CSVS = ("lr-check.csv", "tier1.csv", "tier2.csv")  # the fairness check and the grids, one file each
+           "concurrent_runs", "git_commit", "torch_version", "finished_at", "device", "processor")
+# absent from the first files: "" there (every run before "device" was on the CPU; "processor": not recorded)
+LATER_COLUMNS = ("device", "processor")
+STUDY_CSVS = ("lr-check.csv", "tier1.csv", "tier2.csv", "tier3.csv")  # the fairness check and the grids
 
 
 def epochs_file(key: str) -> str:

@@ -12,6 +12,7 @@ import csv
 import fcntl
 import json
 import os
+import platform
 import resource
 import shutil
 import subprocess
@@ -88,7 +89,21 @@ def make_row(spec: RunSpec, cfg, summary: dict, resolved: dict, epochs: list[dic
             "final_epoch": int(epochs[-1]["epoch"]), "lr": info["lr"], "train_seconds": train_seconds,
             "images_per_s": images / max(train_seconds, 1e-9), "threads": threads, "concurrent_runs": concurrent,
             "git_commit": code_version(), "torch_version": torch.__version__,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "device": device_name(info.get("device", "cpu"))}
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "device": device_name(info.get("device", "cpu")),
+            "processor": processor_name()}
+
+
+def processor_name() -> str:
+    """The CPU's model and the instruction set PyTorch's kernels dispatch to: CPU results differ between machines
+    (same code, same seed), so a row says which processor computed it."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine()
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def device_name(device: str) -> str:

@@ -34,8 +34,11 @@ class SharedGradProbe:
         return bool(self.params)
 
     def __call__(self) -> dict[str, float]:
-        return {f"grad_{name}": float(p.grad.detach().float().norm()) for name, p in self.params.items()
-                if p.grad is not None}
+        named = [(name, p.grad) for name, p in self.params.items() if p.grad is not None]
+        if not named:
+            return {}
+        norms = torch.stack([grad.detach().float().norm() for _, grad in named]).tolist()  # one device sync
+        return {f"grad_{name}": norm for (name, _), norm in zip(named, norms, strict=True)}
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ import torch
 import crunet
 from crunet.layers.complexity import measured_macs
 from crunet.models.crunet import CRUNET56_PARAMS, crunet56_136x1d_width
-from crunet.models.small import crunet_small_width
+from crunet.models.small import crunet_small_plain_last_width, crunet_small_width
 
 
 def _meta(name, **kwargs):
@@ -50,6 +50,15 @@ def test_small_pair_is_parameter_matched_within_three_percent():
     rx = crunet.count_parameters(crunet.create_model("preresnext_small", num_classes=10, in_chans=1))
     assert abs(cru - rx) / rx < 0.03
     assert 0.2e6 <= rx <= 1.5e6 and crunet_small_width() % 4 == 0
+
+
+def test_released_pattern_small_cru_shares_only_the_middle_stage_at_preresnext_small_size():
+    model = crunet.create_model("crunet_small_plain_last", num_classes=10, in_chans=1)
+    rx = crunet.count_parameters(crunet.create_model("preresnext_small", num_classes=10, in_chans=1))
+    assert abs(crunet.count_parameters(model) - rx) / rx < 0.03
+    assert [len(stage.factors) for stage in model.stages] == [0, 1, 0]  # one sharing group: the middle stage
+    assert model.stages[1].units[0].width == crunet_small_plain_last_width()
+    assert [unit.groups for unit in model.stages[2].units] == [8, 8, 8]  # the last stage: plain ResNeXt, 8 groups
 
 
 @pytest.mark.parametrize("name", ["crunet56", "preresnext50_32x4d"])

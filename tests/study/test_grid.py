@@ -12,8 +12,36 @@ def test_option_changes_recipe_and_model():
     spec = RunSpec("fashion-mnist", "dsfb_resnet32_s16u1", 2, "lr=0.1,orth_lambda=0,amp=bf16,holdout=500")
     cfg = spec.train_config(Recipe(data="somewhere", epochs=3, settings={"subset": 64}), "out")
     assert (cfg.lr, cfg.amp, cfg.holdout, cfg.seed, cfg.epochs, cfg.subset) == (0.1, "bf16", 500, 2, 3, 64)
-    assert cfg.model_kwargs == {"orth_lambda": 0.0} and cfg.log_shared_grads
+    assert cfg.model_kwargs == {"orth_unique": False, "orth_lambda": 0.0} and cfg.log_shared_grads
     assert spec.key == "fashion-mnist/dsfb_resnet32_s16u1/lr=0.1,orth_lambda=0,amp=bf16,holdout=500/seed2"
+
+
+def test_tier3_options_set_length_shifts_and_the_regularizer_form():
+    recipe = Recipe(data=None, epochs=5)
+    cfg = RunSpec("fashion-mnist", "dsfb_resnet32_s16u1", 0, "epochs=20,pad=2,amp=bf16,orth_unique=1").train_config(
+        recipe, "out")
+    assert (cfg.epochs, cfg.pad, cfg.amp, cfg.model_kwargs) == (20, 2, "bf16", {"orth_unique": True})
+    shared_only = RunSpec("fashion-mnist", "dsfb_resnet32_s16u1", 0, "epochs=20").train_config(recipe, "out")
+    assert shared_only.model_kwargs == {"orth_unique": False}  # tiers 1-2's form, whatever the model's default
+    assert RunSpec("fashion-mnist", "crunet_small", 0, "").train_config(recipe, "out").model_kwargs == {}
+    with pytest.raises(ValueError, match="orth_unique=0 or orth_unique=1"):
+        RunSpec("fashion-mnist", "dsfb_resnet32_s16u1", 0, "orth_unique=yes").train_config(recipe, "out")
+
+
+def test_tier3_has_its_cells_at_their_seed_counts(checked_rates):
+    from collections import Counter
+
+    from crunet.study.grid import CONVERGENCE_CHECK_MODEL, TIER3_EPOCHS, tier3
+
+    runs = tier3(checked_rates)
+    e = f"epochs={TIER3_EPOCHS},pad=2,amp=bf16"
+    assert Counter((r.model, r.option) for r in runs) == {
+        ("preresnext_small", e): 3, ("crunet_small", f"lr=0.4,{e}"): 3, ("crunet_small_plain_last", f"lr=0.4,{e}"): 3,
+        ("preresnet_small", e): 2, ("resnet32_cifar", e): 3, ("dsfb_resnet32_s16u1", f"{e},orth_unique=1"): 3,
+        ("dsfb_resnet32_s16u1", e): 2, ("dsfb_resnet32_s16u1", f"{e},orth_lambda=0"): 2,
+        (CONVERGENCE_CHECK_MODEL, f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16"): 1}
+    assert TIER3_EPOCHS >= 20 and runs[0].option.startswith(f"epochs={2 * TIER3_EPOCHS}")  # the longest run first
+    assert [r.seed for r in runs] == sorted(r.seed for r in runs)
 
 
 @pytest.mark.parametrize("option", ["lr", "width=2", "lr=", "=3"])
@@ -36,7 +64,7 @@ def test_grids_have_unique_keys_and_build(checked_rates):
         for spec in specs:
             spec.train_config(Recipe(None, 1), "out").check()
     with pytest.raises(ValueError, match="unknown grid"):
-        grid("tier3")
+        grid("tier9")
 
 
 def test_learning_rate_search_grows_past_a_winning_edge(tmp_path):
