@@ -40,6 +40,8 @@ HELP = {
     "checkpoint_every": "mid-epoch checkpoints every N steps (500), M minutes (30m), or both (500,30m); 0: epoch "
                         "ends only. SIGTERM/SIGINT/SIGUSR1 always write one at the next step boundary",
     "progress": "auto (a bar on a terminal, lines otherwise), bar, lines, none",
+    "compile": "torch.compile the model for the training steps (GPU: faster after the first, slow, step); "
+               "checkpoints, EMA and evaluation use the eager module",
 }
 
 

@@ -60,6 +60,7 @@ class TrainConfig:
     plot: bool = True
     progress: str = "auto"  # auto (bar on a terminal), bar, lines, none
     device: str = "auto"
+    compile: bool = False  # torch.compile the training forward (checkpoints and EMA keep the eager module)
 
     def apply_preset(self) -> TrainConfig:
         if self.preset:

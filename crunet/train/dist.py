@@ -24,6 +24,7 @@ class DistInfo:
     world: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    backend: str | None = None  # the process group's (nccl on CUDA, gloo on the CPU); None: no group
 
     @property
     def main(self) -> bool:
@@ -48,10 +49,17 @@ def setup_distributed(device: str = "auto") -> DistInfo:
     dev = torch.device("cuda", index) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
+    # under torchrun the group is made even for one process: ``--nproc_per_node 1`` checks the NCCL set-up of a
+    # one-GPU machine (a plain ``crunet train`` makes none; with one process the loop takes no collective either way)
+    if (world > 1 or "TORCHELASTIC_RUN_ID" in os.environ) and not dist.is_initialized():
         timeout = timedelta(seconds=float(os.environ.get("CRUNET_DIST_TIMEOUT", "600")))
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timeout)
-    return DistInfo(rank, world, local_rank, dev)
+        dist.init_process_group(backend=backend_for(dev), timeout=timeout, device_id=dev if use_cuda else None)
+    return DistInfo(rank, world, local_rank, dev, dist.get_backend() if dist.is_initialized() else None)
+
+
+def backend_for(device: torch.device) -> str:
+    """NCCL between GPUs (one process per GPU, on cuda:LOCAL_RANK), Gloo between CPU processes."""
+    return "nccl" if device.type == "cuda" else "gloo"
 
 
 def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
@@ -83,7 +91,7 @@ def from_main(obj, info: DistInfo):
 def cleanup(info: DistInfo, finished: bool = True) -> None:
     """A finished run waits for every rank before the group goes (a rank that leaves early makes the others'
     last collective fail at shutdown); a failed one leaves at once."""
-    if info.world > 1 and dist.is_initialized():
+    if (info.world > 1 or info.backend) and dist.is_initialized():
         if finished:
             dist.barrier()
         dist.destroy_process_group()

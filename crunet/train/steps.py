@@ -15,7 +15,10 @@ class NonFiniteLossError(RuntimeError):
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+    """The eager module under DDP and ``torch.compile`` wrappers (its state dict has no ``_orig_mod.`` prefix)."""
+    model = getattr(model, "_orig_mod", model)
+    model = model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+    return getattr(model, "_orig_mod", model)
 
 
 def autocast(device: torch.device, amp: str):

@@ -116,12 +116,15 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
         run.write_config({**cfg.to_dict(), "resolved": {"lr": lr, "global_batch": sampler.global_batch,
                           "world": info.world, "channels_last": channels_last, "num_classes": num_classes,
                           "in_chans": spec.in_chans, "img_size": spec.size, "train_images": len(train_data),
-                          "val_images": len(val_data), "device": str(info.device)}})
+                          "val_images": len(val_data), "device": str(info.device),
+                          "backend": info.backend}})
         run.keep_epochs(state.epoch)
         say(f"training {unwrap(model).name} ({sum(p.numel() for p in model.parameters()):,} params) on "
             f"{len(train_data)} images, {info.world} process(es), global batch {sampler.global_batch}, lr {lr:.4g}; "
             f"run directory {run.path}" + (f"; resumed at step {state.step} from {cfg.resume}" if resume else ""))
     ddp_model = nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
+    # the training forward only: evaluation, EMA and checkpoints use the eager module (same parameters)
+    train_model = torch.compile(ddp_model) if cfg.compile else ddp_model
     agree = (lambda flag: any_rank([flag], info)[0]) if info.world > 1 else None
     every = CheckpointEvery(cfg.checkpoint_every)
 
@@ -131,7 +134,7 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
         try:
             while state.epoch < cfg.epochs:
                 epoch, t_epoch = state.epoch, time.perf_counter()
-                ddp_model.train()
+                train_model.train()
                 batches = sampler.batches(epoch, state.epoch_step * cfg.accum)
                 progress = Progress(sampler.steps_per_epoch - state.epoch_step, f"epoch {epoch + 1}/{cfg.epochs}",
                                     cfg.progress, cfg.log_every, info.main)
@@ -146,7 +149,7 @@ def _train(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info:
                     stats = None
                     if not empty:
                         schedule.set(state.step)
-                        stats = train_step(ddp_model, optimizer, micro, device=info.device, amp=cfg.amp,
+                        stats = train_step(train_model, optimizer, micro, device=info.device, amp=cfg.amp,
                                            channels_last=channels_last, label_smoothing=cfg.label_smoothing,
                                            clip_grad=cfg.clip_grad, scaler=scaler, ema=ema, step=state.step,
                                            grad_probe=grad_probe, agree=agree)

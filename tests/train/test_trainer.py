@@ -237,3 +237,37 @@ def test_an_existing_run_is_never_overwritten_by_a_new_one(cfg, tiny_model, tmp_
     cfg.out = str(tmp_path / "file")
     with pytest.raises(ValueError, match="is a file"):
         train(cfg, tiny_model())
+
+
+@pytest.mark.slow
+def test_compile_trains_the_compiled_forward_and_saves_the_eager_weights(cfg, tiny_model, monkeypatch):
+    compiled = []
+    real_compile = torch.compile
+
+    def spy(model, *args, **kwargs):
+        compiled.append(model)
+        return real_compile(model, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", spy)
+    cfg.epochs, cfg.subset, cfg.ema_decay, cfg.compile = 1, 256, 0.9, True
+    torch.manual_seed(0)
+    model = tiny_model()
+    model.drop.p = 0.0  # compiled dropout draws other masks than eager dropout
+    summary = train(cfg, model)
+    assert compiled == [model] and summary["steps"] == 8
+    state = load_checkpoint(f"{cfg.out}/last.pt")
+    assert not any("_orig_mod" in k for k in [*state["model"], *state["ema"]])
+    assert state["model"].keys() == model.state_dict().keys() == state["ema"].keys()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state["model"].items())
+    assert json.load(open(f"{cfg.out}/config.json"))["compile"] is True
+    fresh = tiny_model()
+    fresh.load_state_dict(state["model"])
+
+    cfg.compile, cfg.out = False, cfg.out + "-eager"  # the same run, eager: the same steps, about the same weights
+    torch.manual_seed(0)
+    eager = tiny_model()
+    eager.drop.p = 0.0
+    train(cfg, eager)
+    eager_state = load_checkpoint(f"{cfg.out}/last.pt")["model"]
+    for k, v in state["model"].items():
+        torch.testing.assert_close(v, eager_state[k], rtol=1e-3, atol=1e-3)
