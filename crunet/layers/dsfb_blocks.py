@@ -4,18 +4,21 @@
 - ``BasisBlock``: the same with both 3x3 rewritten as ``SharedBasisConv`` on the stage's shared basis.
 - ``Bottleneck``: 1x1 -> 3x3 -> 1x1 (stride on the 3x3); "Shared" takes its 3x3 and "Shared++" also its last 1x1
   from the stage's owners, with per-block BNs.
-- ``DSFBStage``: owns the shared filters (``shared``) and runs the blocks, which only reference them.
+- ``DSFBStage``: owns the shared filters (``shared``) and runs the blocks, which only reference them; it answers for
+  its sharing groups in the orthogonality regularizer (with its convolutions' unique filters in the CIFAR-10 form).
 
 Every block folds itself for inference (``fuse``, see ``crunet.layers.dsfb_fused``).
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from crunet.layers.complexity import Cx, conv_cx, module_cx, norm_cx
 from crunet.layers.dsfb_fused import FusedBlock, conv_bn, fold_sequential, fuse_shared
+from crunet.layers.orthogonality import BasisGroup
 from crunet.layers.shared_basis import SharedBasis, SharedBasisConv
 from crunet.layers.stage import owners_then_units_cx, run_units
 
@@ -171,6 +174,17 @@ class DSFBStage(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return run_units(self.blocks, x, self.grad_checkpointing)
+
+    def orthogonality_groups(self, unique: bool = False) -> list[Tensor | BasisGroup]:
+        """One group per owner (``crunet.layers.orthogonality``). ``unique``: the CIFAR-10 form, with the unique
+        filters of every convolution using the owner, block by block, conv1 before conv2 (K, u, in * k * k)."""
+        groups: list[Tensor | BasisGroup] = []
+        for owner in self.shared:
+            (shared,) = owner.orthogonality_groups()
+            users = [m.unique.weight.flatten(1) for m in self.blocks.modules()
+                     if isinstance(m, SharedBasisConv) and m.shared is owner and m.unique is not None] if unique else []
+            groups.append(BasisGroup(shared, torch.stack(users)) if users else shared)
+        return groups
 
     def complexity(self, cx: Cx) -> Cx:
         return owners_then_units_cx(self.shared, self.blocks, cx)

@@ -1,58 +1,103 @@
 """The orthogonality regularizer of Deeply Shared Filter Bases, as an extra loss any model can declare.
 
-    loss = cross_entropy + lambda * sum_g || B_g B_g^T - I ||_F^2  /  sum_g n_g^2
+Two forms, both from the source (ssregibility/Net_RL2). Its ImageNet and CIFAR-100 scripts (``orth_unique=False``):
 
-B_g holds the n_g shared filters of sharing group g as rows (see ``SharedBasis.orthogonality_groups``). A model
-declares extra loss terms with ``extra_losses() -> dict[str, Tensor]``; the trainer adds their sum to the loss and
-logs each one as ``loss_<key>``.
+    loss = cross_entropy + lambda * sum_g || S_g S_g^T - I ||_F^2  /  sum_g n_g^2
+
+with S_g the n_g shared filters of sharing group g as rows (a Double pair together). Its CIFAR-10 script
+(``include_unique_basis=True``; ``orth_unique=True``) also stacks the unique filters of every convolution using the
+group (u rows each) under S_g: B_g = [S_g; U_g1; U_g2; ...], n_all rows, and with D_g = (B_g B_g^T - I)^2
+elementwise takes D_g's shared rows against all columns plus each convolution's own u x u block:
+
+    lambda * sum_g (sum D_g[:n_g, :] + sum_k sum D_g[U_gk, U_gk])  /  sum_g (n_g * n_all + sum_k u^2)
+
+so the unique filters are pulled to unit norm and orthogonal to the shared ones (not to each other across
+convolutions). Without unique filters both forms agree. A model declares extra loss terms with
+``extra_losses() -> dict[str, Tensor]``; the trainer adds their sum to the loss and logs each one as ``loss_<key>``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 
-def orthogonality_penalty(bases: Sequence[Tensor]) -> Tensor:
-    """sum_g ||B_g B_g^T - I||_F^2 / sum_g n_g^2 for matrices B_g of shape (n_g, d_g)."""
+class BasisGroup(NamedTuple):
+    """One sharing group in the CIFAR-10 form: the shared filters as rows (n, d) and the unique filters of the K
+    convolutions that use them (K, u, d). A bare matrix is a group without unique filters."""
+
+    shared: Tensor
+    unique: Tensor
+
+
+def _group_term(group: Tensor | BasisGroup) -> tuple[Tensor, int]:
+    """(sum of squares, number of entries) of one group, in full precision."""
+    shared, unique = (group, None) if isinstance(group, Tensor) else group
+    if shared.dim() != 2 or (unique is not None and (unique.dim() != 3 or unique.shape[2] != shared.shape[1])):
+        shapes = tuple(shared.shape), None if unique is None else tuple(unique.shape)
+        raise ValueError(f"a basis must be a matrix (filters as rows) with unique filters (K, u, d), got {shapes}")
+    n, eye = shared.shape[0], torch.eye
+    with torch.autocast(shared.device.type, enabled=False):  # a sum of squares near zero: keep full precision
+        shared = shared if shared.dtype in (torch.float32, torch.float64) else shared.float()
+        if unique is None:
+            gram = shared @ shared.transpose(0, 1) - eye(n, dtype=shared.dtype, device=shared.device)
+            return gram.square().sum(), n * n
+        k, u, _ = unique.shape
+        unique = unique.to(shared.dtype)
+        rows = torch.cat((shared, unique.flatten(0, 1)))
+        cross = shared @ rows.transpose(0, 1) - eye(n, n + k * u, dtype=shared.dtype, device=shared.device)
+        own = unique @ unique.transpose(1, 2) - eye(u, dtype=shared.dtype, device=shared.device)
+        return cross.square().sum() + own.square().sum(), n * (n + k * u) + k * u * u
+
+
+def orthogonality_penalty(bases: Sequence[Tensor | BasisGroup]) -> Tensor:
+    """The unweighted term: sum_g ||B_g B_g^T - I||_F^2 / sum_g n_g^2 for matrices B_g (n_g, d_g), and the CIFAR-10
+    form (module docstring) for a ``BasisGroup``."""
     if not bases:
         raise ValueError("orthogonality_penalty needs at least one basis matrix")
     total, count = None, 0
-    for b in bases:
-        if b.dim() != 2:
-            raise ValueError(f"a basis must be a matrix (filters as rows), got shape {tuple(b.shape)}")
-        n = b.shape[0]
-        with torch.autocast(b.device.type, enabled=False):  # a sum of squares near zero: keep full precision
-            b = b if b.dtype in (torch.float32, torch.float64) else b.float()
-            gram = b @ b.transpose(0, 1) - torch.eye(n, dtype=b.dtype, device=b.device)
-            term = gram.square().sum()
+    for group in bases:
+        term, entries = _group_term(group)
         total = term if total is None else total + term
-        count += n * n
+        count += entries
     return total / count
 
 
-def orthogonality_groups(model: nn.Module) -> list[Tensor]:
-    """Every B_g of the sharing owners in ``model`` (modules with an ``orthogonality_groups()`` method)."""
-    groups: list[Tensor] = []
-    for module in model.modules():
-        if module is not model and hasattr(module, "orthogonality_groups"):
-            groups.extend(module.orthogonality_groups())
+def orthogonality_groups(model: nn.Module, unique: bool | None = None) -> list[Tensor | BasisGroup]:
+    """Every group of ``model``'s sharing owners: modules with an ``orthogonality_groups(unique)`` method, the
+    outermost one answering for what it holds (a stage for its owners and their users' unique filters). ``unique``:
+    the CIFAR-10 form; by default the model's ``orth_unique``."""
+    unique = bool(getattr(model, "orth_unique", False)) if unique is None else unique
+    groups: list[Tensor | BasisGroup] = []
+
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            if hasattr(child, "orthogonality_groups"):
+                groups.extend(child.orthogonality_groups(unique))
+            else:
+                visit(child)
+
+    visit(model)
     return groups
 
 
 class OrthogonalityLossMixin:
     """For models with shared bases: ``extra_losses()`` returns ``{"orth": lambda * penalty}``.
 
-    The model sets ``orth_lambda`` (10 in the source); 0 disables the term, and a model without shared bases
-    declares no extra loss.
+    The model sets ``orth_lambda`` (10 in the source; 0 disables the term) and ``orth_unique`` (the CIFAR-10 form,
+    which also regularizes the unique filters); a model without shared bases declares no extra loss.
     """
 
     orth_lambda: float = 10.0
+    orth_unique: bool = False
 
     def extra_losses(self) -> dict[str, Tensor]:
+        if not self.orth_lambda:
+            return {}
         groups = orthogonality_groups(self)  # type: ignore[arg-type]
-        if not groups or not self.orth_lambda:
+        if not groups:
             return {}
         return {"orth": self.orth_lambda * orthogonality_penalty(groups)}

@@ -52,8 +52,10 @@ class SharedBasis(nn.Module):
     def weight(self, index: int = 0) -> nn.Parameter:
         return self.weights[index]
 
-    def orthogonality_groups(self) -> list[Tensor]:
-        """B_g: every shared filter of this owner as a row (a Double pair together, so cross terms count)."""
+    def orthogonality_groups(self, unique: bool = False) -> list[Tensor]:
+        """B_g: every shared filter of this owner as a row (a Double pair together, so cross terms count). The owner
+        knows no users, so ``unique`` adds nothing here: the stage adds its users' unique filters
+        (``DSFBStage.orthogonality_groups``)."""
         return [torch.cat([w.flatten(1) for w in self.weights])]
 
     def complexity(self, cx: Cx) -> Cx:

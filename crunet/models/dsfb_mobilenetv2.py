@@ -40,6 +40,7 @@ class DSFBMobileNetV2Cfg:
     bn_eps: float = 1e-5
     drop_rate: float = 0.2
     orth_lambda: float = 10.0
+    orth_unique: bool = False  # the shared-only regularizer, as the source's ImageNet script (no unique filters here)
 
     def __post_init__(self) -> None:
         name = "DSFBMobileNetV2Cfg"
@@ -55,6 +56,9 @@ class DSFBMobileNetV2Cfg:
             raise ValueError(f"{name}.eca=True gates the sharing blocks, but sharing={self.sharing!r}")
         check_positive(name, stem_chs=self.stem_chs, head_chs=self.head_chs)
         check_common(name, self.bn_eps, self.drop_rate, self.orth_lambda)
+        if self.orth_unique is not False:
+            raise ValueError(f"{name}.orth_unique must be False: MobileNetV2 shares whole 1x1 convolutions, with no "
+                             f"unique filters for the CIFAR-10 form of the regularizer, got {self.orth_unique!r}")
 
 
 class InvertedResidual(nn.Module):

@@ -5,6 +5,10 @@ BasicBlock nets (CIFAR ResNet-32/56, ImageNet ResNet-34): within a stage every b
 "single" shares one basis per stage, "double" (the source's ``*``) one per convolution position. Bottleneck nets
 (ImageNet ResNet-50/101): "shared" shares the 3x3 of blocks 2..n of a stage, "shared++" also their last 1x1.
 Name pattern: ``s48u1`` is S48U1, ``_double`` the ``*`` variant.
+
+The orthogonality regularizer follows the source's scripts: the CIFAR DSFB nets default to the form of its CIFAR-10
+script (``orth_unique=True``: the unique filters of blocks 2..n too), the ImageNet ones to the shared-only form
+(``crunet.layers.orthogonality``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class DSFBResNetCfg:
     bn_eps: float = 1e-5
     drop_rate: float = 0.0
     orth_lambda: float = 10.0
+    orth_unique: bool = False  # the regularizer of the source's CIFAR-10 script: the unique filters too
 
     def __post_init__(self) -> None:
         name = "DSFBResNetCfg"
@@ -61,6 +66,11 @@ class DSFBResNetCfg:
         check_int(name, "shared_rank", self.shared_rank, 1 if self.sharing in ("single", "double") else 0)
         check_int(name, "unique_rank", self.unique_rank, 0)
         check_common(name, self.bn_eps, self.drop_rate, self.orth_lambda)
+        if not isinstance(self.orth_unique, bool):
+            raise ValueError(f"{name}.orth_unique must be True or False, got {self.orth_unique!r}")
+        if self.orth_unique and self.block == "bottleneck":
+            raise ValueError(f"{name}.orth_unique=True regularizes the unique filters of shared-basis convolutions, "
+                             "but block='bottleneck' shares whole convolutions and has none: use orth_unique=False")
 
     @property
     def stem_chs(self) -> int:
@@ -71,7 +81,7 @@ class DSFBResNet(OrthogonalityLossMixin, StagedClassifier):
     def __init__(self, cfg: DSFBResNetCfg, num_classes: int = 1000, in_chans: int = 3, name: str = "dsfb_resnet",
                  pretrained_cfg: dict[str, Any] | None = None):
         super().__init__(name, in_chans)
-        self.cfg, self.orth_lambda = cfg, float(cfg.orth_lambda)
+        self.cfg, self.orth_lambda, self.orth_unique = cfg, float(cfg.orth_lambda), cfg.orth_unique
         stem = _stem(cfg.stem, in_chans, cfg.stem_chs, cfg.bn_eps)
         stages, chs = [], cfg.stem_chs
         make_stage = _basic_stage if cfg.block == "basic" else _bottleneck_stage
@@ -124,6 +134,7 @@ def _bottleneck_stage(cfg: DSFBResNetCfg, g: int, in_chs: int, stride: int) -> D
 
 D34, D50, D101, D32, D56 = (3, 4, 6, 3), (3, 4, 6, 3), (3, 4, 23, 3), (5, 5, 5), (9, 9, 9)
 CIFAR = {"stem": "cifar", "widths": (16, 32, 64), "shortcut": "A"}
+CIFAR_DSFB = {**CIFAR, "orth_unique": True}  # regularized as by the source's CIFAR-10 script
 
 RESNET34 = DSFBResNetCfg(D34)
 RESNET50 = DSFBResNetCfg(D50, "bottleneck")
@@ -134,12 +145,12 @@ DSFB_RESNET34_S48U1_DOUBLE = DSFBResNetCfg(D34, "basic", "double", 48, 1)
 DSFB_RESNET50_SHARED = DSFBResNetCfg(D50, "bottleneck", "shared")
 DSFB_RESNET50_SHAREDPP = DSFBResNetCfg(D50, "bottleneck", "shared++")
 DSFB_RESNET101_SHARED = DSFBResNetCfg(D101, "bottleneck", "shared")
-DSFB_RESNET32_S8U1 = DSFBResNetCfg(D32, "basic", "single", 8, 1, **CIFAR)
-DSFB_RESNET32_S16U1 = DSFBResNetCfg(D32, "basic", "single", 16, 1, **CIFAR)
-DSFB_RESNET32_S16U1_DOUBLE = DSFBResNetCfg(D32, "basic", "double", 16, 1, **CIFAR)
-DSFB_RESNET56_S8U1 = DSFBResNetCfg(D56, "basic", "single", 8, 1, **CIFAR)
-DSFB_RESNET56_S16U1 = DSFBResNetCfg(D56, "basic", "single", 16, 1, **CIFAR)
-DSFB_RESNET56_S16U1_DOUBLE = DSFBResNetCfg(D56, "basic", "double", 16, 1, **CIFAR)
+DSFB_RESNET32_S8U1 = DSFBResNetCfg(D32, "basic", "single", 8, 1, **CIFAR_DSFB)
+DSFB_RESNET32_S16U1 = DSFBResNetCfg(D32, "basic", "single", 16, 1, **CIFAR_DSFB)
+DSFB_RESNET32_S16U1_DOUBLE = DSFBResNetCfg(D32, "basic", "double", 16, 1, **CIFAR_DSFB)
+DSFB_RESNET56_S8U1 = DSFBResNetCfg(D56, "basic", "single", 8, 1, **CIFAR_DSFB)
+DSFB_RESNET56_S16U1 = DSFBResNetCfg(D56, "basic", "single", 16, 1, **CIFAR_DSFB)
+DSFB_RESNET56_S16U1_DOUBLE = DSFBResNetCfg(D56, "basic", "double", 16, 1, **CIFAR_DSFB)
 
 
 @register_model

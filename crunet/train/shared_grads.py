@@ -43,6 +43,7 @@ class SharedGradProbe:
 
 @torch.no_grad()
 def orthogonality_of(model: nn.Module) -> float | None:
-    """sum_g ||B_g B_g^T - I||^2 / sum_g n_g^2 of the model's shared bases, whatever its orth_lambda; None without."""
+    """The unweighted penalty of the model's shared bases in the model's form (``orth_unique``), whatever its
+    orth_lambda; None without."""
     groups = orthogonality_groups(model)
     return float(orthogonality_penalty(groups)) if groups else None

@@ -1,4 +1,5 @@
-"""The orthogonality regularizer: lambda * sum_g ||B_g B_g^T - I||_F^2 / sum_g n_g^2."""
+"""The orthogonality regularizer in its shared-only form: lambda * sum_g ||B_g B_g^T - I||_F^2 / sum_g n_g^2 (the
+CIFAR-10 form, with the unique filters: test_orthogonality_unique.py)."""
 
 import pytest
 import torch
@@ -38,7 +39,7 @@ def test_rejects_empty_and_non_matrices():
 
 
 def test_optimizing_the_term_alone_drives_it_to_zero():
-    model = crunet.create_model("dsfb_resnet32_s16u1_double", num_classes=10)
+    model = crunet.create_model("dsfb_resnet32_s16u1_double", num_classes=10, orth_unique=False)  # shared-only form
     owners = [s.shared[0] for s in model.stages]
     with torch.no_grad():
         for owner in owners:

@@ -189,21 +189,23 @@ def test_double_bases_start_jointly_orthonormal():
 
 
 def test_extra_losses_weight_and_switch():
-    model = crunet.create_model("dsfb_resnet32_s8u1", num_classes=10)
+    model = crunet.create_model("dsfb_resnet32_s8u1", num_classes=10, orth_unique=False)  # the shared-only form
     with torch.no_grad():
         for stage in model.stages:
             stage.shared[0].weights[0].mul_(2)  # rows of norm 2: ||B B^T - I||^2 = 9 n per group
     expected = sum(9 * o.rank for s in model.stages for o in s.shared) / sum(o.rank**2 for s in model.stages
                                                                                 for o in s.shared)
     assert model.extra_losses()["orth"].item() == pytest.approx(10 * expected, rel=1e-4)
-    assert crunet.create_model("dsfb_resnet32_s8u1", num_classes=10, orth_lambda=0).extra_losses() == {}
+    for unique in (True, False):  # lambda 0: no term at all, in either form
+        assert crunet.create_model("dsfb_resnet32_s8u1", num_classes=10, orth_lambda=0,
+                                   orth_unique=unique).extra_losses() == {}
     assert crunet.create_model("resnet32_cifar", num_classes=10).extra_losses() == {}
     lam = crunet.create_model("dsfb_resnet32_s8u1", num_classes=10, orth_lambda=2.5)
     assert lam.orth_lambda == 2.5
 
 
 def test_double_penalty_includes_cross_terms():
-    model = crunet.create_model("dsfb_resnet32_s16u1_double", num_classes=10, orth_lambda=1.0)
+    model = crunet.create_model("dsfb_resnet32_s16u1_double", num_classes=10, orth_lambda=1.0, orth_unique=False)
     with torch.no_grad():
         for stage in model.stages:
             first, second = stage.shared[0].weights
@@ -215,7 +217,7 @@ def test_double_penalty_includes_cross_terms():
 
 
 def test_extra_loss_gradient_reaches_only_shared_bases():
-    model = crunet.create_model("dsfb_resnet32_s16u1", num_classes=10)
+    model = crunet.create_model("dsfb_resnet32_s16u1", num_classes=10, orth_unique=False)  # the shared-only form
     with torch.no_grad():
         model.stages[0].shared[0].weights[0].add_(0.1)
     model.extra_losses()["orth"].backward()
@@ -246,6 +248,9 @@ def test_override_unique_rank_zero_counts_and_matches_flop_counter():
     ("mobilenetv2", {"eca": True}, "eca=True"),
     ("dsfb_mobilenetv2_shared", {"shared_chs": (33,)}, "shared_chs.*33"),
     ("dsfb_mobilenetv2_shared", {"drop_rate": 1.5}, "drop_rate.*1.5"),
+    ("dsfb_resnet32_s8u1", {"orth_unique": 1}, "orth_unique must be True or False, got 1"),
+    ("dsfb_resnet50_shared", {"orth_unique": True}, "orth_unique=True.*block='bottleneck'.*orth_unique=False"),
+    ("dsfb_mobilenetv2_shared", {"orth_unique": True}, "orth_unique must be False.*got True"),
 ])
 def test_invalid_designs_name_the_field_and_value(name, overrides, match):
     with pytest.raises(ValueError, match=match):
