@@ -130,3 +130,80 @@ def plot_ablation(results: Path, rows: list[dict[str, str]], path: Path, model: 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_tier3_convergence(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:
+    """Test error (100 - val_top1) against epoch, averaged over seeds, one line per tier-3 cell (the 2E run its
+    own), from each run's per-epoch metrics."""
+    from crunet.study.tier3_report import cell_label
+
+    curves = {}
+    for (_, model, option, rate), group in cells(rows).items():
+        by_epoch: dict[int, list[float]] = defaultdict(list)
+        for row in group:
+            for epoch in epoch_metrics(results, row["key"]):
+                if epoch.get("val_top1"):
+                    by_epoch[int(epoch["epoch"])].append(100.0 - float(epoch["val_top1"]))
+        if by_epoch:
+            epochs = sorted(by_epoch)
+            curves[f"{cell_label(model, option).replace('`', '')} lr {rate} (n={len(group)})"] = (
+                epochs, [statistics.fmean(by_epoch[e]) for e in epochs])
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
+    colours = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
+    for i, (label, (epochs, values)) in enumerate(curves.items()):
+        ax.plot(epochs, values, marker=".", color=colours(i), label=label)
+    ax.set(yscale="log", xlabel="epoch", ylabel="test error % (mean over seeds)",
+           title="tier 3: test error against epoch")
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_tier3_grad_norms(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:
+    """DSFB S16U1 under its three regularizer settings: one panel per shared tensor (its mean gradient norm per
+    epoch, averaged over seeds) and one for the orthogonality penalty, if logged. The claim under test: without the
+    regularizer the shared bases' gradients drift further epoch after epoch."""
+    from crunet.study.report import split_rate
+    from crunet.study.tier3_report import DSFB, REGULARIZERS
+
+    series: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        option = split_rate(row["option"])[0]
+        if row["model"] != DSFB or option not in REGULARIZERS:
+            continue
+        for epoch in epoch_metrics(results, row["key"]):
+            for column, value in epoch.items():
+                if (column.startswith("grad_") or column == "orth_penalty") and value:
+                    series[(column, REGULARIZERS[option])][int(epoch["epoch"])].append(float(value))
+    if not series:
+        return None
+    columns = sorted({c for c, _ in series}, key=lambda c: (c == "orth_penalty", c))
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 4.2), squeeze=False)
+    colours = {name: f"C{i}" for i, name in enumerate(REGULARIZERS.values())}
+    for ax, column in zip(axes[0], columns, strict=True):
+        for name, colour in colours.items():
+            if by_epoch := series.get((column, name)):
+                epochs = sorted(by_epoch)
+                ax.plot(epochs, [statistics.fmean(by_epoch[e]) for e in epochs], marker=".", color=colour, label=name)
+        title = ("orthogonality penalty ||B B^T - I||^2 / n^2" if column == "orth_penalty" else
+                 column.removeprefix("grad_").replace(".shared.0.weights.0", " shared basis"))
+        ax.set(yscale="log", xlabel="epoch", title=title,
+               ylabel="penalty (mean over seeds)" if column == "orth_penalty" else "mean gradient norm per step")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{DSFB}, tier 3: shared-basis gradients under each regularizer setting", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -55,8 +55,59 @@ SIZE_OPTIONS = ("size=0.5", "", "size=2")
 def load(results: Path) -> list[dict[str, str]]:
     rows = []
     for name in GRID_FILES:
-        rows += read_rows(results / name)
+        rows += checked_rows(results / name)
     return rows
+
+
+NUMERIC_COLUMNS = {"seed": int, "params": int, "macs": int, "test_top1": float, "best_epoch": int, "best_top1": float,
+                   "train_seconds": float, "images_per_s": float, "cpu_share": float}
+
+
+def checked_rows(path: Path, required: tuple[str, ...] = ("key", "test_top1")) -> list[dict[str, str]]:
+    """The rows of a study CSV (as ``read_rows`` gives them), refusing a malformed or torn one: a record whose field
+    count is not the header's, a ``required`` column left empty, or a number that does not parse. The error names the
+    file and the line, so no report is drawn from a half-written row."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    _check_records(path, lambda record: _study_problem(record, required))
+    return read_rows(path)
+
+
+def _study_problem(record: dict[str, str], required: tuple[str, ...]) -> str | None:
+    empty = [c for c in required if not record.get(c)]
+    if empty:
+        return f"empty {', '.join(empty)}"
+    for column, kind in NUMERIC_COLUMNS.items():
+        if record.get(column) and _unparsed(record[column], kind):
+            return f"{column}={record[column]!r} is not a number"
+    if not 0 <= float(record["test_top1"]) <= 100:
+        return f"test_top1={record['test_top1']} is not a percentage"
+    return None
+
+
+def _check_records(path: Path, problem) -> None:
+    """Raise ``ValueError("<path>:<line>: ...")`` at the first record with another field count than the header or
+    for which ``problem(record)`` says what is wrong."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        for fields in reader:
+            if not fields:  # a blank line: csv.DictReader skips it too
+                continue
+            if len(fields) != len(header):
+                raise ValueError(f"{path}:{reader.line_num}: malformed or torn row ({len(fields)} fields, the header "
+                                 f"has {len(header)}); not reporting on it")
+            if reason := problem(dict(zip(header, fields, strict=True))):
+                raise ValueError(f"{path}:{reader.line_num}: malformed row ({reason}); not reporting on it")
+
+
+def _unparsed(value: str, kind: type) -> bool:
+    try:
+        kind(value)
+    except ValueError:
+        return True
+    return False
 
 
 def cells(rows: list[dict[str, str]]) -> dict[tuple[str, str, str, str], list[dict[str, str]]]:
@@ -170,20 +221,26 @@ def comparison_table(rows: list[dict[str, str]], rates: dict[str, str]) -> list[
         a, b = table.get((dataset, *cand)), table.get((dataset, *ref))
         if not a or not b:
             continue
-        ea, eb = errors(a), errors(b)
-        if len(ea) > 1 and len(eb) > 1:
-            _, p = welch(ea, eb)
-            low, high = difference_interval(ea, eb)
-            spread, mark = _num(max(mean_std(ea)[1], mean_std(eb)[1])), ""
-        else:  # one run on a side has no spread of its own
-            sd, df = pooled_seed_sd(table, dataset)
-            low, high, p = pooled_test(ea, eb, sd, df)
-            spread, mark = f"{_num(sd)} pooled (df {df})", " †"
-        interval = "-" if math.isnan(low) else f"{low:+.2f} to {high:+.2f}{mark}"
-        lines.append(f"| {question} | {dataset} | {_label(cand)} | {_label(ref)} | "
-                     f"{statistics.fmean(ea) - statistics.fmean(eb):+.2f} | {interval} | {spread} | "
-                     f"{_num(p, 3)}{mark if not math.isnan(p) else ''} | {len(ea)} vs {len(eb)} |")
+        lines.append(comparison_row(f"{question} | {dataset} | {_label(cand)} | {_label(ref)}", errors(a), errors(b),
+                                    pooled_seed_sd(table, dataset)))
     return lines
+
+
+def comparison_row(lead: str, ea: list[float], eb: list[float], pooled: tuple[float, int]) -> str:
+    """A comparison table's row: ``lead`` (its first columns), then the difference of the mean errors ``ea`` minus
+    ``eb``, Welch's interval, the sd of seeds, p and the run counts; with one run on a side, Student's with the
+    ``pooled`` seed-to-seed sd and its degrees of freedom, marked †."""
+    if len(ea) > 1 and len(eb) > 1:
+        _, p = welch(ea, eb)
+        low, high = difference_interval(ea, eb)
+        spread, mark = _num(max(mean_std(ea)[1], mean_std(eb)[1])), ""
+    else:  # one run on a side has no spread of its own
+        sd, df = pooled
+        low, high, p = pooled_test(ea, eb, sd, df)
+        spread, mark = f"{_num(sd)} pooled (df {df})", " †"
+    interval = "-" if math.isnan(low) else f"{low:+.2f} to {high:+.2f}{mark}"
+    return (f"| {lead} | {statistics.fmean(ea) - statistics.fmean(eb):+.2f} | {interval} | {spread} | "
+            f"{_num(p, 3)}{mark if not math.isnan(p) else ''} | {len(ea)} vs {len(eb)} |")
 
 
 def lr_table(rows: list[dict[str, str]]) -> list[str]:
@@ -203,10 +260,14 @@ def lr_table(rows: list[dict[str, str]]) -> list[str]:
 
 
 def render_markdown(results: Path) -> str:
-    return _markdown(load(results), read_rows(results / "lr-check.csv"), family_rates(results))
+    from crunet.study.tier3_report import load_tier3
+
+    return _markdown(load(results), checked_rows(results / "lr-check.csv"), family_rates(results),
+                     load_tier3(results))
 
 
-def _markdown(rows: list[dict[str, str]], lr_rows: list[dict[str, str]], rates: dict[str, str]) -> str:
+def _markdown(rows: list[dict[str, str]], lr_rows: list[dict[str, str]], rates: dict[str, str],
+              tier3_rows: list[dict[str, str]] = ()) -> str:
     out = ["# Study results", "",
            "Generated by `crunet study report` from the CSVs in this folder; do not edit by hand. Test error is "
            "100 - top-1 on the test set after the last epoch (no epoch is chosen on the test set).", "",
@@ -231,6 +292,10 @@ def _markdown(rows: list[dict[str, str]], lr_rows: list[dict[str, str]], rates: 
     plots = available_plots(rows, rates)
     if plots:
         out += ["## Plots", ""] + [f"![{title}]({name})\n" for name, title in plots.items()]
+    if tier3_rows:  # none: the report is the tiers-1-and-2 one, unchanged
+        from crunet.study.tier3_report import section
+
+        out += section(list(tier3_rows), pooled_seed_sd(cells(rows), "fashion-mnist"))
     return "\n".join(out)
 
 
@@ -253,9 +318,11 @@ def write_report(results: Path) -> list[Path]:
     if not any((results / n).is_file() for n in STUDY_CSVS):
         raise FileNotFoundError(f"{results}: no study CSVs ({', '.join(STUDY_CSVS)}); run "
                                 "`crunet study run GRID` first")
-    rows, rates = load(results), family_rates(results)
+    from crunet.study.tier3_report import load_tier3, write_plots
+
+    rows, rates, tier3_rows = load(results), family_rates(results), load_tier3(results)
     md = results / "results.md"
-    md.write_text(_markdown(rows, read_rows(results / "lr-check.csv"), rates))
+    md.write_text(_markdown(rows, checked_rows(results / "lr-check.csv"), rates, tier3_rows))
     claims = at_family_rates(rows, rates)
     written = [md]
     from crunet.study.plots import plot_ablation, plot_error_vs_params, plot_error_vs_time
@@ -269,7 +336,7 @@ def write_report(results: Path) -> list[Path]:
             written.append(path)
         else:
             (results / name).unlink(missing_ok=True)  # a plot the rows no longer support must not linger
-    return written
+    return written + write_plots(results, tier3_rows)
 
 
 MEASURED_CPU_SHARE = 0.9  # below it another process slowed the run: its time is not a measurement
@@ -285,11 +352,23 @@ def timed(row: dict[str, str]) -> bool:
 
 
 def epoch_metrics(results: Path, key: str) -> list[dict[str, str]]:
+    """A run's per-epoch metrics (none when its file is absent), refusing a malformed or torn line by file and line."""
     path = results / "epochs" / epochs_file(key)
     if not path.is_file():
         return []
+    _check_records(path, _epoch_problem)
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def _epoch_problem(record: dict[str, str]) -> str | None:
+    if _unparsed(record.get("epoch", ""), int):
+        return f"epoch={record.get('epoch')!r} is not an epoch"
+    for column, value in record.items():
+        if (column == "val_top1" or column.startswith("grad_") or column == "orth_penalty") and value \
+                and _unparsed(value, float):
+            return f"{column}={value!r} is not a number"
+    return None
 
 
 def _label(cell: tuple[str, str, str]) -> str:

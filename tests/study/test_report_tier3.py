@@ -1,0 +1,165 @@
+"""The report's tier-3 section, from a tiny fake results folder: the cell table, the comparisons, the E-versus-2E
+verdict both ways, the plots, and the refusal of torn rows."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from crunet.study.grid import TIER3_EPOCHS, tier3_option
+from crunet.study.report import difference_interval, render_markdown, welch, write_report
+from crunet.study.results_csv import COLUMNS, append_row, epochs_file
+
+GPU = "cuda:0 (NVIDIA H200)"
+GRAD = "grad_stages.0.shared.0.weights.0"
+
+
+def _row(model: str, seed: int, top1: float, best: float, lr: str = "", extra: str = "", epochs: int = TIER3_EPOCHS,
+         params: int = 1000) -> dict:
+    option = ",".join(filter(None, (f"lr={lr}" if lr else "", tier3_option(epochs, extra))))
+    return {"key": f"fashion-mnist/{model}/{option}/seed{seed}", "dataset": "fashion-mnist", "model": model,
+            "option": option, "seed": seed, "params": params, "macs": 2_000_000, "test_top1": top1,
+            "best_epoch": epochs - 1, "best_top1": best, "final_epoch": epochs, "train_seconds": 30.0,
+            "device": GPU}
+
+
+def _epochs(results: Path, row: dict, val_top1: list[float], grad: float | None = None) -> None:
+    path = results / "epochs" / epochs_file(row["key"])
+    path.parent.mkdir(exist_ok=True)
+    columns = ["epoch", "val_top1"] + ([GRAD, "orth_penalty"] if grad is not None else [])
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, columns)
+        w.writeheader()
+        for e, top1 in enumerate(val_top1, 1):
+            w.writerow({"epoch": e, "val_top1": top1, **({GRAD: grad * e, "orth_penalty": 0.1 / e} if grad else {})})
+
+
+def _record(results: Path, row: dict) -> dict:
+    append_row(results / "tier3.csv", row)
+    return row
+
+
+@pytest.fixture
+def tier12(tmp_path) -> Path:
+    """Tiers 1 and 2 as they might stand: one 3-seed cell (its sd 0.20) and a one-run cell."""
+    for seed, top1 in enumerate((92.0, 92.2, 91.8)):
+        append_row(tmp_path / "tier1.csv", {"key": f"fashion-mnist/crunet_small/-/seed{seed}",
+                                            "dataset": "fashion-mnist", "model": "crunet_small", "option": "",
+                                            "seed": seed, "params": 1000, "macs": 2_000_000, "test_top1": top1,
+                                            "train_seconds": 10.0, "images_per_s": 100.0, "cpu_share": 0.95})
+    return tmp_path
+
+
+@pytest.fixture
+def tier3(tier12) -> Path:
+    results = tier12
+    for seed, (cru, rex) in enumerate([(92.5, 93.0), (92.7, 93.2), (92.3, 92.8)]):
+        row = _record(results, _row("crunet_small", seed, cru, cru + 0.3, lr="0.4"))
+        _epochs(results, row, [85.0, 90.0, cru])
+        _record(results, _row("preresnext_small", seed, rex, rex + 0.3, lr="0.4"))
+    for seed, top1 in enumerate((92.9, 93.1)):
+        row = _record(results, _row("preresnet_small", seed, top1, top1 + 0.2))
+        _epochs(results, row, [86.0, 91.0, top1])
+    for extra, grad in (("orth_unique=1", 1.0), ("", 2.0), ("orth_lambda=0", 50.0)):
+        row = _record(results, _row("dsfb_resnet32_s16u1", 0, 92.0, 92.4, lr="0.8", extra=extra))
+        _epochs(results, row, [84.0, 89.0, 92.0], grad)
+    return results
+
+
+def test_the_cell_table_states_last_and_best_epoch_errors(tier3):
+    md = render_markdown(tier3)
+    # crunet_small: errors 7.5, 7.3, 7.7 at the last epoch (sd 0.20), best 7.2, 7.0, 7.4; best epoch 19 each
+    assert (f"| `crunet_small` | {tier3_option(TIER3_EPOCHS)} | 0.4 | 3 | {GPU} | 1,000 | 7.50 ± 0.20 | 7.20 ± 0.20 | "
+            "19.0 |") in md
+    # preresnet_small at the default rate: 7.1 and 6.9 (sd sqrt(0.02) = 0.14), best 6.9 and 6.7
+    assert (f"| `preresnet_small` | {tier3_option(TIER3_EPOCHS)} | 0.2 | 2 | {GPU} | 1,000 | 7.00 ± 0.14 | "
+            "6.80 ± 0.14 |") in md
+    assert "| `dsfb_resnet32_s16u1` | " + tier3_option(TIER3_EPOCHS, "orth_lambda=0") + " | 0.8 | 1 |" in md
+    assert "last-epoch error is our verdict number" in md
+
+
+def test_tier3_comparisons_are_welch_over_the_last_epoch_errors(tier3):
+    md = render_markdown(tier3)
+    cru, rex = [7.5, 7.3, 7.7], [7.0, 6.8, 7.2]
+    _, p = welch(cru, rex)
+    low, high = difference_interval(cru, rex)
+    assert (f"| CRU vs ResNeXt units at equal size | `crunet_small` lr 0.4 | `preresnext_small` lr 0.4 | +0.50 | "
+            f"{low:+.2f} to {high:+.2f} | 0.20 | {p:.3f} | 3 vs 3 |") in md
+    assert "| ResNeXt vs ResNet units | `preresnext_small` lr 0.4 | `preresnet_small` lr 0.2 | +0.00 |" in md
+    # one run a side: Student's with the sd pooled over the tier-3 cells with 2 runs or more, marked †
+    # (sum of squares 0.08 + 0.08 + 0.02 over 2 + 2 + 1 df: sd = sqrt(0.036) = 0.19)
+    assert ("| DSFB S16U1: no regularizer vs the CIFAR-10 one | `dsfb_resnet32_s16u1` orth_lambda=0 lr 0.8 | "
+            "`dsfb_resnet32_s16u1` orth_unique=1 lr 0.8 | +0.00 |") in md
+    assert "0.19 pooled (df 5)" in md
+    assert "Released-pattern" not in md  # crunet_small_plain_last has not run
+    assert "ResNet-32" not in md  # nor resnet32_cifar
+
+
+def test_doubling_less_than_the_seed_sd_says_e_is_enough(tier3):
+    assert "has not finished yet" in render_markdown(tier3)  # no 2E run yet
+    _record(tier3, _row("preresnet_small", 0, 93.0, 93.1, epochs=2 * TIER3_EPOCHS))
+    md = render_markdown(tier3)
+    # seed 0: 7.10 at E, 7.00 at 2E: -0.10, against the E cell's sd sqrt(0.02) = 0.14
+    assert "| `preresnet_small` seed 0 | 20 | 7.10 |" in md and "| `preresnet_small` seed 0 | 40 | 7.00 |" in md
+    assert "| `preresnet_small`, mean ± sd of 2 seeds | 20 | 7.00 ± 0.14 |" in md
+    assert "Doubling changes the error by -0.10 points, less than the seed-to-seed sd 0.14" in md
+    assert "are long enough" in md
+
+
+def test_doubling_more_than_the_seed_sd_says_e_is_not_converged(tier3):
+    _record(tier3, _row("preresnet_small", 0, 93.5, 93.6, epochs=2 * TIER3_EPOCHS))
+    md = render_markdown(tier3)
+    assert "Doubling changes the error by -0.60 points, more than the seed-to-seed sd 0.14" in md
+    assert "are not converged" in md
+
+
+def test_one_seed_at_e_holds_the_difference_against_the_pooled_sd(tier12):
+    _record(tier12, _row("preresnet_small", 0, 92.9, 93.0))
+    _record(tier12, _row("preresnet_small", 0, 93.5, 93.6, epochs=2 * TIER3_EPOCHS))
+    md = render_markdown(tier12)  # no tier-3 cell with 2 runs: tiers 1 and 2's sd, 0.20 (df 2)
+    assert "Doubling changes the error by -0.60 points, more than the seed-to-seed sd 0.20 (pooled over the tier-1 " \
+           "and tier-2 cells, df 2)" in md
+
+
+def test_the_report_writes_the_tier3_plots(tier3):
+    written = {p.name for p in write_report(tier3)}
+    assert {"tier3_convergence.png", "tier3_grad_norms.png"} <= written
+    for name in ("tier3_convergence.png", "tier3_grad_norms.png"):
+        assert (tier3 / name).read_bytes()[:4] == b"\x89PNG"
+        assert f"]({name})" in (tier3 / "results.md").read_text()
+
+
+def test_without_tier3_rows_the_report_is_unchanged(tier12):
+    before = render_markdown(tier12)
+    assert "Tier 3" not in before
+    (tier12 / "tier3.csv").write_text(",".join(COLUMNS) + "\n")  # the header alone: no rows yet
+    assert render_markdown(tier12) == before
+    _record(tier12, _row("crunet_small", 0, 92.5, 92.8, lr="0.4"))
+    after = render_markdown(tier12)
+    assert after.startswith(before) and "## Tier 3" in after  # the tier-3 section only adds to the end
+    assert {p.name for p in write_report(tier12)} & {"tier3_grad_norms.png"} == set()  # no DSFB runs
+
+
+def test_a_torn_row_is_refused_by_file_and_line(tier3):
+    with open(tier3 / "tier3.csv", "a") as f:
+        f.write("fashion-mnist/crunet_small/lr=0.4/seed5,fashion-mnist,crunet_small,lr=0.4,5,10")  # killed mid-write
+    with pytest.raises(ValueError, match=r"tier3\.csv:13: malformed or torn row"):
+        render_markdown(tier3)
+
+
+def test_a_row_without_a_number_is_refused_by_file_and_line(tier12):
+    _record(tier12, {**_row("crunet_small", 0, 92.5, 92.8, lr="0.4"), "best_top1": ""})
+    with pytest.raises(ValueError, match=r"tier3\.csv:2: malformed row \(empty best_top1\)"):
+        render_markdown(tier12)
+    with open(tier12 / "tier1.csv", "a") as f:
+        f.write("fashion-mnist/x/-/seed9,fashion-mnist,x,,9,1000,1,ninety" + "," * (len(COLUMNS) - 8) + "\n")
+    with pytest.raises(ValueError, match=r"tier1\.csv:5: malformed row \(test_top1='ninety' is not a number\)"):
+        render_markdown(tier12)
+
+
+def test_a_torn_epochs_line_is_refused_by_file_and_line(tier3):
+    path = tier3 / "epochs" / epochs_file(_row("crunet_small", 1, 0, 0, lr="0.4")["key"])
+    with open(path, "a") as f:
+        f.write("4")  # killed mid-write
+    with pytest.raises(ValueError, match=rf"{path.name}:5: malformed or torn row"):
+        write_report(tier3)
