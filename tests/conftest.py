@@ -1,9 +1,38 @@
 import gzip
+import os
 import struct
 
 import numpy as np
 import pytest
 import torch
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default=os.environ.get("CRUNET_TEST_DEVICE", "cpu"),
+                     help="the torch device tests/device runs on: cpu (default), cuda, cuda:N "
+                          "(or set CRUNET_TEST_DEVICE)")
+
+
+def pytest_configure(config):
+    name = config.getoption("--device")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise pytest.UsageError(f"--device {name}: not a torch device ({err})") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise pytest.UsageError(f"--device {name}: CUDA is not available in this Python "
+                                    f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise pytest.UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise pytest.UsageError(f"--device {name}: only cpu and cuda[:N] are supported")
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig) -> torch.device:
+    """The device of tests/device (``--device``, or CRUNET_TEST_DEVICE; default cpu)."""
+    return torch.device(pytestconfig.getoption("--device"))
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,10 @@
 Cases that are compared (same mode, batch, input size and dtype) are built together, warmed up, then timed in
 interleaved rounds (one run of each case per round, the order rotated every round), so that a change of machine load
 hits every case alike and the ratio of medians stays fair.
+
+On CUDA (``device="cuda"`` or ``"cuda:N"``) every timed run is bracketed by ``torch.cuda.synchronize``, the warm-up runs
+first (a compiled case compiles there, so compile time is never timed), and each row carries the peak GPU memory
+of its runs (``torch.cuda.max_memory_allocated``, reset before each run).
 """
 
 from __future__ import annotations
@@ -17,7 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from crunet.bench import peers
-from crunet.bench.timing import RssSampler, Stats, dense_conv_rate, max_rss_bytes, time_once
+from crunet.bench.timing import (
+    RssSampler,
+    Stats,
+    dense_conv_rate,
+    device_info,
+    max_rss_bytes,
+    resolve_device,
+    time_once,
+)
 from crunet.deploy import deploy
 
 MODES = ("infer", "train")
@@ -60,6 +72,7 @@ class BenchConfig:
     repeats: int = 5
     threads: int | None = None
     memory: bool = True
+    device: str = "cpu"  # cpu, cuda or cuda:N
 
     def __post_init__(self) -> None:
         for name, values, allowed in (("modes", self.modes, MODES), ("dtypes", self.dtypes, DTYPES),
@@ -69,6 +82,7 @@ class BenchConfig:
                 raise ValueError(f"{name} must be a non-empty choice of {', '.join(allowed)}, got {values!r}")
         if self.warmup < 0 or self.repeats < 1:
             raise ValueError(f"need warmup >= 0 and repeats >= 1, got {self.warmup} and {self.repeats}")
+        resolve_device(self.device)  # a bad device, or CUDA where there is none: one clear ValueError now
 
     def all_models(self) -> list[str]:
         chosen = peers.default_peers() if self.peers is None else self.peers
@@ -118,16 +132,18 @@ def cases(cfg: BenchConfig) -> list[Case]:
     return out
 
 
-def _autocast(dtype: str) -> contextlib.AbstractContextManager:
+def _autocast(dtype: str, device: torch.device) -> contextlib.AbstractContextManager:
     if dtype == "float32":
         return contextlib.nullcontext()
-    return torch.autocast("cpu", dtype=DTYPES[dtype])
+    return torch.autocast(device.type, dtype=DTYPES[dtype])
 
 
-def make_step(case: Case, model: nn.Module) -> Callable[[], None]:
-    """One benchmark run: a forward pass under ``inference_mode``, or forward + backward + SGD step."""
+def make_step(case: Case, model: nn.Module, device: str | torch.device = "cpu") -> Callable[[], None]:
+    """One benchmark run on ``device``: a forward pass under ``inference_mode``, or forward + backward + SGD step."""
+    device = torch.device(device)
     fmt = LAYOUTS[case.layout]
-    x = torch.randn(case.batch, case.in_chans, case.size, case.size).contiguous(memory_format=fmt)
+    x = torch.randn(case.batch, case.in_chans, case.size, case.size, device=device).contiguous(memory_format=fmt)
+    model.to(device)
     if case.mode == "infer":
         model.eval()
         if "deploy" in case.variant:  # deploy-shared: keep shared weights shared (BNs after them stay)
@@ -137,18 +153,18 @@ def make_step(case: Case, model: nn.Module) -> Callable[[], None]:
         run = torch.compile(model) if "compile" in case.variant else model
 
         def infer() -> None:
-            with torch.inference_mode(), _autocast(case.dtype):
+            with torch.inference_mode(), _autocast(case.dtype, device):
                 run(x)
         return infer
     model.train().to(memory_format=fmt)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     run = torch.compile(model) if "compile" in case.variant else model
     num_classes = model.get_classifier().out_features
-    y = torch.randint(0, num_classes, (case.batch,))
+    y = torch.randint(0, num_classes, (case.batch,), device=device)
 
     def train() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(case.dtype):
+        with _autocast(case.dtype, device):
             loss = F.cross_entropy(run(x), y)
         loss.backward()
         optimizer.step()
@@ -156,43 +172,60 @@ def make_step(case: Case, model: nn.Module) -> Callable[[], None]:
 
 
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> tuple[list[Row], dict]:
-    """All cases of ``cfg`` as rows, and the run's metadata (machine rates, threads, versions)."""
+    """All cases of ``cfg`` as rows, and the run's metadata (device, machine rates, threads, versions)."""
+    device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     log = log or (lambda msg: None)
-    rates = {d: dense_conv_rate(DTYPES[d]) for d in cfg.dtypes}
+    rates = {d: dense_conv_rate(DTYPES[d], device=device) for d in cfg.dtypes}
     log("dense 3x3 conv: " + ", ".join(f"{d} {r:.1f} GMAC/s" for d, r in rates.items()))
     rows: list[Row] = []
     all_cases = cases(cfg)
     for _, group in itertools.groupby(sorted(all_cases, key=lambda c: c.group), key=lambda c: c.group):
-        rows += _run_group(list(group), cfg, rates, log)
+        rows += _run_group(list(group), cfg, rates, log, device)
     _add_ratios(rows, cfg.reference())
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "dense_conv_gmac_s": rates,
             "max_rss_mib": max_rss_bytes() / 2**20, "warmup": cfg.warmup, "repeats": cfg.repeats,
-            "timm": peers.timm_version()}
+            "timm": peers.timm_version(), **device_info(device)}
     return rows, meta
 
 
 def _run_group(group: list[Case], cfg: BenchConfig, rates: dict[str, float],
-               log: Callable[[str], None]) -> list[Row]:
+               log: Callable[[str], None], device: torch.device | None = None) -> list[Row]:
+    device = device or torch.device("cpu")
+    cuda = device.type == "cuda"
     steps, macs = {}, {}
     for case in group:
         torch.manual_seed(0)
         model = peers.build(case.model, cfg.num_classes, case.in_chans)
         macs[case] = peers.macs_per_image(model, case.model, (case.in_chans, case.size, case.size))
-        steps[case] = make_step(case, model)
-        for _ in range(cfg.warmup):
+        steps[case] = make_step(case, model, device)
+        warmup = max(cfg.warmup, 1) if "compile" in case.variant else cfg.warmup  # never time the compilation
+        for _ in range(warmup):
             steps[case]()
+        if cuda:
+            torch.cuda.synchronize(device)
         log(f"ready: {_label(case)}")
     times: dict[Case, list[float]] = {case: [] for case in group}
     peaks = dict.fromkeys(group, 0)
+    gpu_peaks = dict.fromkeys(group, 0)
     with _sampler(cfg.memory) as sampler:
         for r in range(cfg.repeats):
             for case in group[r % len(group):] + group[:r % len(group)]:  # rotated: no case always runs first
                 sampler.reset()
-                times[case].append(time_once(steps[case]))
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats(device)
+                times[case].append(time_once(steps[case], device))
                 peaks[case] = max(peaks[case], sampler.peak, 0)
-    return [_row(case, Stats.of(times[case]), macs[case], rates[case.dtype], peaks[case]) for case in group]
+                if cuda:
+                    gpu_peaks[case] = max(gpu_peaks[case], torch.cuda.max_memory_allocated(device))
+    rows = [_row(case, Stats.of(times[case]), macs[case], rates[case.dtype], peaks[case]) for case in group]
+    if cuda:
+        for row in rows:
+            row.extra["peak_gpu_mib"] = gpu_peaks[row.case] / 2**20
+        steps.clear()
+        torch.cuda.empty_cache()
+    return rows
 
 
 @contextlib.contextmanager

@@ -32,6 +32,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: on CUDA the runs are synchronized "
+                                                  "and each row has its peak GPU memory")
     p.add_argument("--no-memory", action="store_true", help="do not sample the resident memory")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--csv", default=None, help="also write the rows to this CSV file")
@@ -43,9 +45,13 @@ def run(args: argparse.Namespace) -> int:
     for name in args.models + (args.peers or []):
         if not name.startswith("timm:") and not is_model(name):
             raise CliError(f"unknown model {name!r}; `crunet models` lists them (timm's: timm:NAME)")
-    cfg = BenchConfig(args.models, tuple(args.mode), tuple(args.batch), tuple(args.size), args.in_chans,
-                      args.num_classes, tuple(args.dtype), tuple(args.layout), tuple(args.variant), args.peers,
-                      args.ref, args.warmup, args.repeats, args.threads, not args.no_memory)
+    try:
+        cfg = BenchConfig(args.models, tuple(args.mode), tuple(args.batch), tuple(args.size), args.in_chans,
+                          args.num_classes, tuple(args.dtype), tuple(args.layout), tuple(args.variant), args.peers,
+                          args.ref, args.warmup, args.repeats, args.threads, not args.no_memory, args.device)
+    except ValueError as err:
+        msg = str(err)
+        raise CliError(f"--{msg}" if msg.startswith("device ") else msg) from None
     rows, meta = run_bench(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_table(rows, meta, markdown=args.markdown))
     if args.csv:

@@ -129,3 +129,31 @@ def test_cli_bench_bf16_and_json(capsys, tmp_path):
 def test_cli_unknown_model_fails_in_one_line(capsys):
     assert main(["bench", "crunet_tiny", "--peers"]) == 2
     assert "unknown model 'crunet_tiny'" in capsys.readouterr().err
+
+
+def test_cli_bench_device_cpu_runs_and_records_the_device(capsys, tmp_path):
+    out = tmp_path / "b.json"
+    args = ["bench", "preresnet_small", "--size", "16", "--in-chans", "1", "--num-classes", "10", "--peers",
+            "--layout", "contiguous", "--warmup", "0", "--repeats", "1", "--no-memory", "--device", "cpu",
+            "--json", str(out)]
+    assert main(args) == 0
+    data = json.loads(out.read_text())
+    assert data["meta"]["device"] == "cpu" and data["meta"]["torch"]
+    assert "peak_gpu_mib" not in data["rows"][0]  # CPU rows carry the resident memory only
+    assert "GPU MiB" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("device, message", [("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available"),
+                                             ("tpu9", "not a torch device"), ("meta", "runs on cpu, cuda")])
+def test_cli_bench_bad_device_fails_in_one_line(device, message, capsys, monkeypatch):
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: False)
+    assert main(["bench", "preresnet_small", "--peers", "--device", device]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and f"--device '{device}'" in err
+
+
+def test_bench_config_refuses_cuda_without_cuda(monkeypatch):
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        BenchConfig(["crunet_small"], device="cuda")
+    assert BenchConfig(["crunet_small"], device="cpu").device == "cpu"

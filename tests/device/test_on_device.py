@@ -1,0 +1,275 @@
+"""Parity of the models on ``--device`` against the CPU, and the training features (autocast, GradScaler,
+channels_last, torch.compile, EMA, checkpoints) on that device.
+
+Tolerances (fp32, TF32 off): outputs within 1e-4 of the CPU's, relative to the largest output; gradients within
+1e-3 of the CPU's, relative to each tensor's largest gradient entry; compiled vs eager within 1e-3 likewise.
+"""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import crunet
+from crunet.deploy import deploy
+from crunet.io.checkpoint import load_checkpoint, load_model_state
+from crunet.layers import ResidualUnit
+from crunet.layers.dsfb_fused import SharedConvBN
+from crunet.layers.shared_basis import SharedBasis, SharedBasisConvInference
+from crunet.models.design import NetCfg, bottleneck_stages
+from crunet.models.preact_resnet import PreActResNet
+from crunet.train.checkpoint import save_checkpoint
+from crunet.train.ema import ModelEma
+
+OUT_TOL = 1e-4
+GRAD_TOL = 1e-3
+COMPILE_TOL = 1e-3
+MODELS = ["crunet_small", "dsfb_resnet32_s16u1", "tiny_crunet56"]
+SIZE = 32
+
+# crunet56's shape (plain / plain / a six-unit CRU sharing group / plain, pre-activation, bn_eps 1e-3), tiny widths
+TINY_CRUNET56 = NetCfg(bottleneck_stages((1, 1, 6, 1), (16, 32, 32, 64), (4, 4, None, 4), out_chs=(32, 64, 128, 256),
+                                         share_every=(0, 0, 6, 0)), bn_eps=1e-3)
+
+
+def build(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if name == "tiny_crunet56":
+        return PreActResNet.create("tiny_crunet56", TINY_CRUNET56, num_classes=10)
+    return crunet.create_model(name, num_classes=10, in_chans=3)
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out, ref = out.detach().float().cpu(), ref.detach().float().cpu()
+    return ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
+
+
+def batch(n: int = 4, size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 3, size, size, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def train_step(model, x, y, optimizer=None):
+    """Forward + backward (+ an optimizer step); the loss and the gradients by parameter name."""
+    model.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    if optimizer is not None:
+        optimizer.step()
+    return loss.detach(), grads
+
+
+def assert_grads_close(grads, ref, tol):
+    """Each gradient within ``tol`` of the reference, relative to its own largest entry, or to 1% of the model's
+    largest gradient entry when that is larger (a gradient that is zero in exact arithmetic, such as a BN bias in
+    front of another BN, is rounding noise: no relative error means anything there)."""
+    assert grads.keys() == ref.keys() and grads
+    floor = 1e-2 * max(r.abs().max().item() for r in ref.values())
+    errs = [((grads[n].float().cpu() - ref[n].float().cpu()).abs().max().item()
+             / max(ref[n].abs().max().item(), floor), n) for n in ref]
+    worst = max(errs)
+    assert worst[0] < tol, f"gradient of {worst[1]} differs by {worst[0]:.2e} (relative)"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_and_backward_match_the_cpu(name, device):
+    cpu = build(name).train()
+    dev = copy.deepcopy(cpu).to(device)
+    x, y = batch()
+    out_cpu, out_dev = cpu(x), dev(x.to(device))
+    assert out_dev.device.type == device.type
+    assert rel_err(out_dev, out_cpu) < OUT_TOL
+    loss_cpu, grads_cpu = train_step(cpu, x, y)
+    loss_dev, grads_dev = train_step(dev, x.to(device), y.to(device))
+    assert rel_err(loss_dev, loss_cpu) < OUT_TOL
+    assert_grads_close(grads_dev, grads_cpu, GRAD_TOL)
+    assert all(b.device.type == device.type for b in dev.buffers())  # BN statistics updated in place there
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("unshare", [True, False], ids=["unshared", "shared"])
+def test_deployed_model_on_the_device_matches_the_cpu_eval_model(name, unshare, device, randomize_bns):
+    model = randomize_bns(build(name)).eval()
+    x, _ = batch()
+    with torch.no_grad():
+        ref = model(x)
+        deployed = deploy(model.to(device), unshare=unshare, layout="contiguous")
+        for layout in ("contiguous", "channels_last"):
+            assert rel_err(deployed.set_layout(layout)(x.to(device)), ref) < OUT_TOL, layout
+
+
+@pytest.mark.parametrize("name", ["dsfb_resnet32_s16u1", "dsfb_mobilenetv2_shared"])
+def test_dsfb_fused_basis_path_matches_the_reference_path(name, device, randomize_bns):
+    """deploy(unshare=False) runs each shared basis through the fused path (SharedConvBN, or
+    SharedBasisConvInference); the eval model runs the reference SharedBasisConv + BN; both on the device, against
+    the CPU's reference."""
+    model = randomize_bns(build(name)).eval()
+    x, _ = batch()
+    with torch.no_grad():
+        ref_cpu = model(x)
+        model.to(device)
+        ref_dev = model(x.to(device))
+        fused = deploy(model, unshare=False, layout="contiguous")
+        assert any(isinstance(m, (SharedConvBN, SharedBasisConvInference)) for m in fused.modules())
+        assert any(isinstance(m, SharedBasis) for m in fused.modules())
+        out = fused(x.to(device))
+    assert rel_err(out, ref_dev) < OUT_TOL
+    assert rel_err(out, ref_cpu) < OUT_TOL
+
+
+def _unshare(model):
+    """A copy in which every CRU unit gets its own clone of its group's factors (as tests/layers/test_sharing.py)."""
+    clone = copy.deepcopy(model)
+    for module in clone.modules():
+        if isinstance(module, ResidualUnit) and module.factors is not None:
+            module.__dict__["_factors"] = copy.deepcopy(module.factors)
+    return clone
+
+
+def test_a_shared_tensors_gradient_is_the_sum_of_its_uses(device):
+    model = crunet.create_model("crunet_small", num_classes=10, in_chans=1).to(device, torch.float64)
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64, device=device)
+    model(x).sum().backward()
+    unshared = _unshare(model)
+    unshared.zero_grad(set_to_none=True)
+    unshared(x).sum().backward()
+    checked = 0
+    for stage, stage_copy in zip(model.stages, unshared.stages, strict=True):
+        for g, group in enumerate(stage.factors):
+            users = [u.factors for u in stage_copy.units[g * 3:(g + 1) * 3]]
+            assert all(u is not group for u in users)
+            for attr in ("reduce", "spatial"):
+                grad = getattr(group, attr).grad
+                assert grad.device.type == device.type
+                torch.testing.assert_close(grad, sum(getattr(f, attr).grad for f in users), rtol=1e-10, atol=1e-12)
+                checked += 1
+    assert checked == 2 * 2  # crunet_small: two CRU stages of one sharing group each, two factors each
+
+
+def test_bf16_autocast_training_step(device):
+    model = build("crunet_small").to(device).train()
+    ref = copy.deepcopy(model)
+    x, y = (t.to(device) for t in batch(8))
+    loss_fp32, _ = train_step(ref, x, y)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer.zero_grad()
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+    assert logits.dtype == torch.bfloat16
+    loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
+               for p in model.parameters())
+    optimizer.step()
+    assert abs(loss.item() - loss_fp32.item()) < 0.05 * loss_fp32.item()  # bf16 has 8 bits of mantissa
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+
+
+def test_fp16_training_step_with_grad_scaler(device):
+    if device.type != "cuda":
+        pytest.skip("fp16 autocast + GradScaler is checked on CUDA only (the CPU trains in bf16)")
+    model = build("crunet_small").to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0**14)
+    x, y = (t.to(device) for t in batch(8))
+    losses = []
+    for _ in range(3):
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.float16):
+            loss = F.cross_entropy(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        losses.append(loss.item())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert scaler.get_scale() > 0 and losses[-1] < losses[0]
+
+
+def _cpu_channels_last_known_issue(name, device, request):
+    if device.type == "cpu" and name == "crunet_small":
+        request.applymarker(pytest.mark.xfail(strict=False, reason=(
+            "CPU fp32 channels_last training (also inductor's): crunet_small's conv weight gradients are ~2e-2 to "
+            "1e-1 (relative) from an fp64 reference, contiguous fp32 ~7e-6; single convolutions are exact; found on "
+            "torch 2.13 CPU (AMD EPYC), not yet localized")))
+
+
+@pytest.mark.parametrize("name", ["crunet_small", "dsfb_resnet32_s16u1"])
+def test_channels_last_matches_contiguous(name, device, request):
+    _cpu_channels_last_known_issue(name, device, request)
+    model = build(name).to(device).train()
+    last = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    x, y = (t.to(device) for t in batch())
+    loss, grads = train_step(model, x, y)
+    xl = x.contiguous(memory_format=torch.channels_last)
+    loss_last, grads_last = train_step(last, xl, y)
+    assert rel_err(loss_last, loss) < OUT_TOL
+    assert_grads_close(grads_last, grads, GRAD_TOL)
+    assert rel_err(last.eval()(xl), model.eval()(x)) < OUT_TOL
+
+
+@pytest.mark.slow_on_cpu
+@pytest.mark.parametrize("name", ["crunet_small", "dsfb_resnet32_s16u1"])
+def test_compiled_training_step_equals_eager(name, device, request):
+    _cpu_channels_last_known_issue(name, device, request)  # inductor lays convolutions out channels_last on the CPU
+    torch._dynamo.reset()
+    model = build(name).to(device).train()
+    compiled_model = copy.deepcopy(model)
+    compiled = torch.compile(compiled_model, backend="inductor")
+    x, y = (t.to(device) for t in batch())
+    opt_e = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    opt_c = torch.optim.SGD(compiled_model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(2):  # the second step runs the compiled graph on weights the first step changed
+        loss_e, grads_e = train_step(model, x, y, opt_e)
+        loss_c, grads_c = train_step(compiled, x, y, opt_c)
+        grads_c = {n.removeprefix("_orig_mod."): g for n, g in grads_c.items()}
+        assert rel_err(loss_c, loss_e) < COMPILE_TOL
+        assert_grads_close(grads_c, grads_e, COMPILE_TOL)
+    vec = torch.nn.utils.parameters_to_vector
+    assert rel_err(vec(compiled_model.parameters()), vec(model.parameters())) < COMPILE_TOL  # the weights after
+
+
+def test_ema_on_the_device_matches_the_cpu(device):
+    cpu = build("crunet_small")
+    dev = copy.deepcopy(cpu).to(device)
+    ema_cpu, ema_dev = ModelEma(cpu, 0.9), ModelEma(dev, 0.9)
+    x, y = batch()
+    opt_cpu = torch.optim.SGD(cpu.parameters(), lr=0.1)
+    opt_dev = torch.optim.SGD(dev.parameters(), lr=0.1)
+    for _ in range(2):
+        train_step(cpu, x, y, opt_cpu)
+        train_step(dev, x.to(device), y.to(device), opt_dev)
+        ema_cpu.update(cpu)
+        ema_dev.update(dev)
+    state_cpu, state_dev = ema_cpu.state_dict(), ema_dev.state_dict()
+    assert state_cpu.keys() == state_dev.keys()
+    for k, v in state_dev.items():
+        assert v.device.type == device.type
+        if v.is_floating_point():
+            assert rel_err(v, state_cpu[k]) < GRAD_TOL, k
+        else:
+            assert torch.equal(v.cpu(), state_cpu[k]), k
+    assert ema_dev.module.stages[1].units[0].factors is ema_dev.module.stages[1].factors[0]  # sharing kept
+
+
+def _checkpoint(model) -> dict:
+    return {"model": model.state_dict(), "num_classes": 10, "in_chans": 3, "epoch": 1}
+
+
+@pytest.mark.parametrize("direction", ["device_to_cpu", "cpu_to_device"])
+def test_checkpoint_written_on_one_side_loads_on_the_other(direction, device, tmp_path, randomize_bns):
+    src_device, dst_device = (device, torch.device("cpu")) if direction == "device_to_cpu" else \
+        (torch.device("cpu"), device)
+    src = randomize_bns(build("crunet_small")).eval().to(src_device)
+    path = save_checkpoint(_checkpoint(src), tmp_path / "ckpt.pt")
+    state = load_checkpoint(path)
+    assert all(v.device.type == "cpu" for v in state["model"].values())  # read with map_location="cpu"
+    torch.manual_seed(5)
+    dst = build("crunet_small").eval().to(dst_device)
+    load_model_state(dst, state["model"], str(path), "crunet_small")
+    assert all(p.device.type == dst_device.type for p in dst.parameters())
+    x, _ = batch()
+    with torch.no_grad():
+        assert rel_err(dst(x.to(dst_device)), src(x.to(src_device))) < OUT_TOL
