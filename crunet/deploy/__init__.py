@@ -93,7 +93,7 @@ def _fold_conv_bn_pairs(seq: nn.Sequential) -> None:
 
 def _new_conv(conv: nn.Conv2d, weight: Tensor, bias: Tensor) -> nn.Conv2d:
     out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                    conv.groups, bias=True, padding_mode=conv.padding_mode)
+                    conv.groups, bias=True, padding_mode=conv.padding_mode, device=weight.device, dtype=weight.dtype)
     out.weight.data.copy_(weight)
     out.bias.data.copy_(bias)
     return out.requires_grad_(False).eval()

@@ -12,7 +12,9 @@ _POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise
 
 def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
     """The eval-mode BatchNorm as y = scale * x + shift, computed in float64."""
-    var = bn.running_var.double() if bn.running_var is not None else torch.ones(bn.num_features, dtype=torch.float64)
+    device = next((t.device for t in (bn.running_var, bn.weight) if t is not None), None)
+    var = bn.running_var.double() if bn.running_var is not None else torch.ones(bn.num_features, dtype=torch.float64,
+                                                                                 device=device)
     mean = bn.running_mean.double() if bn.running_mean is not None else torch.zeros_like(var)
     scale = torch.rsqrt(var + bn.eps)
     if bn.weight is not None:
