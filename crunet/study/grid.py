@@ -228,7 +228,8 @@ def tier3_option(epochs: int, extra: str = "") -> str:
 def tier3(results: Path | None = None, models: set[str] | None = None) -> list[RunSpec]:
     """The claims with the authors' configurations, trained longer: the CRU trio and the CRU network that shares as
     the released ones do (last stage plain); ResNet-32 and DSFB S16U1 with the CIFAR-10 regularizer, the shared-only
-    one and none; each family at its rate. The 2E run of the cheapest family comes first: it is the longest."""
+    one and none; each family at its rate. The E-versus-2E check comes first (the cheapest family's 2E run and its
+    runs at E): it decides whether E is long enough before the rest of the grid is spent on it. Then seed-major."""
     base = tier3_option(TIER3_EPOCHS)
     runs = (_grid(FM, (CONVERGENCE_CHECK_MODEL,), (0,), (tier3_option(2 * TIER3_EPOCHS),))
             + _grid(FM, ("preresnext_small", "crunet_small", "crunet_small_plain_last", "resnet32_cifar"), range(3),
@@ -236,7 +237,8 @@ def tier3(results: Path | None = None, models: set[str] | None = None) -> list[R
             + _grid(FM, ("dsfb_resnet32_s16u1",), range(3), (tier3_option(TIER3_EPOCHS, "orth_unique=1"),))
             + _grid(FM, ("preresnet_small",), range(2), (base,))
             + _grid(FM, ("dsfb_resnet32_s16u1",), range(2), (base, tier3_option(TIER3_EPOCHS, "orth_lambda=0"))))
-    return sorted(_at_family_rates(runs, family_rates(results), models), key=lambda run: run.seed)
+    return sorted(_at_family_rates(runs, family_rates(results), models),
+                  key=lambda run: (run.model != CONVERGENCE_CHECK_MODEL, run.seed))
 
 
 GRIDS = {"lr-check": lr_check, "tier1": tier1, "tier2": tier2, "tier3": tier3}
