@@ -1,8 +1,10 @@
 """crunet's own error types, at the bottom of the layering (imports nothing from crunet).
 
 Every error a user can cause (a bad option, a file that lies, a broken data set) is a ``CrunetError``: the command
-line prints its message as one line and exits with status 2. Each type also derives from ``ValueError`` so that
-code written against the older ``ValueError`` contract keeps working.
+line prints its message as one line and exits with status 2. Anything else is a bug and keeps its traceback. Each
+type also derives from ``ValueError``, the exception Python, PyTorch and torchvision raise for a bad argument value
+(``torchvision.models.get_model("nope")`` is a ValueError too), so ``except ValueError`` written against the older
+contract keeps working; an unknown keyword option is also a ``TypeError``, as for any Python call.
 """
 
 from __future__ import annotations
@@ -16,8 +18,16 @@ class ConfigError(CrunetError):
     """An option out of range, not finite, or inconsistent with another option."""
 
 
+class UnknownOptionError(ConfigError, TypeError):
+    """A keyword option a model or function does not have (Python raises TypeError for an unexpected keyword)."""
+
+
 class DataError(CrunetError):
     """A data set that cannot be used: missing files, mismatched classes, labels out of range, corrupt files."""
+
+
+class MissingFileError(CrunetError, FileNotFoundError):
+    """A file or folder the user named (or the default place of a data set) is not there; also a FileNotFoundError."""
 
 
 class FileFormatError(CrunetError):

@@ -10,6 +10,7 @@ import importlib.util
 
 from torch import nn
 
+from crunet.errors import UnsupportedError
 from crunet.layers.complexity import complexity, measured_macs
 from crunet.models import create_model
 
@@ -29,7 +30,7 @@ def default_peers() -> list[str]:
 def build(spec: str, num_classes: int, in_chans: int) -> nn.Module:
     if spec.startswith("timm:"):
         if not timm_available():
-            raise ValueError(f"{spec}: timm is not importable in this Python (try .venv-timm/bin/python)")
+            raise UnsupportedError(f"{spec}: timm is not importable in this Python (try .venv-timm/bin/python)")
         timm = importlib.import_module("timm")
         return timm.create_model(spec[5:], pretrained=False, num_classes=num_classes, in_chans=in_chans)
     return create_model(spec, num_classes=num_classes, in_chans=in_chans)

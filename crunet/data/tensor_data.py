@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from crunet.data.transforms import center_crop, ten_crop
+from crunet.errors import ConfigError
 
 
 def pad_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
@@ -79,7 +80,7 @@ class TensorLoader:
         """(training images minus ``n`` held-out ones, those ``n`` as an evaluation set configured like
         ``evaluation``). The held-out images are the same for every seed and model, so runs compare on one split."""
         if not 0 < n < len(self.labels):
-            raise ValueError(f"--holdout {n}: the training set has {len(self.labels)} images; hold out fewer")
+            raise ConfigError(f"--holdout {n}: the training set has {len(self.labels)} images; hold out fewer")
         order = _fixed_order(len(self.labels))
         held = evaluation._take(order[:n].sort().values, self)
         return self._take(order[n:].sort().values), held

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from crunet.data.hls import add_hls_noise, hls_offsets
+from crunet.errors import ConfigError
 
 PAPER_MEAN, PAPER_SCALE = (124.0, 117.0, 104.0), 0.0167  # the released CRU-Net models' input normalization
 
@@ -128,7 +129,7 @@ class EvalCrops:
 
     def __post_init__(self):
         if self.crops not in (1, 10):
-            raise ValueError(f"crops must be 1 or 10, got {self.crops}")
+            raise ConfigError(f"crops must be 1 or 10, got {self.crops}")
 
     def __call__(self, img: Image.Image, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Each crop is resampled from its own box of the source image: the resized image is never built (a

@@ -16,6 +16,7 @@ import time
 import torch
 from torch import Tensor, nn
 
+from crunet.errors import ConfigError
 from crunet.layers.fused import FusedConv, fold_bn
 from crunet.layers.fused_unit import DeployedUnit
 
@@ -45,7 +46,7 @@ class DeployedModel(nn.Module):
 
     def set_layout(self, layout: str) -> DeployedModel:
         if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+            raise ConfigError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
         self.layout = layout
         self.net.to(memory_format=LAYOUTS[layout])
         return self
@@ -62,7 +63,7 @@ def deploy(model: nn.Module, unshare: bool = True, layout: str = "auto", input_s
     see ``crunet.layers.fused_unit``); ``layout`` is "contiguous", "channels_last" or "auto" (time both on a random
     batch of ``input_size``, default the model's ``pretrained_cfg`` input size)."""
     if layout != "auto" and layout not in LAYOUTS:
-        raise ValueError(f"layout must be 'auto' or one of {sorted(LAYOUTS)}, got {layout!r}")
+        raise ConfigError(f"layout must be 'auto' or one of {sorted(LAYOUTS)}, got {layout!r}")
     net = copy.deepcopy(model).eval().requires_grad_(False)
     net = fuse_modules(net, unshare)
     if layout != "auto":

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from crunet.errors import ConfigError
 from crunet.gbtd.terms import GBTD
 
 # Above this many unknowns per spatial tap (R d3* d4*), the cores are updated one term at a time instead of jointly
@@ -61,7 +62,7 @@ def collective_factorize(kernels: Tensor | Sequence[Tensor], groups: int, rank: 
     x, (num_units, d4) = _stack(kernels)
     d3s, d4s = _check_ranks(groups, rank, x.shape[2], x.shape[3])
     if not isinstance(restarts, int) or restarts < 0:
-        raise ValueError(f"collective_factorize: restarts must be a non-negative integer, got {restarts!r}")
+        raise ConfigError(f"collective_factorize: restarts must be a non-negative integer, got {restarts!r}")
     generator = torch.Generator().manual_seed(seed)
     best = None
     for attempt in range(restarts + 1):
@@ -98,13 +99,13 @@ def _stack(kernels: Tensor | Sequence[Tensor]) -> tuple[Tensor, tuple[int, int]]
     if not isinstance(kernels, Tensor):
         kernels = list(kernels)
         if not kernels:
-            raise ValueError("collective_factorize needs the kernels of at least one unit, got none")
+            raise ConfigError("collective_factorize needs the kernels of at least one unit, got none")
         shapes = {tuple(k.shape) for k in kernels}
         if len(shapes) != 1:
-            raise ValueError(f"all kernels must have one shape (d4, d3, k, k), got {sorted(shapes)}")
+            raise ConfigError(f"all kernels must have one shape (d4, d3, k, k), got {sorted(shapes)}")
         kernels = torch.stack([k.detach() for k in kernels])
     if kernels.dim() != 5 or kernels.shape[0] == 0:
-        raise ValueError(f"kernels must be (L, d4, d3, k, k), got shape {tuple(kernels.shape)}")
+        raise ConfigError(f"kernels must be (L, d4, d3, k, k), got shape {tuple(kernels.shape)}")
     num_units, d4, d3, k1, k2 = kernels.shape
     x = kernels.detach().to(torch.float64).permute(3, 4, 2, 0, 1).reshape(k1, k2, d3, num_units * d4)
     return x, (num_units, d4)
@@ -114,14 +115,14 @@ def _check_ranks(groups: int, rank: int | tuple[int, int], d3: int, stacked_d4: 
     ranks = tuple(rank) if isinstance(rank, (tuple, list)) else (rank, rank)
     for name, value in (("groups", groups), ("rank d3*", ranks[0]), ("rank d4*", ranks[-1])):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"collective_factorize: {name} must be a positive integer, got {value!r}")
+            raise ConfigError(f"collective_factorize: {name} must be a positive integer, got {value!r}")
     if len(ranks) != 2:
-        raise ValueError(f"collective_factorize: rank must be d3* or (d3*, d4*), got {rank!r}")
+        raise ConfigError(f"collective_factorize: rank must be d3* or (d3*, d4*), got {rank!r}")
     d3s, d4s = ranks
     if d3s > d3:
-        raise ValueError(f"collective_factorize: rank d3*={d3s} exceeds the kernels' input channels d3={d3}")
+        raise ConfigError(f"collective_factorize: rank d3*={d3s} exceeds the kernels' input channels d3={d3}")
     if d4s > stacked_d4:
-        raise ValueError(f"collective_factorize: rank d4*={d4s} exceeds the stacked output channels L*d4={stacked_d4}")
+        raise ConfigError(f"collective_factorize: rank d4*={d4s} exceeds the stacked output channels L*d4={stacked_d4}")
     return d3s, d4s
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from crunet.errors import ConfigError
 from crunet.gbtd.affine import bn_affine, conv1x1_matrix, set_identity_bn
 from crunet.gbtd.collective import CollectiveFactors, collective_factorize
 from crunet.gbtd.factors import factors
@@ -69,7 +70,7 @@ def stage_index(model: PreActResNet, name: str | int) -> int:
         return names.index(name)
     if isinstance(name, str) and name.startswith("stages.") and name[7:].isdigit() and int(name[7:]) < len(names):
         return int(name[7:])
-    raise ValueError(f"{getattr(model, 'name', 'the model')} has no stage {name!r}; its stages: {', '.join(names)}")
+    raise ConfigError(f"{getattr(model, 'name', 'the model')} has no stage {name!r}; its stages: {', '.join(names)}")
 
 
 def cru_design(cfg: NetCfg, stages: Sequence[int], groups: int | None = None, share_every: int | None = None) -> NetCfg:
@@ -79,7 +80,7 @@ def cru_design(cfg: NetCfg, stages: Sequence[int], groups: int | None = None, sh
     for i in stages:
         s = cfg.stages[i]
         if s.shared:
-            raise ValueError(f"stage conv{i + 2} already shares its factors: factorize an unshared stage")
+            raise ConfigError(f"stage conv{i + 2} already shares its factors: factorize an unshared stage")
         new[i] = StageCfg(s.depth, s.out_chs, s.width, groups, s.stride, share_every or s.depth, extra_1x1=True)
     return dataclasses.replace(cfg, stages=tuple(new))
 
@@ -91,7 +92,7 @@ def factorize_model(model: PreActResNet, stages: Sequence[str | int], groups: in
     with ``calibration`` images, its BNs are calibrated on them (see the module's docstring)."""
     indices = sorted({stage_index(model, s) for s in stages})
     if not indices:
-        raise ValueError("name at least one stage to factorize")
+        raise ConfigError("name at least one stage to factorize")
     model = model.eval()
     cfg = cru_design(model.cfg, indices, groups, share_every)
     new = PreActResNet(cfg, model.num_classes, model.in_chans, f"{model.name}_cru", dict(model.pretrained_cfg))
@@ -159,7 +160,7 @@ def _factorize_stage(old_stage, new_stage, name: str, max_iter: int, restarts: i
 def _unit_kernel(unit: ResidualUnit) -> tuple[Tensor, Tensor]:
     """The kernel (out_chs, out_chs, k, k) and bias a CRU unit's shared part must reproduce for ``unit``."""
     if unit.factors is not None:
-        raise ValueError("factorize an unshared stage: this unit already uses shared factors")
+        raise ConfigError("factorize an unshared stage: this unit already uses shared factors")
     weight, bias = factors(unit, keep_input_norm=True).kernel(include_input_map=False)
     weight, bias = weight.to(torch.float64), bias.to(torch.float64)
     if unit.shortcut is not None:  # the projection P becomes the CRU's proj: read the kernel through P^+

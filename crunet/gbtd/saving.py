@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from crunet.errors import FileFormatError, MissingFileError
 from crunet.models.design import NetCfg, StageCfg
 from crunet.models.preact_resnet import PreActResNet
 
@@ -33,11 +34,11 @@ def load_model(path: str | os.PathLike) -> PreActResNet:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise MissingFileError(f"{path} does not exist")
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a model written by crunet factorize (no {FORMAT} metadata)")
+        raise FileFormatError(f"{path} is not a model written by crunet factorize (no {FORMAT} metadata)")
     design = json.loads(meta["design"])
     cfg = NetCfg(**{**design, "stages": tuple(StageCfg(**s) for s in design["stages"])})
     pretrained = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(meta["pretrained_cfg"]).items()}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from crunet.errors import UnsupportedError
 from crunet.gbtd.factors import factors
 from crunet.gbtd.linearize import is_unit
 
@@ -39,7 +40,7 @@ def stage_summaries(model: nn.Module) -> list[StageSummary]:
         if units:
             out.append(_summarize(f"conv{i + 2}", units))
     if not out:
-        raise ValueError(f"{getattr(model, 'name', type(model).__name__)} has no stages of GBTD residual units")
+        raise UnsupportedError(f"{getattr(model, 'name', type(model).__name__)} has no stages of GBTD residual units")
     return out
 
 

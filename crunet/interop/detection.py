@@ -17,6 +17,8 @@ from typing import Any
 
 from torch import nn
 
+from crunet.errors import ConfigError
+
 EXTRA_BLOCKS = ("pool", "p6p7", "none")
 _LEVELS = {"pool": 4, "p6p7": 3, "none": 4}
 
@@ -48,12 +50,12 @@ def backbone(name: str, weights: str | os.PathLike | None = None, out_indices: l
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
     if extra_blocks not in EXTRA_BLOCKS:
-        raise ValueError(f"extra_blocks must be one of {', '.join(EXTRA_BLOCKS)}, got {extra_blocks!r}")
+        raise ConfigError(f"extra_blocks must be one of {', '.join(EXTRA_BLOCKS)}, got {extra_blocks!r}")
     body = StageBody(_model(name, weights, model_kwargs))
     info = body.feature_info
     take = list(out_indices) if out_indices is not None else default_out_indices(info, _LEVELS[extra_blocks])
     if not take or any(not 0 <= i < len(info) for i in take) or take != sorted(set(take)):
-        raise ValueError(f"out_indices={out_indices}: {body.name} has stages 0..{len(info) - 1}; "
+        raise ConfigError(f"out_indices={out_indices}: {body.name} has stages 0..{len(info) - 1}; "
                          f"give increasing indices among them")
     _freeze(body, trainable_stages)
     extra = {"pool": LastLevelMaxPool(), "p6p7": LastLevelP6P7(out_channels, out_channels), "none": None}
@@ -78,6 +80,6 @@ def _freeze(body: StageBody, trainable_stages: int | None) -> None:
     if trainable_stages is None:
         return
     if not 0 <= trainable_stages <= stages:
-        raise ValueError(f"trainable_stages={trainable_stages}: {body.name} has {stages} stages (0..{stages})")
+        raise ConfigError(f"trainable_stages={trainable_stages}: {body.name} has {stages} stages (0..{stages})")
     for child in list(body)[: len(body) - trainable_stages]:
         child.requires_grad_(False)

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from crunet.errors import ConfigError
+
 FORMATS = ("safetensors", "onnx", "torchscript")
 MIN_OPSET = 17
 
@@ -32,7 +34,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
     """The model in eval mode as one ONNX file with a dynamic batch dimension (input ``x``, output ``logits``)."""
     _require("onnxscript", "onnx")
     if opset < MIN_OPSET:
-        raise ValueError(f"opset must be {MIN_OPSET} or newer, got {opset}")
+        raise ConfigError(f"opset must be {MIN_OPSET} or newer, got {opset}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from crunet.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Cx:
@@ -99,11 +101,11 @@ def module_cx(module: nn.Module, cx: Cx) -> Cx:
 def complexity(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) -> dict[str, int]:
     """Parameters (each shared tensor once), MACs (each use) and activations of one image of ``input_size``."""
     if len(input_size) != 3 or any(int(s) <= 0 for s in input_size):
-        raise ValueError(f"input_size must be (channels, height, width) with positive sizes, got {input_size!r}")
+        raise ConfigError(f"input_size must be (channels, height, width) with positive sizes, got {input_size!r}")
     c, h, w = (int(s) for s in input_size)
     expected = getattr(model, "in_chans", c)
     if c != expected:
-        raise ValueError(f"input_size has {c} channels but the model expects in_chans={expected}")
+        raise ConfigError(f"input_size has {c} channels but the model expects in_chans={expected}")
     cx = module_cx(model, Cx(c=c, h=h, w=w))
     return {"params": cx.params, "macs": cx.macs, "acts": cx.acts}
 

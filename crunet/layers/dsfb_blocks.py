@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crunet.errors import ConfigError
 from crunet.layers.complexity import Cx, conv_cx, module_cx, norm_cx
 from crunet.layers.dsfb_fused import FusedBlock, conv_bn, fold_sequential, fuse_shared
 from crunet.layers.orthogonality import BasisGroup
@@ -31,7 +32,7 @@ class ZeroPadShortcut(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, stride: int):
         super().__init__()
         if out_chs < in_chs:
-            raise ValueError(f"a zero-padding shortcut cannot reduce channels ({in_chs} -> {out_chs})")
+            raise ConfigError(f"a zero-padding shortcut cannot reduce channels ({in_chs} -> {out_chs})")
         self.in_chs, self.out_chs, self.stride = in_chs, out_chs, stride
 
     def forward(self, x: Tensor) -> Tensor:
@@ -121,7 +122,7 @@ class Bottleneck(nn.Module):
         super().__init__()
         out_chs = planes * self.expansion
         if (shared_spatial is not None or shared_expand is not None) and (stride != 1 or in_chs != out_chs):
-            raise ValueError("a bottleneck using shared filters must keep its shape (stride 1, in_chs == out_chs)")
+            raise ConfigError("a bottleneck using shared filters must keep its shape (stride 1, in_chs == out_chs)")
         self.planes, self.stride = planes, stride
         self.__dict__["_shared_spatial"] = shared_spatial
         self.__dict__["_shared_expand"] = shared_expand

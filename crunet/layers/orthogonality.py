@@ -24,6 +24,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from crunet.errors import ConfigError
+
 
 class BasisGroup(NamedTuple):
     """One sharing group in the CIFAR-10 form: the shared filters as rows (n, d) and the unique filters of the K
@@ -38,7 +40,7 @@ def _group_term(group: Tensor | BasisGroup) -> tuple[Tensor, int]:
     shared, unique = (group, None) if isinstance(group, Tensor) else group
     if shared.dim() != 2 or (unique is not None and (unique.dim() != 3 or unique.shape[2] != shared.shape[1])):
         shapes = tuple(shared.shape), None if unique is None else tuple(unique.shape)
-        raise ValueError(f"a basis must be a matrix (filters as rows) with unique filters (K, u, d), got {shapes}")
+        raise ConfigError(f"a basis must be a matrix (filters as rows) with unique filters (K, u, d), got {shapes}")
     n, eye = shared.shape[0], torch.eye
     with torch.autocast(shared.device.type, enabled=False):  # a sum of squares near zero: keep full precision
         shared = shared if shared.dtype in (torch.float32, torch.float64) else shared.float()
@@ -57,7 +59,7 @@ def orthogonality_penalty(bases: Sequence[Tensor | BasisGroup]) -> Tensor:
     """The unweighted term: sum_g ||B_g B_g^T - I||_F^2 / sum_g n_g^2 for matrices B_g (n_g, d_g), and the CIFAR-10
     form (module docstring) for a ``BasisGroup``."""
     if not bases:
-        raise ValueError("orthogonality_penalty needs at least one basis matrix")
+        raise ConfigError("orthogonality_penalty needs at least one basis matrix")
     total, count = None, 0
     for group in bases:
         term, entries = _group_term(group)

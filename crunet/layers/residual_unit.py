@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crunet.errors import ConfigError
 from crunet.layers.bn_act_conv import BnAct, BnActConv
 from crunet.layers.complexity import Cx, conv_cx, norm_cx
 from crunet.layers.fused_unit import DeployedUnit
@@ -35,9 +36,9 @@ class ResidualUnit(nn.Module):
                  factors: SharedFactors | None = None, extra_1x1: bool = False, bn_eps: float = 1e-5):
         super().__init__()
         if width % groups:
-            raise ValueError(f"width={width} is not divisible by groups={groups}")
+            raise ConfigError(f"width={width} is not divisible by groups={groups}")
         if factors is not None and (factors.in_chs, factors.width) != (out_chs, width):
-            raise ValueError(f"shared factors map {factors.in_chs} -> {factors.width} channels but this unit needs "
+            raise ConfigError(f"shared factors map {factors.in_chs} -> {factors.width} channels but this unit needs "
                              f"{out_chs} -> {width}")
         self.in_chs, self.out_chs, self.width, self.stride = in_chs, out_chs, width, stride
         self.groups = factors.groups if factors is not None else groups

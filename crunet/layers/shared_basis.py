@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crunet.errors import ConfigError
 from crunet.layers import batchnorm_1x1
 from crunet.layers.complexity import Cx, conv_cx, norm_cx
 from crunet.layers.fused import FusedConv, bn_scale_shift
@@ -34,7 +35,7 @@ class SharedBasis(nn.Module):
         super().__init__()
         for field, value in (("in_chs", in_chs), ("rank", rank), ("kernel_size", kernel_size), ("count", count)):
             if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"SharedBasis.{field} must be a positive integer, got {value!r}")
+                raise ConfigError(f"SharedBasis.{field} must be a positive integer, got {value!r}")
         self.in_chs, self.rank, self.kernel_size, self.count = in_chs, rank, kernel_size, count
         self.weights = nn.ParameterList(
             nn.Parameter(torch.empty(rank, in_chs, kernel_size, kernel_size)) for _ in range(count))
@@ -73,11 +74,11 @@ class SharedBasisConv(nn.Module):
                  stride: int = 1, bn_eps: float = 1e-5):
         super().__init__()
         if shared.in_chs != in_chs:
-            raise ValueError(f"the shared basis takes {shared.in_chs} channels but this convolution gets {in_chs}")
+            raise ConfigError(f"the shared basis takes {shared.in_chs} channels but this convolution gets {in_chs}")
         if not isinstance(unique_rank, int) or unique_rank < 0:
-            raise ValueError(f"unique_rank must be a non-negative integer, got {unique_rank!r}")
+            raise ConfigError(f"unique_rank must be a non-negative integer, got {unique_rank!r}")
         if not 0 <= index < shared.count:
-            raise ValueError(f"index={index}: the shared basis has {shared.count} bank(s)")
+            raise ConfigError(f"index={index}: the shared basis has {shared.count} bank(s)")
         self.in_chs, self.out_chs, self.unique_rank = in_chs, out_chs, unique_rank
         self.index, self.stride = index, stride
         self.__dict__["_shared"] = shared  # a reference, not a child: the stage owns the shared filters
@@ -173,7 +174,7 @@ class ECA(nn.Module):
     def __init__(self, kernel_size: int = 3):
         super().__init__()
         if not isinstance(kernel_size, int) or kernel_size <= 0 or kernel_size % 2 == 0:
-            raise ValueError(f"ECA kernel_size must be a positive odd integer, got {kernel_size!r}")
+            raise ConfigError(f"ECA kernel_size must be a positive odd integer, got {kernel_size!r}")
         self.conv = nn.Conv1d(1, 1, kernel_size, padding=kernel_size // 2, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from crunet.errors import ConfigError
 from crunet.layers.complexity import Cx
 
 
@@ -18,7 +19,7 @@ class SharedFactors(nn.Module):
     def __init__(self, in_chs: int, width: int, groups: int, kernel_size: int = 3):
         super().__init__()
         if width % groups:
-            raise ValueError(f"width={width} is not divisible by groups={groups}")
+            raise ConfigError(f"width={width} is not divisible by groups={groups}")
         self.in_chs, self.width, self.groups, self.kernel_size = in_chs, width, groups, kernel_size
         self.reduce = nn.Parameter(torch.empty(width, in_chs, 1, 1))
         self.spatial = nn.Parameter(torch.empty(width, width // groups, kernel_size, kernel_size))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from crunet.errors import ConfigError
 from crunet.layers.bn_act_conv import BnAct
 from crunet.layers.fused_unit import conv_bn_relu
 
@@ -15,7 +16,7 @@ class PreActStem(nn.Sequential):
 
     def __init__(self, kind: str, in_chans: int, out_chs: int, bn_eps: float = 1e-5):
         if kind not in STEM_KINDS:
-            raise ValueError(f"stem must be one of {STEM_KINDS}, got {kind!r}")
+            raise ConfigError(f"stem must be one of {STEM_KINDS}, got {kind!r}")
         if kind == "imagenet":
             super().__init__(nn.Conv2d(in_chans, out_chs, 7, 2, padding=3, bias=False), BnAct(out_chs, bn_eps),
                              nn.MaxPool2d(3, 2, padding=1))

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from crunet.errors import UnsupportedError
+from crunet.errors import ConfigError, UnsupportedError
 from crunet.layers.complexity import Cx, module_cx
 from crunet.models.validation import apply_overrides, check_in_chans
 
@@ -63,13 +63,13 @@ class ClassifierHead(nn.Module):
         """A new classifier for ``num_classes`` (0: none); ``global_pool`` "avg", or "" for no pooling (timm's way
         to get the unpooled features; only without a classifier); None keeps the pooling."""
         if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be a non-negative integer (0 removes the classifier), "
+            raise ConfigError(f"num_classes must be a non-negative integer (0 removes the classifier), "
                              f"got {num_classes!r}")
         if global_pool not in (None, "", "avg"):
-            raise ValueError(f"global_pool must be 'avg' or '' (no pooling), got {global_pool!r}")
+            raise ConfigError(f"global_pool must be 'avg' or '' (no pooling), got {global_pool!r}")
         pool = self.global_pool if global_pool is None else global_pool
         if num_classes and not pool:
-            raise ValueError(f"global_pool='' (no pooling) needs num_classes=0, got num_classes={num_classes}")
+            raise ConfigError(f"global_pool='' (no pooling) needs num_classes=0, got num_classes={num_classes}")
         self.global_pool = pool
         self.pool = nn.AdaptiveAvgPool2d(1) if pool else nn.Identity()
         self.flatten = nn.Flatten(1) if pool else nn.Identity()
@@ -156,12 +156,12 @@ class StagedClassifier(nn.Module):
             return
         if not isinstance(x, Tensor) or x.dim() != 4:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{self.name} expects a batch of images shaped (N, {self.in_chans}, H, W), got {shape}")
+            raise ConfigError(f"{self.name} expects a batch of images shaped (N, {self.in_chans}, H, W), got {shape}")
         if x.shape[1] != self.in_chans:
-            raise ValueError(f"{self.name} expects {self.in_chans} input channels, got {x.shape[1]} "
+            raise ConfigError(f"{self.name} expects {self.in_chans} input channels, got {x.shape[1]} "
                              f"(create it with in_chans={x.shape[1]} or convert the images)")
         if min(x.shape[-2:]) < self.min_input_size:
-            raise ValueError(f"{self.name} expects images of at least {self.min_input_size}x{self.min_input_size} "
+            raise ConfigError(f"{self.name} expects images of at least {self.min_input_size}x{self.min_input_size} "
                              f"pixels (its total stride), got {x.shape[-2]}x{x.shape[-1]}")
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -202,7 +202,7 @@ class StagedClassifier(nn.Module):
             return list(range(n))
         if isinstance(indices, int):
             if not 0 < indices <= n:
-                raise ValueError(f"indices={indices}: {self.name} has {n} stages, ask for the last 1..{n}")
+                raise ConfigError(f"indices={indices}: {self.name} has {n} stages, ask for the last 1..{n}")
             return list(range(n - indices, n))
         chosen = sorted(i % n if -n <= i < n else _raise_index(i, n) for i in indices)
         return chosen
@@ -212,7 +212,7 @@ class StagedClassifier(nn.Module):
                               intermediates_only: bool = False) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
         """The feature maps after the chosen stages (the indices of ``feature_info``), and the final features."""
         if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+            raise ConfigError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
         take = self._stage_indices(indices)
         self.check_input(x)
         x = self.stem(x)
@@ -244,4 +244,4 @@ class StagedClassifier(nn.Module):
 
 
 def _raise_index(i: int, n: int) -> int:
-    raise ValueError(f"stage index {i} is out of range for a model with {n} stages")
+    raise ConfigError(f"stage index {i} is out of range for a model with {n} stages")

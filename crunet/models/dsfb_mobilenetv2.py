@@ -15,6 +15,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crunet.errors import ConfigError
 from crunet.layers.complexity import Cx, conv_cx, module_cx, norm_cx
 from crunet.layers.dsfb_blocks import DSFBStage
 from crunet.layers.dsfb_fused import FusedBlock, conv_bn, fuse_shared
@@ -49,15 +50,15 @@ class DSFBMobileNetV2Cfg:
         stage_chs = tuple(c for _, c, _, _ in MOBILENETV2_STAGES)
         for c in self.shared_chs:
             if c not in stage_chs:
-                raise ValueError(f"{name}.shared_chs: {c!r} is not the width of a stage (one of {stage_chs})")
+                raise ConfigError(f"{name}.shared_chs: {c!r} is not the width of a stage (one of {stage_chs})")
         if not isinstance(self.eca, bool):
-            raise ValueError(f"{name}.eca must be True or False, got {self.eca!r}")
+            raise ConfigError(f"{name}.eca must be True or False, got {self.eca!r}")
         if self.eca and self.sharing == "none":
-            raise ValueError(f"{name}.eca=True gates the sharing blocks, but sharing={self.sharing!r}")
+            raise ConfigError(f"{name}.eca=True gates the sharing blocks, but sharing={self.sharing!r}")
         check_positive(name, stem_chs=self.stem_chs, head_chs=self.head_chs)
         check_common(name, self.bn_eps, self.drop_rate, self.orth_lambda)
         if self.orth_unique is not False:
-            raise ValueError(f"{name}.orth_unique must be False: MobileNetV2 shares whole 1x1 convolutions, with no "
+            raise ConfigError(f"{name}.orth_unique must be False: MobileNetV2 shares whole 1x1 convolutions, with no "
                              f"unique filters for the CIFAR-10 form of the regularizer, got {self.orth_unique!r}")
 
 

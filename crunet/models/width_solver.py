@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 
+from crunet.errors import ConfigError
 from crunet.layers.complexity import count_parameters
 from crunet.models.design import NetCfg
 from crunet.models.preact_resnet import PreActResNet
@@ -22,7 +23,7 @@ def solve_width(design: Callable[[int], NetCfg], target_params: int, multiple: i
     """The multiple of ``multiple`` whose design has the parameter count nearest ``target_params`` (ties: the
     smaller). ``design(width)`` must grow with the width; the search bisects on that."""
     if target_params <= 0 or multiple <= 0:
-        raise ValueError(f"target_params and multiple must be positive, got {target_params} and {multiple}")
+        raise ConfigError(f"target_params and multiple must be positive, got {target_params} and {multiple}")
 
     def count(steps: int) -> int:
         return params_of(design(steps * multiple), num_classes, in_chans)
@@ -31,7 +32,7 @@ def solve_width(design: Callable[[int], NetCfg], target_params: int, multiple: i
     if count(lo) > target_params:
         return lo * multiple
     if count(hi) < target_params:
-        raise ValueError(f"no width up to {max_width} reaches {target_params:,} parameters "
+        raise ConfigError(f"no width up to {max_width} reaches {target_params:,} parameters "
                          f"({count(hi):,} at the largest); raise max_width or lower the target")
     while hi - lo > 1:  # invariant: count(lo) <= target < count(hi) or count(hi) == target
         mid = (lo + hi) // 2
