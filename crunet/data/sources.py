@@ -13,7 +13,7 @@ from pathlib import Path
 from crunet.data import folders, idx
 from crunet.data.tensor_data import TensorLoader
 from crunet.data.transforms import EvalCrops, PaperAugment, RandomResizedCropFlip
-from crunet.errors import DataError
+from crunet.errors import DataError, MissingFileError
 
 
 @dataclass
@@ -75,7 +75,7 @@ def detect_kind(data: str | os.PathLike | None) -> str:
         return "fashion-mnist"
     root = Path(data)
     if not root.exists():
-        raise FileNotFoundError(f"--data {data} does not exist")
+        raise MissingFileError(f"--data {data} does not exist")
     if (root / "places365_train_standard.txt").is_file() or (root / "places365_val.txt").is_file():
         return "places365"
     if (root / "train").is_dir() or (root / "val").is_dir():
@@ -84,7 +84,7 @@ def detect_kind(data: str | os.PathLike | None) -> str:
         idx.find_fashion_mnist(root)
         return "fashion-mnist"
     except FileNotFoundError:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"--data {data}: no data set recognised; expected the four Fashion-MNIST IDX files, class folders "
             f"{data}/train/<class>/ and {data}/val/<class>/, or Places365 file lists") from None
 
@@ -93,7 +93,7 @@ def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
     for name in names:
         if (root / name).is_dir():
             return root / name
-    raise FileNotFoundError(f"{root}: none of the image folders {', '.join(names)} exists")
+    raise MissingFileError(f"{root}: none of the image folders {', '.join(names)} exists")
 
 
 def _transform(spec: DataSpec, train: bool):

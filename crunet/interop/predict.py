@@ -23,6 +23,7 @@ from torch import nn
 
 from crunet.data.folders import IMAGE_EXTENSIONS, BadImageError, load_image
 from crunet.data.transforms import EvalCrops
+from crunet.errors import ConfigError, DataError, MissingFileError
 from crunet.interop.weights import Weights, read_weights
 
 
@@ -56,7 +57,7 @@ def load_predictor(source: str | os.PathLike, model_name: str | None = None, cro
                           tuple(pc["std"]), model.in_chans, crops)
     names = classes or _stored_classes(weights) or [str(i) for i in range(model.num_classes)]
     if len(names) != model.num_classes:
-        raise ValueError(f"{len(names)} class names for a model with {model.num_classes} classes "
+        raise DataError(f"{len(names)} class names for a model with {model.num_classes} classes "
                          f"({'--classes' if classes else source})")
     return Predictor(model, transform, list(names), str(source),
                      {"model": weights.model_name, "img_size": size, "crops": crops, "resize": transform.resize})
@@ -74,7 +75,7 @@ def read_class_file(path: str | os.PathLike) -> list[str]:
     """One class name per line, in label order (timm's ``--class-map`` layout without indices)."""
     names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
     if not names:
-        raise ValueError(f"class file {path} lists no names")
+        raise DataError(f"class file {path} lists no names")
     return names
 
 
@@ -87,9 +88,9 @@ def find_images(paths: list[str | os.PathLike]) -> list[Path]:
         elif p.is_file():
             found.append(p)
         else:
-            raise FileNotFoundError(f"{p} does not exist")
+            raise MissingFileError(f"{p} does not exist")
     if not found:
-        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(str, paths))}")
+        raise MissingFileError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(str, paths))}")
     return found
 
 
@@ -129,7 +130,7 @@ def predict(predictor: Predictor, files: list[Path], topk: int = 5, batch_size: 
     import torch.utils.data as tud
 
     if topk < 1 or batch_size < 1:
-        raise ValueError(f"topk and batch_size must be at least 1, got {topk} and {batch_size}")
+        raise ConfigError(f"topk and batch_size must be at least 1, got {topk} and {batch_size}")
     k = min(topk, len(predictor.classes))
     loader = tud.DataLoader(_Images(files, predictor.transform), batch_size=batch_size, num_workers=workers,
                             collate_fn=_collate)
@@ -161,7 +162,7 @@ def write_predictions(results: list[Prediction], skipped: list[tuple[str, str]],
     path = Path(path)
     fmt = fmt or ("json" if path.suffix.lower() == ".json" else "csv")
     if fmt not in ("csv", "json"):
-        raise ValueError(f"format must be csv or json, got {fmt!r}")
+        raise ConfigError(f"format must be csv or json, got {fmt!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "json":
         doc = {**(info or {}), "predictions": [{"filename": r.filename, "topk": [

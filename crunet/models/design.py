@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from crunet.errors import ConfigError
 from crunet.models.validation import check_choice, check_common, check_positive
 
 STEMS = ("imagenet", "small")
@@ -29,12 +30,12 @@ class StageCfg:
         if self.groups is not None:
             check_positive("StageCfg", groups=self.groups)
             if self.width % self.groups:
-                raise ValueError(f"StageCfg.width={self.width} is not divisible by StageCfg.groups={self.groups}")
+                raise ConfigError(f"StageCfg.width={self.width} is not divisible by StageCfg.groups={self.groups}")
         if not isinstance(self.share_every, int) or self.share_every < 0:
-            raise ValueError(f"StageCfg.share_every must be 0 (no sharing) or a positive integer, "
+            raise ConfigError(f"StageCfg.share_every must be 0 (no sharing) or a positive integer, "
                              f"got {self.share_every!r}")
         if self.share_every > self.depth:
-            raise ValueError(f"StageCfg.share_every={self.share_every} is larger than the stage "
+            raise ConfigError(f"StageCfg.share_every={self.share_every} is larger than the stage "
                              f"(depth={self.depth}): a sharing group cannot span more units than the stage has")
 
     @property
@@ -58,7 +59,7 @@ class NetCfg:
 
     def __post_init__(self) -> None:
         if not self.stages or not all(isinstance(s, StageCfg) for s in self.stages):
-            raise ValueError(f"NetCfg.stages must be a non-empty tuple of StageCfg, got {self.stages!r}")
+            raise ConfigError(f"NetCfg.stages must be a non-empty tuple of StageCfg, got {self.stages!r}")
         object.__setattr__(self, "stages", tuple(self.stages))
         check_choice("NetCfg", "stem", self.stem, STEMS)
         check_positive("NetCfg", stem_chs=self.stem_chs)
@@ -77,6 +78,6 @@ def bottleneck_stages(depths: tuple[int, ...], widths: tuple[int, ...], groups: 
     groups = groups if isinstance(groups, tuple) else (groups,) * n
     share_every = share_every or (0,) * n
     if not len(widths) == len(groups) == len(out_chs) == len(share_every) == n:
-        raise ValueError("bottleneck_stages: depths, widths, groups, out_chs and share_every must have equal lengths")
+        raise ConfigError("bottleneck_stages: depths, widths, groups, out_chs and share_every must have equal lengths")
     return tuple(StageCfg(d, c, w, g, first_stride if i == 0 else 2, s)
                  for i, (d, c, w, g, s) in enumerate(zip(depths, out_chs, widths, groups, share_every, strict=True)))

@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import nn
 
+from crunet.errors import ConfigError
 from crunet.layers.dsfb_blocks import SHORTCUTS, BasicBlock, BasisBlock, Bottleneck, DSFBStage
 from crunet.layers.orthogonality import OrthogonalityLossMixin
 from crunet.layers.shared_basis import SharedBasis
@@ -51,7 +52,7 @@ class DSFBResNetCfg:
         object.__setattr__(self, "depths", tuple(self.depths))
         object.__setattr__(self, "widths", tuple(self.widths))
         if not self.depths or len(self.depths) != len(self.widths):
-            raise ValueError(f"{name}.depths={self.depths!r} and {name}.widths={self.widths!r} must be non-empty "
+            raise ConfigError(f"{name}.depths={self.depths!r} and {name}.widths={self.widths!r} must be non-empty "
                              "and of equal length")
         for d in self.depths:
             check_int(name, "depths", d, 1)
@@ -62,14 +63,14 @@ class DSFBResNetCfg:
         check_choice(name, "stem", self.stem, STEMS)
         check_choice(name, "shortcut", self.shortcut, SHORTCUTS)
         if self.shortcut == "A" and self.block != "basic":
-            raise ValueError(f"{name}.shortcut='A' (zero padding) needs block='basic', got block={self.block!r}")
+            raise ConfigError(f"{name}.shortcut='A' (zero padding) needs block='basic', got block={self.block!r}")
         check_int(name, "shared_rank", self.shared_rank, 1 if self.sharing in ("single", "double") else 0)
         check_int(name, "unique_rank", self.unique_rank, 0)
         check_common(name, self.bn_eps, self.drop_rate, self.orth_lambda)
         if not isinstance(self.orth_unique, bool):
-            raise ValueError(f"{name}.orth_unique must be True or False, got {self.orth_unique!r}")
+            raise ConfigError(f"{name}.orth_unique must be True or False, got {self.orth_unique!r}")
         if self.orth_unique and self.block == "bottleneck":
-            raise ValueError(f"{name}.orth_unique=True regularizes the unique filters of shared-basis convolutions, "
+            raise ConfigError(f"{name}.orth_unique=True regularizes the unique filters of shared-basis convolutions, "
                              "but block='bottleneck' shares whole convolutions and has none: use orth_unique=False")
 
     @property

@@ -65,7 +65,7 @@ class TrainConfig:
     def apply_preset(self) -> TrainConfig:
         if self.preset:
             if self.preset not in PRESETS:
-                raise ValueError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
+                raise ConfigError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
             for key, value in PRESETS[self.preset].items():
                 setattr(self, key, value)
         return self
