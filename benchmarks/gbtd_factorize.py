@@ -33,7 +33,7 @@ from crunet.gbtd.convert import factorize_model
 from crunet.models.preact_resnet import PreActResNet
 from crunet.train.config import TrainConfig
 from crunet.train.inputs import data_spec
-from crunet.train.steps import evaluate, finish_eval
+from crunet.train.evaluate import evaluate, finish_eval
 from crunet.train.trainer import train
 
 

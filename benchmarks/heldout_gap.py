@@ -21,7 +21,7 @@ from crunet.models import create_model
 from crunet.train.checkpoint import load_checkpoint
 from crunet.train.config import TrainConfig
 from crunet.train.inputs import data_spec
-from crunet.train.trainer import hold_out
+from crunet.train.setup import hold_out
 
 
 def top1(model, data, batches, batch_statistics: bool = False) -> float:

@@ -34,6 +34,21 @@ class DataSpec:
     seed: int = 0
 
 
+def model_spec(pretrained_cfg: dict, in_chans: int, size: int | None = None, **options) -> DataSpec:
+    """A model's input: its ``pretrained_cfg`` normalization and crop, at ``size`` (default: the config's input
+    size); ``options``: the other DataSpec fields (augmentation, crops, loader). Training, ``crunet eval`` and
+    ``crunet predict`` all take their input from here."""
+    pc = pretrained_cfg
+    return DataSpec(in_chans=in_chans, size=size or pc["input_size"][-1], mean=tuple(pc["mean"]), std=tuple(pc["std"]),
+                    crop_pct=pc.get("crop_pct", 0.875), **options)
+
+
+def eval_transform(spec: DataSpec) -> EvalCrops:
+    """The evaluation transform: short side to ``resize`` (default ``size / crop_pct``), centre crop or ten crops."""
+    return EvalCrops(spec.size, spec.resize or round(spec.size / spec.crop_pct), spec.mean, spec.std, spec.in_chans,
+                     spec.crops)
+
+
 class FolderLoader:
     """Decodes images in DataLoader workers; yields (images, labels, number of bad images skipped)."""
 
@@ -98,8 +113,7 @@ def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
 
 def _transform(spec: DataSpec, train: bool):
     if not train:
-        resize = spec.resize or round(spec.size / spec.crop_pct)
-        return EvalCrops(spec.size, resize, spec.mean, spec.std, spec.in_chans, spec.crops)
+        return eval_transform(spec)
     if spec.augment == "paper":
         return PaperAugment(size=spec.size)
     if spec.augment == "none":

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from crunet.data.folders import IMAGE_EXTENSIONS, BadImageError, load_image
+from crunet.data.sources import eval_transform, model_spec
 from crunet.data.transforms import EvalCrops
 from crunet.errors import ConfigError, DataError, MissingFileError
 from crunet.interop.weights import Weights, read_weights
@@ -51,10 +52,9 @@ def load_predictor(source: str | os.PathLike, model_name: str | None = None, cro
     replaces the class names (else the checkpoint's data set's, else the label numbers)."""
     weights = read_weights(source, model_name, use_ema)
     model = weights.build()
-    pc = model.pretrained_cfg  # the size, normalization and crop of crunet train's data_spec
-    size = weights.img_size or (weights.config or {}).get("img_size") or pc["input_size"][-1]  # the size it trained at
-    transform = EvalCrops(size, resize or round(size / pc.get("crop_pct", 0.875)), tuple(pc["mean"]),
-                          tuple(pc["std"]), model.in_chans, crops)
+    trained_at = weights.img_size or (weights.config or {}).get("img_size")  # None: the model's own input size
+    spec = model_spec(model.pretrained_cfg, model.in_chans, trained_at, crops=crops, resize=resize)
+    transform, size = eval_transform(spec), spec.size
     names = classes or _stored_classes(weights) or [str(i) for i in range(model.num_classes)]
     if len(names) != model.num_classes:
         raise DataError(f"{len(names)} class names for a model with {model.num_classes} classes "

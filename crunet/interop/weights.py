@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from crunet.errors import FileFormatError
-from crunet.io.checkpoint import load_checkpoint, load_model_state, model_kwargs
+from crunet.io.atomic import atomic_path
+from crunet.io.checkpoint import checkpoint_weights, load_checkpoint, load_model_state, model_kwargs
 
 FORMAT = "crunet-weights-v1"
 
@@ -70,12 +71,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike, extra: dict[str, str
         metadata["model_kwargs"] = json.dumps(model.design_overrides, default=_plain)
     metadata.update(extra or {})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -122,10 +119,7 @@ def read_weights(path: str | os.PathLike, model_name: str | None = None, use_ema
                        classes=_json_meta(path, meta, "classes", list) or None,
                        img_size=int(size) if size.isdigit() else None)
     ckpt = load_checkpoint(path)
-    weights = ckpt.get("ema") if use_ema else ckpt.get("model")
-    if not weights:
-        raise WeightsError(f"{path} has no {'EMA ' if use_ema else ''}weights"
-                           f"{' (train with --ema-decay)' if use_ema else ''}")
+    weights = checkpoint_weights(ckpt, path, use_ema)
     if model_name and model_name != ckpt.get("model_name"):
         raise WeightsError(f"{path} holds {ckpt.get('model_name')!r}, not {model_name!r}")
     return Weights(str(path), ckpt["model_name"], model_kwargs(ckpt), weights,

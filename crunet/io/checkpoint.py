@@ -1,6 +1,7 @@
-"""Reading a crunet training checkpoint (``torch.load(weights_only=True)``: nothing in the file runs) and loading
-weights into a model with one readable error for a mismatch. Writing checkpoints is the trainer's
-(``crunet.train.checkpoint``); reading them is needed by evaluation, export and interop too, so it lives here.
+"""Reading a crunet training checkpoint (``torch.load(weights_only=True)``: nothing in the file runs), choosing its
+model or EMA weights, and loading weights into a model with one readable error for a mismatch. Writing checkpoints
+is the trainer's (``crunet.train.checkpoint``); reading them is needed by evaluation, export and interop too, so it
+lives here.
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ def model_kwargs(state: dict) -> dict:
     overrides it trained with (``--model-kwargs``)."""
     sizes = {k: int(state[k]) for k in ("num_classes", "in_chans") if k in state}
     return {**sizes, **state.get("config", {}).get("model_kwargs", {})}
+
+
+def checkpoint_weights(state: dict, source: str | os.PathLike, use_ema: bool = False) -> dict:
+    """The model's weights of a checkpoint, or its EMA weights; CheckpointError when it holds none."""
+    weights = state.get("ema") if use_ema else state.get("model")
+    if not weights:
+        raise CheckpointError(f"{source} holds no {'EMA ' if use_ema else ''}weights"
+                              f"{' (train with --ema-decay)' if use_ema else ''}")
+    return weights
 
 
 def load_model_state(model: torch.nn.Module, state_dict: dict, source: str, model_name: str | None = None) -> None:

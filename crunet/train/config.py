@@ -89,7 +89,7 @@ class TrainConfig:
         if not isinstance(self.model_kwargs, dict):
             raise ConfigError(f"--model-kwargs must be a JSON object such as '{{\"orth_lambda\": 0}}', "
                               f"got {self.model_kwargs!r}")
-        from crunet.train.save_policy import parse_every
+        from crunet.train.checkpoint import parse_every
 
         parse_every(self.checkpoint_every)
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda") or (

@@ -7,16 +7,14 @@ from torch import nn
 
 from crunet.data import DataSpec, detect_kind
 from crunet.data.idx import find_fashion_mnist, idx_image_size
+from crunet.data.sources import model_spec
 from crunet.train.config import TrainConfig
 
 
 def data_spec(cfg: TrainConfig, model: nn.Module) -> DataSpec:
-    pc = model.pretrained_cfg
-    size = cfg.img_size or in_memory_image_size(cfg.data, model) or pc["input_size"][-1]
-    return DataSpec(in_chans=model.in_chans, size=size, mean=tuple(pc["mean"]),
-                    std=tuple(pc["std"]), crop_pct=pc.get("crop_pct", 0.875), augment=cfg.augment, pad=cfg.pad,
-                    crops=cfg.crops, strict=cfg.strict_data,
-                    workers=cfg.workers, seed=cfg.seed)
+    size = cfg.img_size or in_memory_image_size(cfg.data, model)
+    return model_spec(model.pretrained_cfg, model.in_chans, size, augment=cfg.augment, pad=cfg.pad, crops=cfg.crops,
+                      strict=cfg.strict_data, workers=cfg.workers, seed=cfg.seed)
 
 
 def in_memory_image_size(data: str | None, model: nn.Module) -> int | None:

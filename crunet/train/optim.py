@@ -39,6 +39,12 @@ class LrSchedule:
         self.plateau_factor, self.best, self.bad_epochs = 1.0, -math.inf, 0
         self.set(0)
 
+    @classmethod
+    def for_run(cls, optimizer, base_lr: float, cfg: TrainConfig, steps_per_epoch: int) -> LrSchedule:
+        """The schedule ``cfg`` asks for (kind, epochs, warm-up, step epochs, gamma, plateau patience)."""
+        return cls(optimizer, base_lr, cfg.schedule, steps_per_epoch, cfg.epochs, cfg.warmup_epochs, cfg.step_epochs,
+                   cfg.gamma, cfg.plateau_patience)
+
     def lr_at(self, step: int) -> float:
         ramp = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0
         if self.kind == "cosine":

@@ -1,20 +1,56 @@
 """The run directory: config.json (resolved), metrics.csv (a row per epoch), summary.json, curves.png, TensorBoard.
 
-Every file is replaced atomically (crunet.train.atomic); a new run never shares a folder with another one, even
-when both start in the same second.
+Every file is replaced atomically (``crunet.io.atomic``); a new run never shares a folder with another one, even
+when both start in the same second; and one process at a time writes a run directory (``RunLock``): a second
+``crunet train --out X`` (a requeued job meeting its predecessor) is refused at once, naming the holder.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
 from crunet.errors import ConfigError
-from crunet.train.atomic import remove_stale_temporaries, write_text_atomic
+from crunet.io.atomic import remove_stale_temporaries, write_text_atomic
+from crunet.train.config import TrainConfig
+from crunet.train.dist import DistInfo, from_main
+
+LOCK_NAME = ".lock"
+
+
+class RunDirBusy(ConfigError):
+    """Another live process holds the run directory."""
+
+
+class RunLock:
+    """One writer per run directory: an exclusive ``flock`` on ``RUN_DIR/.lock``, which holds the holder's pid and
+    host for the refusal message. The kernel releases the lock when the holder's process ends, however it ends, so
+    a killed run's directory is usable again at once (the stale file is harmless: the lock, not the file, counts)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path) / LOCK_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise RunDirBusy(f"run directory {self.path.parent} is in use by another process ({holder}); "
+                             f"wait for it to end or choose another --out") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None
 
 
 def default_run_dir(model: str) -> Path:
@@ -29,6 +65,31 @@ def default_run_dir(model: str) -> Path:
         except FileExistsError:
             continue
     raise ConfigError(f"cannot find a free run directory name beside {base}; pass --out")
+
+
+def run_dir_for(cfg: TrainConfig, resuming: bool) -> Path:
+    """``--out``; else the folder of the checkpoint resumed; else a new ``runs/<model>-<date>-<time>``."""
+    if cfg.out:
+        return Path(cfg.out)
+    if resuming:
+        return Path(cfg.resume).parent
+    return default_run_dir(cfg.model)
+
+
+def claim_run_dir(cfg: TrainConfig, resuming: bool, info: DistInfo) -> tuple[str, RunLock | None]:
+    """The run directory, locked by rank 0 (its ``RunLock``; None on the other ranks). Collective under torchrun:
+    every rank learns the path, or raises RunDirBusy (a ConfigError) together."""
+    path, refusal, lock = None, None, None
+    if info.main:
+        path = run_dir_for(cfg, resuming)
+        try:
+            lock = None if path.exists() and not path.is_dir() else RunLock(path)  # a file: check_run_dir says so
+        except RunDirBusy as err:
+            refusal = str(err)
+    path, refusal = from_main((str(path), refusal), info)
+    if refusal:
+        raise RunDirBusy(refusal)
+    return path, lock
 
 
 def check_run_dir(path: str | os.PathLike, resume: bool) -> Path:

@@ -12,6 +12,10 @@ import threading
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """A signal (or Ctrl-C) stopped the run; the message names the resumable checkpoint and how to continue."""
+
+
 class StopRequests:
     """Context manager: installs the handlers (main thread only) and restores the previous ones on exit."""
 

@@ -1,13 +1,17 @@
-"""One optimizer step and one evaluation pass: the heavy lifting the trainer and ``crunet eval`` share."""
+"""One optimizer step: forward and backward over the step's micro-batches, then clip, step and EMA."""
 
 from __future__ import annotations
 
 import contextlib
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from crunet.train.config import TrainConfig
+from crunet.train.dist import DistInfo, any_rank
+
+SINGLE = DistInfo()  # one process on the CPU
 
 
 class NonFiniteLossError(RuntimeError):
@@ -19,6 +23,11 @@ def unwrap(model: nn.Module) -> nn.Module:
     model = getattr(model, "_orig_mod", model)
     model = model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
     return getattr(model, "_orig_mod", model)
+
+
+def uses_channels_last(cfg: TrainConfig) -> bool:
+    """``--channels-last`` unset means on (CPU and CUDA alike)."""
+    return cfg.channels_last is not False
 
 
 def autocast(device: torch.device, amp: str):
@@ -40,39 +49,20 @@ def to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> tor
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
-def train_step(model, optimizer, micro_batches, *, device, amp="none", channels_last=False, label_smoothing=0.0,
-               clip_grad=0.0, scaler=None, ema=None, step=0, grad_probe=None, agree=None) -> dict:
-    """Forward/backward over the micro-batches (gradients synchronised once, on the last), clip, step, EMA.
+def train_step(model: nn.Module, optimizer, micro_batches, cfg: TrainConfig, info: DistInfo = SINGLE, *, step: int = 0,
+               scaler=None, ema=None, grad_probe=None) -> dict:
+    """Forward/backward over the micro-batches (gradients synchronised once, on the last), clip, step, EMA; ``cfg``
+    gives amp, channels-last, label smoothing and clipping, ``info`` the device.
 
     Returns sums over the step: ``loss`` (data term), ``correct``, ``count``, each extra loss term and, with a
     ``grad_probe``, its gradient statistics (taken before clipping) weighted by the step's image count.
 
     A non-finite loss raises NonFiniteLossError before the optimizer step, so the weights stay those of the last
-    good step. Under DDP every rank still runs its backward (the collectives stay in step) and ``agree(flag)``
-    (true if any rank's flag is) makes all ranks raise together."""
+    good step. Collective when ``info.world > 1``: every rank calls it for every step, runs every backward (DDP's
+    collectives stay in step), and the ranks agree on a non-finite loss with one all-reduce, so all raise together."""
     optimizer.zero_grad(set_to_none=True)
-    stats: dict[str, float] = {"loss": 0.0, "correct": 0.0, "count": 0.0}
-    n_micro, bad = len(micro_batches), None
-    for i, (x, y) in enumerate(micro_batches):
-        x, y = to_device(x, device, channels_last), y.to(device, non_blocking=True)
-        sync = contextlib.nullcontext() if i == n_micro - 1 or not hasattr(model, "no_sync") else model.no_sync()
-        with sync:
-            with autocast(device, amp):
-                logits = model(x)
-                data_loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-                extras = extra_loss_terms(model)
-            loss = data_loss + sum(extras.values()) if extras else data_loss
-            if bad is None and not torch.isfinite(loss):
-                bad = f"the loss is {loss.item()} at step {step} (micro-batch {i})"
-                if agree is None:
-                    break
-            (scaler.scale(loss / n_micro) if scaler else loss / n_micro).backward()
-        stats["loss"] += data_loss.item() * len(y)
-        stats["correct"] += (logits.argmax(1) == y).sum().item()
-        stats["count"] += len(y)
-        for name, value in extras.items():
-            stats[name] = stats.get(name, 0.0) + float(value.detach()) * len(y)
-    if (agree(bad is not None) if agree is not None else bad is not None):
+    stats, bad = _forward_backward(model, micro_batches, cfg, info, scaler, step)
+    if any_rank([bad is not None], info)[0]:
         optimizer.zero_grad(set_to_none=True)
         raise NonFiniteLossError(f"{bad or f'the loss is not finite on another process at step {step}'}; training "
                                  f"stopped, the weights of that step were not applied")
@@ -80,8 +70,8 @@ def train_step(model, optimizer, micro_batches, *, device, amp="none", channels_
         scaler.unscale_(optimizer)
     if grad_probe:
         stats.update({k: v * stats["count"] for k, v in grad_probe().items()})
-    if clip_grad > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    if cfg.clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
     if scaler:
         scaler.step(optimizer)
         scaler.update()
@@ -92,34 +82,28 @@ def train_step(model, optimizer, micro_batches, *, device, amp="none", channels_
     return stats
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches, *, device, amp="none", channels_last=False) -> dict:
-    """Top-1, top-5 (percent), loss, image count, images/s and skipped images over the batches on this process.
-    A batch of crops (B, K, C, H, W) is scored by the softmax averaged over the K crops."""
-    model.eval()
-    sums = {"loss": 0.0, "top1": 0.0, "top5": 0.0, "count": 0.0, "skipped": 0.0}
-    t0 = time.perf_counter()
-    for x, y, skipped in batches:
-        sums["skipped"] += skipped
-        if len(y) == 0:
-            continue
-        crops = x.shape[1] if x.dim() == 5 else 1
-        x, y = to_device(x.flatten(0, 1) if crops > 1 else x, device, channels_last), y.to(device, non_blocking=True)
-        with autocast(device, amp):
-            logits = model(x).float()
-        probs = logits.softmax(1).view(len(y), crops, -1).mean(1)
-        sums["loss"] += F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum").item()
-        top5 = probs.topk(min(5, probs.shape[1]), 1).indices
-        sums["top1"] += (top5[:, 0] == y).sum().item()
-        sums["top5"] += (top5 == y[:, None]).any(1).sum().item()
-        sums["count"] += len(y)
-    sums["seconds"] = time.perf_counter() - t0
-    return sums
-
-
-def finish_eval(sums: dict) -> dict:
-    """Sums (possibly added over processes) -> the reported metrics."""
-    n = max(1.0, sums["count"])
-    return {"top1": 100 * sums["top1"] / n, "top5": 100 * sums["top5"] / n, "loss": sums["loss"] / n,
-            "count": int(sums["count"]), "images_per_s": sums["count"] / max(1e-9, sums["seconds"]),
-            "skipped": int(sums["skipped"])}
+def _forward_backward(model, micro_batches, cfg: TrainConfig, info: DistInfo, scaler, step: int):
+    """The step's sums, and what went wrong if a loss was not finite (None if all were). One process stops at the
+    first bad micro-batch; several run every backward."""
+    stats: dict[str, float] = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+    n_micro, bad, device = len(micro_batches), None, info.device
+    for i, (x, y) in enumerate(micro_batches):
+        x, y = to_device(x, device, uses_channels_last(cfg)), y.to(device, non_blocking=True)
+        sync = contextlib.nullcontext() if i == n_micro - 1 or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with autocast(device, cfg.amp):
+                logits = model(x)
+                data_loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                extras = extra_loss_terms(model)
+            loss = data_loss + sum(extras.values()) if extras else data_loss
+            if bad is None and not torch.isfinite(loss):
+                bad = f"the loss is {loss.item()} at step {step} (micro-batch {i})"
+                if info.world == 1:
+                    break
+            (scaler.scale(loss / n_micro) if scaler else loss / n_micro).backward()
+        stats["loss"] += data_loss.item() * len(y)
+        stats["correct"] += (logits.argmax(1) == y).sum().item()
+        stats["count"] += len(y)
+        for name, value in extras.items():
+            stats[name] = stats.get(name, 0.0) + float(value.detach()) * len(y)
+    return stats, bad

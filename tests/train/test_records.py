@@ -2,7 +2,7 @@
 
 import os
 
-from crunet.train.atomic import atomic_open
+from crunet.io.atomic import atomic_open
 from crunet.train.run_dir import RunDir, default_run_dir
 
 

@@ -6,8 +6,10 @@ import signal
 import pytest
 import torch
 
-from crunet.train import CheckpointError, NonFiniteLossError, TrainingInterrupted, load_checkpoint, train
+from crunet.train import CheckpointError, NonFiniteLossError, TrainConfig, TrainingInterrupted, load_checkpoint, train
 from crunet.train.steps import train_step
+
+PLAIN = TrainConfig(label_smoothing=0.0, channels_last=False)  # the step alone: no smoothing, no clipping
 
 
 def read_csv(path):
@@ -31,7 +33,7 @@ def test_run_directory_holds_config_csv_summary_checkpoints_and_plot(cfg, tiny_m
     with open(f"{run}/curves.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     state = load_checkpoint(f"{run}/last.pt")
-    assert state["epoch"] == 2 and state["batch"] == 0 and state["ema"]
+    assert state["epoch"] == 2 and state["epoch_step"] == 0 and state["ema"]
     assert load_checkpoint(f"{run}/best.pt")["step"] <= 32
 
 
@@ -44,7 +46,7 @@ def test_extra_losses_are_added_and_logged(cfg, tiny_model):
     model = WithOrth().eval()  # the same forward twice (no dropout draws)
     x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    stats = train_step(model, opt, [(x, y)], device=torch.device("cpu"))
+    stats = train_step(model, opt, [(x, y)], PLAIN)
     grad = model.conv.weight.grad.clone()
     model.zero_grad()
     loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -62,9 +64,9 @@ def test_gradient_clipping_bounds_the_norm(tiny_model):
     model, x, y = tiny_model(), torch.randn(8, 1, 28, 28) * 50, torch.arange(8)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     norm = lambda: torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))  # noqa: E731
-    train_step(model, opt, [(x, y)], device=torch.device("cpu"))
+    train_step(model, opt, [(x, y)], PLAIN)
     assert norm() > 0.1
-    train_step(model, opt, [(x, y)], device=torch.device("cpu"), clip_grad=0.01)
+    train_step(model, opt, [(x, y)], TrainConfig(label_smoothing=0.0, channels_last=False, clip_grad=0.01))
     assert norm() == pytest.approx(0.01, rel=1e-4)
 
 
@@ -75,7 +77,7 @@ def test_label_smoothing_enters_the_loss(tiny_model):
     with torch.no_grad():
         logits = model(x)
     for eps in (0.0, 0.3):
-        stats = train_step(model, opt, [(x, y)], device=torch.device("cpu"), label_smoothing=eps)
+        stats = train_step(model, opt, [(x, y)], TrainConfig(label_smoothing=eps, channels_last=False))
         expected = torch.nn.functional.cross_entropy(logits, y, label_smoothing=eps).item()
         assert stats["loss"] / 8 == pytest.approx(expected, rel=1e-5)
 
