@@ -7,7 +7,8 @@ factors (``share_every``: 0 for none, n for Collective Residual Units sharing in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from crunet.errors import ConfigError
 from crunet.models.validation import check_choice, check_common, check_positive
@@ -68,6 +69,22 @@ class NetCfg:
     @property
     def stem_reduction(self) -> int:
         return 4 if self.stem == "imagenet" else 1
+
+    def width_overrides(self, k: float) -> dict[str, Any]:
+        """The overrides that scale every width by ``k`` (about ``k**2`` times the parameters): each stage's shortcut
+        and bottleneck widths (the latter a multiple of its Tuckers) and the stem."""
+        stages = tuple(replace(s, out_chs=scale_width(s.out_chs, k), width=scale_width(s.width, k, s.groups or 1))
+                       for s in self.stages)
+        return {"stages": stages, "stem_chs": scale_width(self.stem_chs, k)}
+
+    def scaled(self, k: float) -> NetCfg:
+        """This design with every width times ``k``."""
+        return replace(self, **self.width_overrides(k))
+
+
+def scale_width(value: int, k: float, multiple: int = 1) -> int:
+    """``value * k`` rounded to a multiple of ``multiple`` (at least one multiple)."""
+    return max(multiple, round(value * k / multiple) * multiple)
 
 
 def bottleneck_stages(depths: tuple[int, ...], widths: tuple[int, ...], groups: tuple[int | None, ...] | int | None,

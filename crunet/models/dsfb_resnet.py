@@ -13,7 +13,7 @@ script (``orth_unique=True``: the unique filters of blocks 2..n too), the ImageN
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import nn
@@ -24,6 +24,7 @@ from crunet.layers.orthogonality import OrthogonalityLossMixin
 from crunet.layers.shared_basis import SharedBasis
 from crunet.models._registry import register_model
 from crunet.models.base import IMAGENET_MEAN, IMAGENET_STD, StagedClassifier
+from crunet.models.design import scale_width
 from crunet.models.validation import check_choice, check_common, check_int
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -76,6 +77,16 @@ class DSFBResNetCfg:
     @property
     def stem_chs(self) -> int:
         return self.widths[0]
+
+    def width_overrides(self, k: float) -> dict[str, Any]:
+        """The overrides that scale every width by ``k`` (about ``k**2`` times the parameters): the planes of every
+        stage and the shared basis (whose rank grows with the planes; the unique rank stays)."""
+        return {"widths": tuple(scale_width(w, k) for w in self.widths),
+                "shared_rank": scale_width(self.shared_rank, k) if self.shared_rank else 0}
+
+    def scaled(self, k: float) -> DSFBResNetCfg:
+        """This design with every width times ``k``."""
+        return replace(self, **self.width_overrides(k))
 
 
 class DSFBResNet(OrthogonalityLossMixin, StagedClassifier):

@@ -13,7 +13,7 @@ tiers 1 and 2 ran before the CIFAR-10 form existed, and their keys keep meaning 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,24 +96,14 @@ def parse_option(option: str) -> dict[str, str]:
 
 
 def size_overrides(model: str, factor: float) -> dict[str, Any]:
-    """Design overrides giving ``model`` about ``factor`` times its parameters: widths times sqrt(factor)."""
+    """Design overrides giving ``model`` about ``factor`` times its parameters: widths times sqrt(factor) (each
+    design says which fields are its widths: ``width_overrides``)."""
     from crunet.models import create_model
 
     cfg = create_model(model, num_classes=10, in_chans=1).cfg
-    k = math.sqrt(factor)
-    names = {f.name for f in fields(cfg)}
-    if "stages" in names:  # residual-unit family: shortcut and bottleneck widths of every stage, and the stem
-        stages = tuple(replace(s, out_chs=_scaled(s.out_chs, k), width=_scaled(s.width, k, s.groups or 1))
-                       for s in cfg.stages)
-        return {"stages": stages, "stem_chs": _scaled(cfg.stem_chs, k)}
-    if "widths" in names:  # DSFB ResNets: planes of every stage and the shared basis (s grows with the planes)
-        return {"widths": tuple(_scaled(w, k) for w in cfg.widths), "shared_rank": _scaled(cfg.shared_rank, k)
-                if cfg.shared_rank else 0}
-    raise ValueError(f"study option size=: {model} has no width fields to scale")
-
-
-def _scaled(value: int, k: float, multiple: int = 1) -> int:
-    return max(multiple, round(value * k / multiple) * multiple)
+    if not hasattr(cfg, "width_overrides"):
+        raise ValueError(f"study option size=: {model} has no width fields to scale")
+    return cfg.width_overrides(math.sqrt(factor))
 
 
 def _grid(datasets: tuple[str, ...], models: tuple[str, ...], seeds: range | tuple[int, ...],
@@ -139,7 +129,7 @@ def lr_option(lr: str) -> str:
     return f"lr={lr},holdout={HOLDOUT}"
 
 
-def lr_check(results: Path | None = None) -> list[RunSpec]:
+def lr_check(results: Path | None = None, models: set[str] | None = None) -> list[RunSpec]:
     """One seed per family and learning rate, validated on held-out training images (the fairness check). Where
     the smallest or largest rate tried wins, the next one beyond it (half or double) joins the grid, so a rerun
     extends the search until the best rate is inside the range."""
@@ -156,7 +146,7 @@ def lr_check(results: Path | None = None) -> list[RunSpec]:
         beyond = best / 2 if best == tried[0] else best * 2 if best == tried[-1] else None
         if beyond is not None:
             specs.append(RunSpec(FM[0], model, 0, lr_option(f"{beyond:g}")))
-    return specs
+    return _of_models(specs, models)
 
 
 def family_rates(results: Path | None) -> dict[str, str]:
@@ -257,6 +247,4 @@ def grid(name: str, results: Path | None = None, models: set[str] | None = None)
     holds to extend its search, tiers 1 and 2 to take each family's rate from it."""
     if name not in GRIDS:
         raise ValueError(f"unknown grid {name!r}; choose from {', '.join(GRIDS)}")
-    if name == "lr-check":
-        return _of_models(lr_check(results), models)
     return GRIDS[name](results, models)

@@ -1,5 +1,6 @@
 """The study's figures (matplotlib, imported here only): error against size and time, and the gradient flow of the
-shared bases with and without DSFB's orthogonality regularizer."""
+shared bases with and without DSFB's orthogonality regularizer; tier 3's convergence and regularizer settings. Drawn
+from the cells and per-epoch metrics of ``cells.py``."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from crunet.study.report import (
+from crunet.study.cells import (
+    DSFB,
     FAMILIES,
     MEASURED_CPU_SHARE,
+    REGULARIZERS,
     SIZE_OPTIONS,
+    cell_label,
     cells,
     epoch_metrics,
     errors,
     mean_std,
+    split_rate,
     timed,
 )
 
@@ -135,8 +140,6 @@ def plot_ablation(results: Path, rows: list[dict[str, str]], path: Path, model: 
 def plot_tier3_convergence(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:
     """Test error (100 - val_top1) against epoch, averaged over seeds, one line per tier-3 cell (the 2E run its
     own), from each run's per-epoch metrics."""
-    from crunet.study.tier3_report import cell_label
-
     curves = {}
     for (_, model, option, rate), group in cells(rows).items():
         by_epoch: dict[int, list[float]] = defaultdict(list)
@@ -173,9 +176,6 @@ def plot_tier3_grad_norms(results: Path, rows: list[dict[str, str]], path: Path)
     """DSFB S16U1 under its three regularizer settings: one panel per shared tensor (its mean gradient norm per
     epoch, averaged over seeds) and one for the orthogonality penalty, if logged. The claim under test: without the
     regularizer the shared bases' gradients drift further epoch after epoch."""
-    from crunet.study.report import split_rate
-    from crunet.study.tier3_report import DSFB, REGULARIZERS
-
     series: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         option = split_rate(row["option"])[0]

@@ -1,22 +1,34 @@
-"""The study's record: one CSV row per finished run, appended atomically, so a killed grid loses no finished run and
-two runs finishing at once never interleave their rows. A column added in a later version (``LATER_COLUMNS``) reads
-as "" in older files, and the first row appended to such a file rewrites its header (in place, under the lock)."""
+"""The study's records and their one reader. A grid CSV has one row per finished run, appended atomically, so a killed
+grid loses no finished run and two runs finishing at once never interleave their rows; a run's per-epoch metrics
+(``metrics.csv``, copied to the results' ``epochs/``) and its state files (``summary.json``, ``config.json``) are read
+here too. Every reader refuses a torn or malformed record, naming the file and line, instead of reporting on it.
+
+Optional columns (``LATER_COLUMNS``): columns added after the first files were committed. The committed
+``lr-check.csv``, ``tier1.csv`` and ``tier2.csv`` lack ``processor`` (the oldest rows ``device`` too); they read as ""
+there, and the first row appended to such a file rewrites its header (in place, under the lock). The committed files
+are never rewritten otherwise."""
 
 from __future__ import annotations
 
 import csv
 import fcntl
 import io
+import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 COLUMNS = ("key", "dataset", "model", "option", "seed", "params", "macs", "test_top1", "test_top5", "test_loss",
            "best_epoch", "best_top1", "final_epoch", "lr", "train_seconds", "images_per_s", "cpu_share", "threads",
            "concurrent_runs", "git_commit", "torch_version", "finished_at", "device", "processor")
-# absent from the first files: "" there (every run before "device" was on the CPU; "processor": not recorded)
+# the optional columns, "" where absent: every run before "device" was on the CPU; "processor": not recorded
 LATER_COLUMNS = ("device", "processor")
 STUDY_CSVS = ("lr-check.csv", "tier1.csv", "tier2.csv", "tier3.csv")  # the fairness check and the grids
+REQUIRED = ("key",)  # what every row holds (a report asks for more: ``required=``)
+NUMERIC_COLUMNS = {"seed": int, "params": int, "macs": int, "test_top1": float, "best_epoch": int, "best_top1": float,
+                   "train_seconds": float, "images_per_s": float, "cpu_share": float}
 
 
 def epochs_file(key: str) -> str:
@@ -24,16 +36,87 @@ def epochs_file(key: str) -> str:
     return key.replace("/", "__") + ".csv"
 
 
-def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+def read_rows(path: str | os.PathLike, required: tuple[str, ...] = REQUIRED) -> list[dict[str, str]]:
+    """The rows of a study CSV, every column present ("" for an optional one the file lacks); none when the file is
+    absent. Refuses, by file and line, a record whose field count is not the header's, a ``required`` column left
+    empty, or a number that does not parse."""
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_records(path, lambda record: _row_problem(record, required))
     missing = [c for c in COLUMNS if rows and c not in rows[0] and c not in LATER_COLUMNS]
     if missing:
         raise ValueError(f"{path} is not a study CSV (missing columns {', '.join(missing)})")
     return [{c: row.get(c) or "" for c in COLUMNS} for row in rows]
+
+
+def read_epochs(path: str | os.PathLike) -> list[dict[str, str]]:
+    """A run's per-epoch metrics (``metrics.csv`` or its copy in ``epochs/``; none when the file is absent), refusing
+    a malformed or torn line by file and line."""
+    path = Path(path)
+    return read_records(path, _epoch_problem) if path.is_file() else []
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """A run's state file (``summary.json``, ``config.json``), refusing a torn or malformed one by file and line."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: malformed or torn record ({e.msg}); not using it") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}:1: malformed record (not a JSON object); not using it")
+    return value
+
+
+def read_records(path: Path, problem: Callable[[dict[str, str]], str | None]) -> list[dict[str, str]]:
+    """The records of a CSV file as dicts, raising ``ValueError("<path>:<line>: ...")`` at the first one with another
+    field count than the header or of which ``problem(record)`` says what is wrong."""
+    records = []
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        for fields in reader:
+            if not fields:  # a blank line: csv.DictReader skips it too
+                continue
+            if len(fields) != len(header):
+                raise ValueError(f"{path}:{reader.line_num}: malformed or torn row ({len(fields)} fields, the header "
+                                 f"has {len(header)}); not reporting on it")
+            record = dict(zip(header, fields, strict=True))
+            if reason := problem(record):
+                raise ValueError(f"{path}:{reader.line_num}: malformed row ({reason}); not reporting on it")
+            records.append(record)
+    return records
+
+
+def _row_problem(record: dict[str, str], required: tuple[str, ...]) -> str | None:
+    empty = [c for c in required if not record.get(c)]
+    if empty:
+        return f"empty {', '.join(empty)}"
+    for column, kind in NUMERIC_COLUMNS.items():
+        if record.get(column) and _unparsed(record[column], kind):
+            return f"{column}={record[column]!r} is not a number"
+    if record.get("test_top1") and not 0 <= float(record["test_top1"]) <= 100:
+        return f"test_top1={record['test_top1']} is not a percentage"
+    return None
+
+
+def _epoch_problem(record: dict[str, str]) -> str | None:
+    if _unparsed(record.get("epoch", ""), int):
+        return f"epoch={record.get('epoch')!r} is not an epoch"
+    for column, value in record.items():
+        if (column == "val_top1" or column.startswith("grad_") or column == "orth_penalty") and value \
+                and _unparsed(value, float):
+            return f"{column}={value!r} is not a number"
+    return None
+
+
+def _unparsed(value: str, kind: type) -> bool:
+    try:
+        kind(value)
+    except ValueError:
+        return True
+    return False
 
 
 def done_keys(path: str | os.PathLike) -> set[str]:
@@ -93,6 +176,7 @@ def merge_results(other: Path, results: Path, names: tuple[str, ...] = STUDY_CSV
                 continue
             epochs = epochs_file(row["key"])
             if (other / "epochs" / epochs).is_file():
+                read_epochs(other / "epochs" / epochs)  # a torn or malformed file is refused before it joins ours
                 (results / "epochs").mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(other / "epochs" / epochs, results / "epochs" / epochs)
             append_row(results / name, row)

@@ -19,11 +19,21 @@ from crunet.study.results_csv import done_keys, read_rows
 ELSEWHERE = 75  # a worker's exit status: another process is training the run (and will record it) or has recorded it
 
 
+RESULTS_DIR = "results"  # the committed CSVs, epochs/ and the report
+RUNS_DIR = "runs/study"  # run directories and logs
+
+
 @dataclass
 class GridPaths:
     csv: Path  # one row per finished run (committed)
     epochs: Path  # each run's per-epoch metrics.csv (committed: the gradient-flow plots read them)
     runs: Path  # run directories and logs (checkpoints: not committed)
+
+    @classmethod
+    def of(cls, grid: str, results: str | Path = RESULTS_DIR, runs: str | Path = RUNS_DIR) -> GridPaths:
+        """Grid ``grid``'s paths: its CSV and the epochs in ``results``, its runs in ``runs``."""
+        results = Path(results)
+        return cls(results / f"{grid}.csv", results / "epochs", Path(runs))
 
 
 def check_data(specs: Sequence[RunSpec], recipes: dict[str, Recipe]) -> None:

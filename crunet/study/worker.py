@@ -8,7 +8,6 @@ results CSV (one per core, say): a run is trained by whichever takes its lock fi
 from __future__ import annotations
 
 import argparse
-import csv
 import fcntl
 import json
 import os
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 
 from crunet.study.grid import Recipe, RunSpec
-from crunet.study.results_csv import append_row, done_keys, epochs_file
+from crunet.study.results_csv import append_row, done_keys, epochs_file, read_epochs, read_json
 from crunet.study.runner import ELSEWHERE
 
 
@@ -59,10 +58,8 @@ def run_one(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epoch
         train(cfg)
         with open(sittings, "a") as f:
             f.write(f"{_cpu_seconds() - cpu:.3f} {threads * (time.perf_counter() - wall):.3f}\n")
-    summary = json.loads((out / "summary.json").read_text())
-    resolved = json.loads((out / "config.json").read_text())
-    with open(out / "metrics.csv", newline="") as f:
-        epochs = list(csv.DictReader(f))
+    summary, resolved = read_json(out / "summary.json"), read_json(out / "config.json")
+    epochs = read_epochs(out / "metrics.csv")
     epochs_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "metrics.csv", epochs_dir / epochs_file(spec.key))
     row = make_row(spec, cfg, summary, resolved, epochs, threads, concurrent)
@@ -117,10 +114,20 @@ def cpu_share(sittings: Path) -> float | str:
     """CPU seconds over thread-seconds of wall time, summed over every sitting the run took; unknown ("") when a
     sitting was killed before it could record its times (how loaded the machine was then is not known)."""
     lines = sittings.read_text().splitlines() if sittings.is_file() else []
-    timed = [tuple(map(float, line.split())) for line in lines if line != "started"]
+    timed = [_sitting(sittings, n, line) for n, line in enumerate(lines, 1) if line != "started"]
     if not timed or len(timed) != lines.count("started"):
         return ""
     return round(sum(cpu for cpu, _ in timed) / sum(wall for _, wall in timed), 3)
+
+
+def _sitting(path: Path, line_number: int, line: str) -> tuple[float, float]:
+    """A sittings line's CPU and thread-wall seconds, refusing a torn or malformed line by file and line."""
+    try:
+        cpu, wall = map(float, line.split())
+    except ValueError:
+        raise ValueError(f"{path}:{line_number}: malformed or torn record {line!r} (expected 'started' or CPU "
+                         "and wall seconds)") from None
+    return cpu, wall
 
 
 def _cpu_seconds() -> float:

@@ -4,16 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from crunet.study.report import (
-    cells,
-    difference_interval,
-    load,
-    pooled_seed_sd,
-    pooled_test,
-    render_markdown,
-    welch,
-    write_report,
-)
+from crunet.study.cells import cells, difference_interval, load, pooled_seed_sd, pooled_test, welch
+from crunet.study.report import render_markdown, write_report
 from crunet.study.results_csv import append_row
 
 REPO = Path(__file__).resolve().parents[2]

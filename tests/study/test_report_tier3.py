@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from crunet.study.cells import difference_interval, welch
 from crunet.study.grid import TIER3_EPOCHS, tier3_option
-from crunet.study.report import difference_interval, render_markdown, welch, write_report
+from crunet.study.report import render_markdown, write_report
 from crunet.study.results_csv import COLUMNS, append_row, epochs_file
 
 GPU = "cuda:0 (NVIDIA H200)"

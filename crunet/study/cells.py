@@ -1,0 +1,338 @@
+"""The study's data: the checked rows of its CSVs grouped into cells, the statistics over seeds, and the questions
+the report asks of them as named comparisons (tiers 1 and 2, and tier 3 with the authors' configurations). Rendering
+(markdown in ``report.py``, figures in ``plots.py``) reads from here and computes nothing of its own."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from crunet.study.grid import (
+    CONVERGENCE_CHECK_MODEL,
+    DEFAULT_LR,
+    TIER3_EPOCHS,
+    family_rates,
+    parse_option,
+    rate_of,
+    tier3_option,
+)
+from crunet.study.results_csv import epochs_file, read_epochs, read_rows
+
+Row = dict[str, str]
+Table = dict[tuple[str, str, str, str], list[Row]]  # (data set, model, option without its rate, rate): its runs
+
+GRID_FILES = ("tier1.csv", "tier2.csv")  # the claims and the rest; lr-check.csv is the fairness check
+TIER3_FILE = "tier3.csv"
+REPORTED = ("key", "test_top1")  # what a row needs to be reported on
+TIER3_REPORTED = ("key", "model", "option", "seed", "params", "test_top1", "best_top1", "best_epoch")
+DATASET = "fashion-mnist"
+MEASURED_CPU_SHARE = 0.9  # below it another process slowed the run: its time is not a measurement
+
+
+# --- loading ------------------------------------------------------------------------------------------------------
+
+def load(results: Path) -> list[Row]:
+    """The rows of tiers 1 and 2, refusing (by file and line) one that is torn or lacks what the report reads."""
+    return [row for name in GRID_FILES for row in read_rows(Path(results) / name, REPORTED)]
+
+
+def load_lr_check(results: Path) -> list[Row]:
+    return read_rows(Path(results) / "lr-check.csv", REPORTED)
+
+
+def load_tier3(results: Path) -> list[Row]:
+    """tier3.csv's rows, refusing (by file and line) one that is torn or lacks what the section reads."""
+    return read_rows(Path(results) / TIER3_FILE, TIER3_REPORTED)
+
+
+def epoch_metrics(results: Path, key: str) -> list[Row]:
+    """A run's per-epoch metrics (none when its file is absent), refusing a malformed or torn line by file and line."""
+    return read_epochs(Path(results) / "epochs" / epochs_file(key))
+
+
+@dataclass(frozen=True)
+class Study:
+    """Everything the report reads, loaded once: tiers 1 and 2, the learning-rate check, the family rates and
+    tier 3."""
+
+    rows: list[Row]
+    lr_rows: list[Row]
+    rates: dict[str, str]
+    tier3_rows: list[Row]
+
+    @classmethod
+    def load(cls, results: Path) -> Study:
+        return cls(load(results), load_lr_check(results), family_rates(Path(results)), load_tier3(results))
+
+    @property
+    def claims(self) -> list[Row]:
+        """Tiers 1 and 2 at their family rates (options without the rate): what the size and ablation plots draw."""
+        return at_family_rates(self.rows, self.rates)
+
+
+# --- cells --------------------------------------------------------------------------------------------------------
+
+def cells(rows: list[Row]) -> Table:
+    """Runs grouped by (data set, model, option without its rate, learning rate)."""
+    grouped: Table = defaultdict(list)
+    for row in rows:
+        grouped[(row["dataset"], row["model"], *split_rate(row["option"]))].append(row)
+    return dict(sorted(grouped.items()))
+
+
+def split_rate(option: str) -> tuple[str, str]:
+    """``"lr=0.4,size=2"`` -> ``("size=2", "0.4")``; an option without a rate ran at the default one."""
+    parts = parse_option(option)
+    rate = parts.pop("lr", DEFAULT_LR)
+    return ",".join(f"{k}={v}" for k, v in parts.items()), rate
+
+
+def at_family_rates(rows: list[Row], rates: dict[str, str]) -> list[Row]:
+    """The runs at their family's rate, with the rate taken out of the option."""
+    out = []
+    for row in rows:
+        option, rate = split_rate(row["option"])
+        if rate == (rate_of(row["model"], rates) or DEFAULT_LR):
+            out.append({**row, "option": option})
+    return out
+
+
+def on_cpu(row: Row) -> bool:
+    return row.get("device", "") in ("", "cpu")  # "": a row from before the column, all of them CPU runs
+
+
+def timed(row: Row) -> bool:
+    """A CPU run that had its core to itself: its time is a measurement."""
+    return on_cpu(row) and bool(row.get("cpu_share")) and float(row["cpu_share"]) >= MEASURED_CPU_SHARE
+
+
+def cell_label(model: str, option: str) -> str:
+    """``crunet_small`` or ``dsfb_resnet32_s16u1 orth_lambda=0`` or ``preresnet_small 2E (40 epochs)``: the model and
+    what its option changes from tier 3's recipe."""
+    recipe, parts = parse_option(TIER3_BASE), parse_option(option)
+    changes = [f"{k}={v}" for k, v in parts.items() if recipe.get(k) != v and k != "epochs"]
+    if parts.get("epochs", recipe["epochs"]) != recipe["epochs"]:
+        epochs = int(parts["epochs"])
+        factor = f"{epochs // TIER3_EPOCHS}E " if epochs % TIER3_EPOCHS == 0 else ""
+        changes.insert(0, f"{factor}({epochs} epochs)")
+    return " ".join([f"`{model}`", *changes])
+
+
+# --- statistics over seeds ----------------------------------------------------------------------------------------
+
+def errors(group: list[Row]) -> list[float]:
+    """Test error after the last epoch, one per run."""
+    return [100.0 - float(r["test_top1"]) for r in group]
+
+
+def best_errors(group: list[Row]) -> list[float]:
+    """The lowest test error over the epochs, one per run (what the DSFB authors report)."""
+    return [100.0 - float(r["best_top1"]) for r in group]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
+
+
+def welch(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Welch's t statistic and two-sided p-value (unequal variances); NaN when a side has fewer than 2 runs."""
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, math.nan
+    from scipy import stats
+
+    result = stats.ttest_ind(a, b, equal_var=False)
+    return float(result.statistic), float(result.pvalue)
+
+
+def difference_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Welch's confidence interval of mean(a) - mean(b); NaN when a side has fewer than 2 runs."""
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, math.nan
+    from scipy import stats
+
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(level)
+    return float(ci.low), float(ci.high)
+
+
+def pooled_seed_sd(table: Table, dataset: str) -> tuple[float, int]:
+    """The seed-to-seed standard deviation of test error pooled over every cell of ``dataset`` with 2 runs or more
+    (``table``: the runs grouped by ``cells``), and its degrees of freedom (NaN and 0 while no cell has 2 runs)."""
+    squares, df = 0.0, 0
+    for (cell_dataset, *_), group in table.items():
+        if cell_dataset == dataset and len(group) > 1:
+            values = errors(group)
+            mean = statistics.fmean(values)
+            squares += sum((v - mean) ** 2 for v in values)
+            df += len(values) - 1
+    return (math.sqrt(squares / df), df) if df else (math.nan, 0)
+
+
+def pooled_test(a: list[float], b: list[float], sd: float, df: int, level: float = 0.95) -> tuple[float, float, float]:
+    """Student's interval of mean(a) - mean(b) and its two-sided p, with a seed-to-seed ``sd`` estimated elsewhere
+    (``df`` degrees of freedom): what a comparison with one run on a side can say."""
+    if df == 0:
+        return math.nan, math.nan, math.nan
+    from scipy import stats
+
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    scale = sd * math.sqrt(1 / len(a) + 1 / len(b))
+    half = float(stats.t.ppf((1 + level) / 2, df)) * scale
+    return diff - half, diff + half, float(2 * stats.t.sf(abs(diff) / scale, df))
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The candidate's mean error minus the reference's, with Welch's interval and p (both sides 2 runs or more), or
+    Student's with a ``pooled`` seed-to-seed sd (one run on a side: ``pooled`` is True)."""
+
+    ea: list[float]
+    eb: list[float]
+    low: float
+    high: float
+    p: float
+    spread: float  # the larger sd of the two sides, or the pooled sd
+    df: int  # of the pooled sd; 0 when Welch's
+    pooled: bool
+
+    @property
+    def value(self) -> float:
+        return statistics.fmean(self.ea) - statistics.fmean(self.eb)
+
+
+def difference(ea: list[float], eb: list[float], pooled: tuple[float, int]) -> Difference:
+    """Welch's comparison of the errors ``ea`` and ``eb``; with one run on a side, Student's with the ``pooled``
+    seed-to-seed sd and its degrees of freedom."""
+    if len(ea) > 1 and len(eb) > 1:
+        _, p = welch(ea, eb)
+        low, high = difference_interval(ea, eb)
+        return Difference(ea, eb, low, high, p, max(mean_std(ea)[1], mean_std(eb)[1]), 0, False)
+    sd, df = pooled  # one run on a side has no spread of its own
+    low, high, p = pooled_test(ea, eb, sd, df)
+    return Difference(ea, eb, low, high, p, sd, df, True)
+
+
+# --- the questions ------------------------------------------------------------------------------------------------
+
+Cell = tuple[str, str]  # (model, option without its rate)
+TIER3_BASE = tier3_option(TIER3_EPOCHS)  # every tier-3 option, less its rate, is this one plus at most one change
+TIER3_LONG = tier3_option(2 * TIER3_EPOCHS)  # the 2E run of CONVERGENCE_CHECK_MODEL
+DSFB = "dsfb_resnet32_s16u1"
+CIFAR_REGULARIZER = tier3_option(TIER3_EPOCHS, "orth_unique=1")
+NO_REGULARIZER = tier3_option(TIER3_EPOCHS, "orth_lambda=0")
+REGULARIZERS = {  # DSFB S16U1's three tier-3 regularizer settings (option without the rate): their names
+    CIFAR_REGULARIZER: "CIFAR-10 regularizer (orth_unique=1)", TIER3_BASE: "shared-only regularizer",
+    NO_REGULARIZER: "no regularizer (orth_lambda=0)"}
+FAMILIES = {  # curves of the Pareto plot: a base model and its size=0.5 / size=2 variants
+    "preresnext_small": "ResNeXt (pre-act, small)", "crunet_small": "CRU-Net (small)",
+    "resnet32_cifar": "ResNet-32", "dsfb_resnet32_s16u1": "DSFB ResNet-32 S16U1",
+}
+SIZE_OPTIONS = ("size=0.5", "", "size=2")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One question: the candidate cell's last-epoch error minus the reference's, on ``dataset``. ``rate``: the
+    learning rate of both cells; None: each at its family's rate."""
+
+    question: str
+    candidate: Cell
+    reference: Cell
+    dataset: str = DATASET
+    rate: str | None = None
+
+    def rates(self, rates: dict[str, str]) -> tuple[str, str]:
+        """The rates of the candidate and the reference, given the family rates (the default while unknown)."""
+        def rate(model: str) -> str:
+            return self.rate or rate_of(model, rates) or DEFAULT_LR
+
+        return rate(self.candidate[0]), rate(self.reference[0])
+
+
+COMPARISONS = (  # tiers 1 and 2
+    Comparison("CRU vs ResNeXt units at equal size", ("crunet_small", ""), ("preresnext_small", "")),
+    Comparison("CRU vs ResNet units", ("crunet_small", ""), ("preresnet_small", "")),
+    Comparison("ResNeXt vs ResNet units", ("preresnext_small", ""), ("preresnet_small", "")),
+    Comparison("CRU vs ResNeXt units at equal size", ("crunet_small", ""), ("preresnext_small", ""), "mnist"),
+    Comparison("CRU vs ResNet units", ("crunet_small", ""), ("preresnet_small", ""), "mnist"),
+    Comparison("DSFB S16U1 vs its unshared ResNet-32", (DSFB, ""), ("resnet32_cifar", "")),
+    Comparison("DSFB S16U1 without vs with the orthogonality regularizer", (DSFB, "orth_lambda=0"), (DSFB, "")),
+    Comparison("DSFB S8U1 vs its unshared ResNet-32", ("dsfb_resnet32_s8u1", ""), ("resnet32_cifar", "")),
+    Comparison("DSFB S16U1 Double vs its unshared ResNet-32", ("dsfb_resnet32_s16u1_double", ""),
+               ("resnet32_cifar", "")),
+    Comparison("DSFB-56 S16U1 vs its unshared ResNet-56", ("dsfb_resnet56_s16u1", ""), ("resnet56_cifar", "")),
+    Comparison("DSFB S16U1 vs its unshared ResNet-32, both at half size", (DSFB, "size=0.5"),
+               ("resnet32_cifar", "size=0.5")),
+    Comparison("DSFB S16U1 vs its unshared ResNet-32, both at double size", (DSFB, "size=2"),
+               ("resnet32_cifar", "size=2")),
+    Comparison("Sharing vs thinning at about equal size: DSFB S16U1 vs ResNet-32 at half size", (DSFB, ""),
+               ("resnet32_cifar", "size=0.5")),
+    Comparison("CRU vs ResNeXt units at half size", ("crunet_small", "size=0.5"), ("preresnext_small", "size=0.5")),
+    Comparison("CRU vs ResNeXt units at double size", ("crunet_small", "size=2"), ("preresnext_small", "size=2")),
+    Comparison("bf16 vs float32 autocast (crunet_small)", ("crunet_small", "amp=bf16"), ("crunet_small", ""),
+               rate=DEFAULT_LR),
+)
+TIER3_COMPARISONS = (  # tier 3 runs each family at one rate: the cells are found at whichever rate they ran
+    Comparison("CRU vs ResNeXt units at equal size", ("crunet_small", TIER3_BASE), ("preresnext_small", TIER3_BASE)),
+    Comparison("Released-pattern CRU (last stage plain ResNeXt) vs ResNeXt", ("crunet_small_plain_last", TIER3_BASE),
+               ("preresnext_small", TIER3_BASE)),
+    Comparison("Released-pattern CRU vs CRU in every stage", ("crunet_small_plain_last", TIER3_BASE),
+               ("crunet_small", TIER3_BASE)),
+    Comparison("CRU vs ResNet units", ("crunet_small", TIER3_BASE), ("preresnet_small", TIER3_BASE)),
+    Comparison("ResNeXt vs ResNet units", ("preresnext_small", TIER3_BASE), ("preresnet_small", TIER3_BASE)),
+    Comparison("DSFB S16U1 (CIFAR-10 regularizer) vs its unshared ResNet-32", (DSFB, CIFAR_REGULARIZER),
+               ("resnet32_cifar", TIER3_BASE)),
+    Comparison("DSFB S16U1 (shared-only regularizer) vs its unshared ResNet-32", (DSFB, TIER3_BASE),
+               ("resnet32_cifar", TIER3_BASE)),
+    Comparison("DSFB S16U1: no regularizer vs the CIFAR-10 one", (DSFB, NO_REGULARIZER), (DSFB, CIFAR_REGULARIZER)),
+    Comparison("DSFB S16U1: shared-only vs the CIFAR-10 regularizer", (DSFB, TIER3_BASE), (DSFB, CIFAR_REGULARIZER)),
+)
+
+
+def find(table: Table, cell: Cell, dataset: str = DATASET) -> tuple[str, list[Row]] | None:
+    """The rate and runs of ``cell`` (model, option without its rate) at whichever rate it ran; a cell found at
+    several is ambiguous: the one with the most runs (then the lowest rate) stands for it."""
+    found = [(key[3], group) for key, group in table.items() if (key[0], key[1], key[2]) == (dataset, *cell)]
+    if not found:
+        return None
+    return max(found, key=lambda item: (len(item[1]), -float(item[0])))
+
+
+@dataclass(frozen=True)
+class ConvergenceCheck:
+    """CONVERGENCE_CHECK_MODEL's test error at E (its seed-0 run and its cell) and at 2E (seed 0)."""
+
+    at_e: float  # seed 0's error at E
+    cell_mean: float
+    cell_sd: float
+    cell_runs: int
+    at_2e: float
+    sd: float  # the seed-to-seed sd the difference is held against
+    sd_source: str
+
+    @property
+    def difference(self) -> float:
+        return self.at_2e - self.at_e
+
+
+def convergence_check(table: Table, fallback: tuple[float, int]) -> ConvergenceCheck | None:
+    """The E-versus-2E check once both seed-0 runs have finished; the sd is the E cell's, or with one seed there the
+    sd pooled over the tier-3 cells with 2 runs or more, or else ``fallback`` (tiers 1 and 2's, with its df)."""
+    at_e, at_2e = find(table, (CONVERGENCE_CHECK_MODEL, TIER3_BASE)), find(table, (CONVERGENCE_CHECK_MODEL, TIER3_LONG))
+    seed0 = [r for r in at_e[1] if r["seed"] == "0"] if at_e else []
+    long0 = [r for r in at_2e[1] if r["seed"] == "0"] if at_2e else []
+    if not seed0 or not long0:
+        return None
+    group = at_e[1]
+    mean, sd = mean_std(errors(group))
+    if len(group) > 1:
+        used, source = sd, f"of the {len(group)} runs at {TIER3_EPOCHS} epochs"
+    else:
+        used, df = pooled_seed_sd(table, DATASET)
+        source = f"pooled over the tier-3 cells, df {df}"
+        if not df:
+            used, df = fallback
+            source = f"pooled over the tier-1 and tier-2 cells, df {df}"
+    return ConvergenceCheck(errors(seed0)[0], mean, sd, len(group), errors(long0)[0], used, source)
