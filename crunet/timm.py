@@ -24,6 +24,7 @@ from torch import nn
 
 from crunet.data.transforms import PAPER_MEAN, PAPER_SCALE
 from crunet.models import create_model, list_models
+from crunet.models._registry import UnknownModelError
 
 __all__ = ["crunet_name", "default_cfgs", "registered_names", "timm_name"]
 
@@ -88,14 +89,14 @@ default_cfgs = generate_default_cfgs({_NAMES[name]: cfg for name, (cfg, _) in _D
 def timm_name(name: str) -> str:
     """The name crunet's model ``name`` has in timm's registry (``crunet_<name>`` when timm has its own)."""
     if name not in _NAMES:
-        raise ValueError(f"{name!r} is not a crunet model (crunet.list_models() lists them)")
+        raise UnknownModelError(f"{name!r} is not a crunet model (crunet.list_models() lists them)")
     return _NAMES[name]
 
 
 def crunet_name(name: str) -> str:
     """The crunet name of a model registered in timm by this module."""
     if name not in _CRUNET_NAMES:
-        raise ValueError(f"{name!r} is not a crunet model registered in timm")
+        raise UnknownModelError(f"{name!r} is not a crunet model registered in timm")
     return _CRUNET_NAMES[name]
 
 

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from crunet.errors import CrunetError
 
@@ -50,14 +51,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args) or 0
-    except (CrunetError, ValueError, TypeError, OSError) as err:  # CrunetError: every error a user can cause
-        if os.environ.get("CRUNET_DEBUG"):
+    except (CrunetError, OSError) as err:  # CrunetError: every error a user can cause; anything else is a bug
+        if os.environ.get("CRUNET_DEBUG") or not (isinstance(err, CrunetError) or _on_user_path(err, args)):
             raise
         print(f"crunet {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # TrainingInterrupted says where the resumable checkpoint is
         print(f"crunet {args.command}: {_one_line(err) or 'interrupted'}", file=sys.stderr)
         return 130
+
+
+def _on_user_path(err: OSError, args: argparse.Namespace) -> bool:
+    """``err`` is about a file the user named, or one inside a folder the user named (a run directory, --data)."""
+    if err.filename is None:
+        return False
+    failed = Path(os.path.abspath(err.filename))
+    given = [v for value in vars(args).values() for v in (value if isinstance(value, list) else [value])
+             if isinstance(v, (str, os.PathLike))]
+    return any(failed == (p := Path(os.path.abspath(v))) or p in failed.parents for v in given if str(v))
 
 
 def _one_line(err: BaseException) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from crunet.cli.main import CliError
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("predict", help="classify image files with a checkpoint or weights file: top-k "
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from crunet.train.progress import Progress
 
     if args.topk < 1 or args.batch_size < 1:
-        raise ValueError("--topk and --batch-size must be at least 1")
+        raise CliError("--topk and --batch-size must be at least 1")
     classes = read_class_file(args.classes) if args.classes else None
     predictor = load_predictor(args.source, args.model, crops=args.crops, resize=args.resize, classes=classes,
                                use_ema=args.ema)

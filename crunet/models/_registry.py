@@ -8,11 +8,14 @@ from collections.abc import Callable
 
 from torch import nn
 
+from crunet.errors import ConfigError
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 
-class UnknownModelError(ValueError):
-    pass
+class UnknownModelError(ConfigError):
+    """A model name that is not registered; the message lists the closest names. Still a ValueError, as
+    ``torchvision.models.get_model`` raises for an unknown name."""
 
 
 def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
