@@ -7,6 +7,7 @@ when both start in the same second; and one process at a time writes a run direc
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import io
@@ -33,8 +34,9 @@ class RunLock:
     host for the refusal message. The kernel releases the lock when the holder's process ends, however it ends, so
     a killed run's directory is usable again at once (the stale file is harmless: the lock, not the file, counts)."""
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path) / LOCK_NAME
+    def __init__(self, path: str | os.PathLike, created: bool = False):
+        """``created``: the directory is new to this run, so a run that fails before writing anything removes it."""
+        self.path, self.created = Path(path) / LOCK_NAME, created
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -47,10 +49,17 @@ class RunLock:
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
 
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing releases the lock
-            self.fd = None
+    def release(self, failed: bool = False) -> None:
+        """Unlock; after a failure, a directory this run created and left empty (but for the lock) goes too."""
+        if self.fd is None:
+            return
+        folder = self.path.parent
+        if failed and self.created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+            self.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        os.close(self.fd)  # closing releases the lock
+        self.fd = None
 
 
 def default_run_dir(model: str) -> Path:
@@ -81,9 +90,10 @@ def claim_run_dir(cfg: TrainConfig, resuming: bool, info: DistInfo) -> tuple[str
     every rank learns the path, or raises RunDirBusy (a ConfigError) together."""
     path, refusal, lock = None, None, None
     if info.main:
+        created = not Path(cfg.out).exists() if cfg.out else not resuming  # default_run_dir: a new one
         path = run_dir_for(cfg, resuming)
         try:
-            lock = None if path.exists() and not path.is_dir() else RunLock(path)  # a file: check_run_dir says so
+            lock = None if path.exists() and not path.is_dir() else RunLock(path, created)  # a file: check_run_dir
         except RunDirBusy as err:
             refusal = str(err)
     path, refusal = from_main((str(path), refusal), info)

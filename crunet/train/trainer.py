@@ -60,7 +60,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None) -> dict:
         return summary
     finally:
         if lock is not None:
-            lock.release()
+            lock.release(failed=not finished)
         cleanup(info, finished)
 
 
