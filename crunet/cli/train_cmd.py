@@ -7,17 +7,23 @@ import dataclasses
 import json
 
 from crunet.cli.main import CliError
-from crunet.train.config import PRESETS, TrainConfig
+from crunet.data.sources import AUGMENTS
+from crunet.train.config import PRESETS, UNSET_DEFAULTS, TrainConfig
 
 HELP = {
     "model": "registered model name (crunet models lists them)",
-    "data": "data folder: the 4 Fashion-MNIST IDX files, train/ + val/ class folders, or Places365 file lists "
-            "(default: /usr/share/datasets/fashion-mnist)",
+    "data": "data folder: the 4 IDX files of Fashion-MNIST or MNIST, train/ + val/ class folders, or Places365 file "
+            "lists (default: /usr/share/datasets/fashion-mnist)",
     "out": "run directory (default runs/<model>-<date>; with --resume, the checkpoint's folder)",
     "batch_size": "images per process per micro-batch",
     "accum": "micro-batches per optimizer step (gradient accumulation)",
     "lr_ref_batch": "linear lr scaling: lr * global_batch / this (0: off)",
-    "preset": f"the paper's optimizer settings: {', '.join(PRESETS)}",
+    "preset": "the paper's optimizer settings, for the options not given: " + "; ".join(
+        f"{name}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+        for name, values in PRESETS.items()),
+    "lr": f"learning rate (default: the --preset's, else {UNSET_DEFAULTS['lr']})",
+    "weight_decay": f"weight decay (default: the --preset's, else {UNSET_DEFAULTS['weight_decay']})",
+    "schedule": f"cosine, step, plateau or constant (default: the --preset's, else {UNSET_DEFAULTS['schedule']})",
     "warmup_epochs": "linear warm-up length in epochs",
     "step_epochs": "epochs at which the step schedule multiplies the lr by --gamma",
     "amp": "mixed precision: bf16 (CPU or GPU) or fp16 (CUDA only)",
@@ -26,10 +32,10 @@ HELP = {
     "clip_grad": "clip the gradient norm to this (0: off)",
     "subset": "train on the first N images of a fixed shuffle (quick runs)",
     "val_subset": "evaluate on N images (default: --subset's N if given, else all)",
-    "augment": "light: pad-crop + flip (small images); rrc: RandomResizedCrop + flip; paper: the CRU-Net recipe",
+    "augment": "; ".join(f"{name}: {what}" for name, what in AUGMENTS.items()) + " (default auto)",
     "img_size": "input size for training and evaluation alike (default: IDX images keep their own 28x28 when the "
                 "model takes it, else the model config's size)",
-    "pad": "light augmentation: random shifts of up to N pixels (0: flips only)",
+    "pad": "with --augment light on IDX data: random shifts of up to N pixels (default 0: flips only)",
     "crops": "evaluation crops per image: 1 or 10",
     "strict_data": "fail on an unreadable image or an empty class folder instead of skipping and counting it",
     "model_kwargs": 'design overrides for create_model, as JSON: \'{"orth_lambda": 0}\'',

@@ -24,9 +24,8 @@ def class_names(data: str | os.PathLike | None, loader=None) -> list[str] | None
         kind = detect_kind(data)
     except FileNotFoundError:
         return None
-    if kind == "fashion-mnist":
-        digits = data is not None and "mnist" in str(data).lower() and "fashion" not in str(data).lower()
-        return list(MNIST_CLASSES if digits else FASHION_MNIST_CLASSES)
+    if kind in ("fashion-mnist", "mnist"):
+        return list(MNIST_CLASSES if kind == "mnist" else FASHION_MNIST_CLASSES)
     root = Path(data)
     if kind == "places365":
         cats = root / "categories_places365.txt"

@@ -88,8 +88,19 @@ def _find_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def looks_like_digits(folder: str | os.PathLike, n: int = 1000) -> bool:
+    """The IDX data set in ``folder`` is MNIST rather than Fashion-MNIST (the file names are the same): strokes on a
+    black background, under 30% of the pixels lit in its first ``n`` training images (MNIST 19%, Fashion-MNIST 50%)."""
+    path = _find_file(Path(folder), FILES["train"][0]) or Path(folder) / (FILES["train"][0] + ".gz")
+    with _open_idx(path) as f:
+        dtype, dims = _read_header(f, path)
+        pixels = np.frombuffer(f.read(min(n, dims[0]) * math.prod(dims[1:]) * dtype.itemsize), dtype=dtype)
+    return bool(len(pixels)) and float((pixels != 0).mean()) < 0.3
+
+
 def find_fashion_mnist(data: str | os.PathLike | None = None) -> Path:
-    """The folder holding the four IDX files: ``data`` if given, else the Debian package's folder."""
+    """The folder holding the four IDX files (Fashion-MNIST's or MNIST's): ``data`` if given, else the Debian
+    package's folder."""
     candidates = [Path(data)] if data else [Path(d) for d in DEFAULT_DIRS]
     for folder in candidates:
         if all(_find_file(folder, stem) for pair in FILES.values() for stem in pair):

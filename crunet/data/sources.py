@@ -1,19 +1,29 @@
 """Find a data set from ``--data`` and open its train or evaluation split as a loader.
 
-Kinds: ``fashion-mnist`` (IDX files, in memory), ``folder`` (``train/<class>/``, ``val/<class>/``), and ``places365``
-(file lists ``places365_train_standard.txt`` / ``places365_val.txt`` beside the image folders).
+Kinds: ``fashion-mnist`` and ``mnist`` (the same four IDX files, in memory; told apart by their images), ``folder``
+(``train/<class>/``, ``val/<class>/``), and ``places365`` (file lists ``places365_train_standard.txt`` /
+``places365_val.txt`` beside the image folders).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from crunet.data import folders, idx
 from crunet.data.tensor_data import TensorLoader
 from crunet.data.transforms import EvalCrops, PaperAugment, RandomResizedCropFlip
-from crunet.errors import DataError, MissingFileError
+from crunet.errors import ConfigError, DataError, MissingFileError
+
+IDX_KINDS = ("fashion-mnist", "mnist")  # in memory, 28x28 grey; every other kind is decoded from image files
+AUGMENTS = {  # --augment: what each value does on which data; check_augment refuses the others
+    "auto": "light on IDX data (Fashion-MNIST, MNIST), rrc on image folders and Places365",
+    "light": "IDX data only: horizontal flips, plus random shifts of up to --pad pixels (default 0: flips only)",
+    "rrc": "image files only: RandomResizedCrop (0.08 to all of the area, aspect 3/4 to 4/3) and horizontal flips",
+    "paper": "image files only: the CRU-Net recipe (aspect and area jitter, HLS noise, flips)",
+    "none": "no augmentation",
+}
 
 
 @dataclass
@@ -24,8 +34,8 @@ class DataSpec:
     size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    augment: str = "light"  # light (pad-crop + flip), rrc (RandomResizedCrop + flip), paper, none
-    pad: int = 2
+    augment: str = "auto"  # one of AUGMENTS
+    pad: int = 0  # augment light: random shifts of up to pad pixels
     crops: int = 1
     resize: int | None = None
     crop_pct: float = 0.875  # evaluation: short side = size / crop_pct (ImageNet: 224 / 0.875 = 256)
@@ -86,6 +96,7 @@ class FolderLoader:
 
 
 def detect_kind(data: str | os.PathLike | None) -> str:
+    """``fashion-mnist`` (also for ``None``: the Debian package's), ``mnist``, ``folder`` or ``places365``."""
     if data is None:
         return "fashion-mnist"
     root = Path(data)
@@ -96,12 +107,32 @@ def detect_kind(data: str | os.PathLike | None) -> str:
     if (root / "train").is_dir() or (root / "val").is_dir():
         return "folder"
     try:
-        idx.find_fashion_mnist(root)
-        return "fashion-mnist"
+        folder = idx.find_fashion_mnist(root)
     except FileNotFoundError:
         raise MissingFileError(
-            f"--data {data}: no data set recognised; expected the four Fashion-MNIST IDX files, class folders "
-            f"{data}/train/<class>/ and {data}/val/<class>/, or Places365 file lists") from None
+            f"--data {data}: no data set recognised; expected the four IDX files of Fashion-MNIST or MNIST, class "
+            f"folders {data}/train/<class>/ and {data}/val/<class>/, or Places365 file lists") from None
+    return "mnist" if idx.looks_like_digits(folder) else "fashion-mnist"
+
+
+def check_augment(kind: str, augment: str, pad: int) -> str:
+    """What ``--augment`` means on data of ``kind`` (``auto`` resolved); an augmentation or a ``--pad`` that cannot
+    apply there is refused with one line naming the option and what applies."""
+    idx_data = kind in IDX_KINDS
+    if augment == "auto":
+        augment = "light" if idx_data else "rrc"
+    if augment not in AUGMENTS:
+        raise ConfigError(f"--augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
+    if idx_data and augment in ("rrc", "paper"):
+        raise ConfigError(f"--augment {augment} applies to image files; {kind} (IDX images in memory) takes --augment "
+                          f"light (flips, and shifts with --pad) or none")
+    if not idx_data and augment == "light":
+        raise ConfigError(f"--augment light applies to IDX data (Fashion-MNIST, MNIST); {kind} data takes --augment "
+                          f"rrc (its default), paper or none")
+    if pad and augment != "light":
+        raise ConfigError(f"--pad {pad} applies with --augment light on IDX data only (it shifts the 28x28 images); "
+                          f"this run uses --augment {augment} on {kind} data: leave --pad out")
+    return augment
 
 
 def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
@@ -124,7 +155,9 @@ def _transform(spec: DataSpec, train: bool):
 def open_split(data: str | os.PathLike | None, split: str, spec: DataSpec):
     """A loader for split 'train' or 'val' (Fashion-MNIST's test set is its 'val')."""
     kind, train = detect_kind(data), split == "train"
-    if kind == "fashion-mnist":
+    if train:
+        spec = replace(spec, augment=check_augment(kind, spec.augment, spec.pad))
+    if kind in IDX_KINDS:
         images, labels = idx.load_idx_split(idx.find_fashion_mnist(data), "train" if train else "test")
         aug = train and spec.augment != "none"
         return TensorLoader(images, labels, spec.mean, spec.std, pad=spec.pad if aug else 0, flip=aug,

@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from crunet.data.sources import AUGMENTS
 from crunet.errors import ConfigError
 
-# The paper's optimizer presets (section 5): 50-layer nets and deeper ones; reduce-on-plateau in both.
+# The paper's optimizer presets (section 5): 50-layer nets and deeper ones; reduce-on-plateau in both. A preset fills
+# only the options left unset (None); an option given explicitly wins. With no preset, UNSET_DEFAULTS apply.
 PRESETS = {
     "paper50": {"lr": 0.1, "weight_decay": 5e-4, "schedule": "plateau"},
     "paper-deep": {"lr": math.sqrt(0.1), "weight_decay": 2e-4, "schedule": "plateau"},
 }
+UNSET_DEFAULTS = {"lr": 0.2, "weight_decay": 5e-4, "schedule": "cosine"}
 
 
 @dataclass
@@ -23,14 +26,14 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 128  # per process
     accum: int = 1  # micro-batches per optimizer step
-    lr: float = 0.2
+    lr: float | None = None  # None: the preset's, else 0.2
     lr_ref_batch: int = 0  # >0: linear scaling, lr * global_batch / lr_ref_batch
     momentum: float = 0.9
     nesterov: bool = True
-    weight_decay: float = 5e-4
+    weight_decay: float | None = None  # None: the preset's, else 5e-4
     decay_norm_and_bias: bool = False
-    preset: str | None = None
-    schedule: str = "cosine"  # cosine, step, plateau, constant
+    preset: str | None = None  # fills lr, weight_decay and schedule where they are None (not given)
+    schedule: str | None = None  # cosine, step, plateau, constant; None: the preset's, else cosine
     warmup_epochs: float = 0.5
     step_epochs: list[int] = field(default_factory=lambda: [30, 60, 80])
     gamma: float = 0.1
@@ -43,8 +46,8 @@ class TrainConfig:
     subset: int = 0
     val_subset: int = 0
     holdout: int = 0  # >0: validate on N images held out of the training set (the test set is not touched)
-    augment: str = "light"  # light, rrc, paper, none
-    pad: int = 0  # light augmentation: random shifts of up to pad pixels (0: flips only, best for 5 epochs)
+    augment: str = "auto"  # auto, light, rrc, paper, none: crunet.data.sources.AUGMENTS says what each does
+    pad: int = 0  # augment light: random shifts of up to pad pixels (0: flips only, best for 5 epochs)
     img_size: int | None = None
     crops: int = 1
     workers: int = 2
@@ -63,22 +66,29 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward (checkpoints and EMA keep the eager module)
 
     def apply_preset(self) -> TrainConfig:
-        if self.preset:
-            if self.preset not in PRESETS:
-                raise ConfigError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
-            for key, value in PRESETS[self.preset].items():
+        """Fill the options left unset (None) from ``preset``, then from ``UNSET_DEFAULTS``: ``--preset paper50
+        --lr 0.05`` trains at 0.05 with the preset's weight decay and schedule. Returns this config."""
+        for key, value in {**UNSET_DEFAULTS, **self._preset_values()}.items():
+            if getattr(self, key) is None:
                 setattr(self, key, value)
         return self
 
+    def _preset_values(self) -> dict:
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r} (unknown preset)")
+        return PRESETS[self.preset] if self.preset else {}
+
     def check(self) -> None:
         """Every option checked up front (range, finiteness, choices): one ConfigError naming the option."""
+        self._preset_values()
         choices = {"schedule": ("cosine", "step", "plateau", "constant"), "amp": ("none", "bf16", "fp16"),
-                   "augment": ("light", "rrc", "paper", "none"), "progress": ("auto", "bar", "lines", "none")}
+                   "augment": tuple(AUGMENTS), "progress": ("auto", "bar", "lines", "none")}
         for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
+            if getattr(self, key) not in allowed and not (key in UNSET_DEFAULTS and getattr(self, key) is None):
                 raise ConfigError(f"{_flag(key)} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         for key, low, high in RANGES:
-            _check_number(key, getattr(self, key), low, high)
+            if not (key in UNSET_DEFAULTS and getattr(self, key) is None):  # None: the preset's or the default
+                _check_number(key, getattr(self, key), low, high)
         if self.img_size is not None:
             _check_number("img_size", self.img_size, 8, 8192)
         if self.crops not in (1, 10):
@@ -101,15 +111,20 @@ class TrainConfig:
 
     def merged_for_resume(self, saved: dict) -> TrainConfig:
         """The resumed run's config: the checkpoint's, except the options given here that differ from the defaults
-        (so ``--resume last.pt`` alone continues the same run; ``--epochs 200`` extends it)."""
+        (so ``--resume last.pt`` alone continues the same run; ``--epochs 200`` extends it). A ``--preset`` given
+        here that differs from the run's fills the optimizer options not given here; an option given wins."""
         defaults = TrainConfig()
         merged = TrainConfig.from_dict(saved)
         for f in fields(self):
             value = getattr(self, f.name)
             if value != getattr(defaults, f.name) or f.name not in saved:
                 setattr(merged, f.name, value)
+        if self.preset is not None and self.preset != saved.get("preset"):
+            for key, value in self._preset_values().items():
+                if getattr(self, key) is None:
+                    setattr(merged, key, value)
         merged.resume, merged.out = self.resume, self.out
-        return merged
+        return merged.apply_preset()
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

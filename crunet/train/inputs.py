@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from crunet.data import DataSpec, detect_kind
+from crunet.data import IDX_KINDS, DataSpec, detect_kind
 from crunet.data.idx import find_fashion_mnist, idx_image_size
 from crunet.data.sources import model_spec
 from crunet.train.config import TrainConfig
@@ -20,7 +20,7 @@ def data_spec(cfg: TrainConfig, model: nn.Module) -> DataSpec:
 def in_memory_image_size(data: str | None, model: nn.Module) -> int | None:
     """IDX images (Fashion-MNIST, MNIST) keep their own size when the model can take it: resizing 28x28 images to
     the 32x32 of a CIFAR model's config adds pixels, not information, and costs 1.3x the compute."""
-    if detect_kind(data) != "fashion-mnist":
+    if detect_kind(data) not in IDX_KINDS:
         return None
     side = idx_image_size(find_fashion_mnist(data))
     return side if side >= model.min_input_size else None

@@ -21,6 +21,7 @@ from crunet.interop.predict import find_images, load_predictor, predict, write_p
 from crunet.interop.weights import save_weights
 from crunet.train.checkpoint import save_checkpoint
 from crunet.train.config import TrainConfig
+from tests.helpers import write_idx
 
 CLASSES = ["cat", "dog", "emu"]
 
@@ -103,16 +104,16 @@ def test_class_names_of_each_data_kind(tmp_path, folder_data):
     assert class_names(None) == list(FASHION_MNIST_CLASSES)
     assert class_names(str(folder_data)) == CLASSES
     assert class_names(str(tmp_path / "moved")) is None
-    mnist = tmp_path / "mnist"
-    mnist.mkdir()
-    fashion = tmp_path / "fashion-mnist"
-    fashion.mkdir()
-    for d in (mnist, fashion):
-        for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                  "t10k-labels-idx1-ubyte.gz"):
-            (d / f).write_bytes(b"")
-    assert class_names(str(mnist)) == list(MNIST_CLASSES)
-    assert class_names(str(fashion)) == list(FASHION_MNIST_CLASSES)
+    digits, clothes = tmp_path / "digits", tmp_path / "clothes"  # told apart by their images, not their names
+    for folder, lit in ((digits, slice(12, 14)), (clothes, slice(4, 24))):
+        folder.mkdir()
+        images = np.zeros((8, 28, 28))
+        images[:, 4:24, lit] = 200  # a stroke (5% of the pixels lit) or a garment (51%)
+        for prefix in ("train", "t10k"):
+            write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+            write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.arange(8))
+    assert class_names(str(digits)) == list(MNIST_CLASSES)
+    assert class_names(str(clothes)) == list(FASHION_MNIST_CLASSES)
 
 
 def test_weights_file_with_a_class_file_and_one_channel_model(tmp_path):
