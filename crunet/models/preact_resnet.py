@@ -1,5 +1,7 @@
 """PreActResNet: one pre-activation network for the whole GBTD family of residual units (ResNet, Wide ResNet,
-ResNeXt, N x 1d, CRU-Net). The zoo is in ``crunet.py``, ``preresnet.py`` and ``small.py``."""
+ResNeXt, N x 1d, CRU-Net), built from a ``NetCfg``. Its zoo is ``crunet.py`` (full size) and ``small.py`` (small
+images); the class has a file of its own because code outside the zoo builds it from a design (the width solver,
+``crunet.gbtd``'s conversions), and a zoo file is imported only by ``models/__init__.py``."""
 
 from __future__ import annotations
 
@@ -8,10 +10,6 @@ from typing import Any
 from crunet.layers import BnAct, PreActStem, ResidualUnit, Stage
 from crunet.models.base import StagedClassifier
 from crunet.models.design import NetCfg
-
-# The released CRU-Net models: (RGB - [124, 117, 104]) * 0.0167, written as mean/std of [0, 1] images.
-CRUNET_RELEASED_MEAN = (124 / 255, 117 / 255, 104 / 255)
-CRUNET_RELEASED_STD = (1 / (0.0167 * 255),) * 3
 
 
 class PreActResNet(StagedClassifier):
