@@ -11,6 +11,7 @@ from crunet.cli.main import CliError
 
 def add_parser(subparsers) -> None:
     from crunet.study.grid import GRIDS
+    from crunet.study.runner import RESULTS_DIR, RUNS_DIR
 
     p = subparsers.add_parser("study", help="run the study grids and regenerate their report",
                               description="Grids of runs testing the papers' claims; results in results/.")
@@ -19,8 +20,8 @@ def add_parser(subparsers) -> None:
     run.add_argument("grid", choices=sorted(GRIDS))
     run.add_argument("--workers", type=_positive, default=1, help="runs side by side (default 1)")
     run.add_argument("--threads", type=_positive, default=None, help="threads per run (default: cores / workers)")
-    run.add_argument("--results", default="results", help="folder of the committed CSVs (default results/)")
-    run.add_argument("--runs", default="runs/study", help="run directories and logs (default runs/study/)")
+    _results_argument(run, RESULTS_DIR)
+    run.add_argument("--runs", default=RUNS_DIR, help=f"run directories and logs (default {RUNS_DIR}/)")
     run.add_argument("--model", action="append", help="only these models (repeatable)")
     run.add_argument("--dataset", action="append", help="only these data sets (repeatable)")
     run.add_argument("--option", action="append", help="only runs with this option, '-' for none (repeatable)")
@@ -33,15 +34,19 @@ def add_parser(subparsers) -> None:
     run.set_defaults(func=_study_mistakes(run_cmd))
     show = sub.add_parser("list", help="list a grid's runs and which are done")
     show.add_argument("grid", choices=sorted(GRIDS))
-    show.add_argument("--results", default="results")
+    _results_argument(show, RESULTS_DIR)
     show.set_defaults(func=_study_mistakes(list_cmd))
     merge = sub.add_parser("merge", help="add the runs of another results folder (another machine's) to ours")
     merge.add_argument("other", help="the other results folder (its grid CSVs and epochs/)")
-    merge.add_argument("--results", default="results")
+    _results_argument(merge, RESULTS_DIR)
     merge.set_defaults(func=_study_mistakes(merge_cmd))
     report = sub.add_parser("report", help="regenerate results.md and the plots from the CSVs")
-    report.add_argument("--results", default="results")
+    _results_argument(report, RESULTS_DIR)
     report.set_defaults(func=_study_mistakes(report_cmd))
+
+
+def _results_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--results", default=default, help=f"folder of the committed CSVs (default {default}/)")
 
 
 def _study_mistakes(command):
@@ -109,8 +114,7 @@ def run_cmd(args: argparse.Namespace) -> int:
     from crunet.study.results_csv import done_keys
     from crunet.study.runner import GridPaths, run_grid
 
-    results = Path(args.results)
-    paths = GridPaths(results / f"{args.grid}.csv", results / "epochs", Path(args.runs))
+    paths = GridPaths.of(args.grid, args.results, args.runs)
     specs = _selected(args)
     if args.dry_run:
         done = done_keys(paths.csv)
@@ -142,8 +146,10 @@ def _recipes(places: list[str] | None):
 
 
 def list_cmd(args: argparse.Namespace) -> int:
+    from crunet.study.runner import RUNS_DIR
+
     args.model = args.dataset = args.option = None
-    args.dry_run, args.runs = True, "runs/study"
+    args.dry_run, args.runs = True, RUNS_DIR
     return run_cmd(args)
 
 
