@@ -1,10 +1,10 @@
-import gzip
 import os
-import struct
 
 import numpy as np
 import pytest
 import torch
+
+from tests.helpers import write_idx
 
 
 def pytest_addoption(parser):
@@ -63,12 +63,6 @@ def trained_looking(randomize_bns):
 
         return randomize_bns(crunet.create_model(name, num_classes=10, in_chans=in_chans)).eval()
     return build
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 @pytest.fixture(scope="session")

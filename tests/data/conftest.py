@@ -1,23 +1,8 @@
-import gzip
-import struct
-
 import numpy as np
 import pytest
 from PIL import Image
 
-
-def write_idx(path, array: np.ndarray, compress: bool = True) -> None:
-    """An IDX file: magic (0, 0, 0x08, ndim), dims as big-endian uint32, raw uint8 data."""
-    data = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    data += array.astype(np.uint8).tobytes()
-    opener = gzip.open if compress else open
-    with opener(path, "wb") as f:
-        f.write(data)
-
-
-@pytest.fixture
-def idx_writer():
-    return write_idx
+from tests.helpers import write_idx
 
 
 @pytest.fixture

@@ -5,21 +5,22 @@ import pytest
 import torch
 
 from crunet.data import idx
+from tests.helpers import write_idx
 
 
-def test_read_idx_gz_and_plain_roundtrip(tmp_path, idx_writer):
+def test_read_idx_gz_and_plain_roundtrip(tmp_path):
     a = np.random.default_rng(1).integers(0, 256, (5, 7, 3))
-    idx_writer(tmp_path / "a.gz", a)
-    idx_writer(tmp_path / "a", a, compress=False)
+    write_idx(tmp_path / "a.gz", a)
+    write_idx(tmp_path / "a", a, compress=False)
     np.testing.assert_array_equal(idx.read_idx(tmp_path / "a.gz"), a)
     np.testing.assert_array_equal(idx.read_idx(tmp_path / "a"), a)
 
 
-def test_bad_magic_and_truncated_file_are_clear_errors(tmp_path, idx_writer):
+def test_bad_magic_and_truncated_file_are_clear_errors(tmp_path):
     (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04" + bytes(20))
     with pytest.raises(ValueError, match="not an IDX file"):
         idx.read_idx(tmp_path / "bad")
-    idx_writer(tmp_path / "t", np.zeros((4, 4, 4)), compress=False)
+    write_idx(tmp_path / "t", np.zeros((4, 4, 4)), compress=False)
     (tmp_path / "t").write_bytes((tmp_path / "t").read_bytes()[:-5])
     with pytest.raises(ValueError, match="truncated"):
         idx.read_idx(tmp_path / "t")

@@ -7,6 +7,7 @@ from torch import nn
 
 import crunet
 import crunet.layers.fused as fused
+from crunet import count_parameters
 from crunet.deploy import DeployedModel, DeployedUnit, choose_layout, deploy
 from crunet.layers import ResidualUnit, Stage
 
@@ -24,10 +25,6 @@ def assert_matches(deployed: nn.Module, model: nn.Module, size: tuple[int, int, 
         ref, out = model(x), deployed(x)
     err = (out - ref).abs().max().item()
     assert err <= 1e-5 * max(1.0, ref.abs().max().item()), err
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 CASES = [(name, size, unshare) for name, size in FAMILIES
@@ -55,7 +52,7 @@ def test_dsfb_models_fold_their_post_activation_bns(name, size, unshare, trained
     deployed = deploy(model, unshare=unshare, layout="contiguous")
     assert_matches(deployed, model, size)
     if not unshare or "dsfb" not in name:  # unshared, the DSFB models get a copy per use (tests/deploy/test_dsfb_*)
-        assert n_params(deployed) < n_params(model)  # every conv -> BN pair lost the BN's scale
+        assert count_parameters(deployed) < count_parameters(model)  # every conv -> BN pair lost the BN's scale
 
 
 def folded_bns(unit: ResidualUnit, unshare: bool) -> list[nn.BatchNorm2d]:
@@ -77,16 +74,16 @@ def test_parameter_counts(name, unshare):
     """A folded BN trades its weight and bias (2C) for the conv's bias (C); unsharing copies the shared weights."""
     model = crunet.create_model(name, num_classes=10, in_chans=1)
     units = [m for m in model.modules() if isinstance(m, ResidualUnit)]
-    expected = n_params(model) - model.stem[1].bn.num_features
+    expected = count_parameters(model) - model.stem[1].bn.num_features
     expected -= sum(bn.num_features for u in units for bn in folded_bns(u, unshare))
     if unshare:
         expected += sum(u.factors.spatial.numel() for u in units if u.factors is not None)  # one copy per unit...
         expected -= sum(f.spatial.numel() for s in model.stages for f in s.factors)  # ...none left shared
         expected += sum(u.proj.numel() for u in units if u.proj is not None)  # the main path's copy of proj
     deployed = deploy(model, unshare=unshare, layout="contiguous")
-    assert n_params(deployed) == expected
+    assert count_parameters(deployed) == expected
     if name == "crunet_small":  # the trade, for the record: 365,338 parameters before
-        assert (n_params(model), n_params(deployed)) == (365_338, 408_634 if unshare else 364_458)
+        assert (count_parameters(model), count_parameters(deployed)) == (365_338, 408_634 if unshare else 364_458)
 
 
 def test_shared_factors_stay_shared_unless_unshared(tmp_path):

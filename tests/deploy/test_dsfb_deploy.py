@@ -7,6 +7,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import crunet
+from crunet import count_parameters
 from crunet.deploy import deploy
 from crunet.layers.dsfb_fused import SharedConvBN
 from crunet.layers.shared_basis import SharedBasis, SharedBasisConv, SharedBasisConvInference
@@ -25,10 +26,6 @@ def max_rel_err(deployed: nn.Module, model: nn.Module, layout: str) -> float:
     with torch.no_grad():
         ref, out = model(x), deployed.set_layout(layout)(x)
     return ((out - ref).abs().max() / ref.abs().max().clamp_min(1.0)).item()
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -57,7 +54,7 @@ def test_shared_deploy_keeps_one_copy_and_equals_the_eval_model(name, tmp_path, 
     shared_numel = sum(p.numel() for o in owners for p in o.parameters())
     pointers = [p.data_ptr() for p in deployed.parameters()]
     assert len(pointers) == len(set(pointers))  # each tensor once
-    assert n_params(deployed) < n_params(model)  # folded BNs, the shared filters not copied
+    assert count_parameters(deployed) < count_parameters(model)  # folded BNs, the shared filters not copied
     assert shared_numel > 0
     deployed.set_layout("contiguous")
     save_file(deployed.state_dict(), str(tmp_path / "deployed.safetensors"))  # refuses tensors held twice
@@ -68,7 +65,7 @@ def test_collapsed_deploy_has_the_unshared_graph(name, baseline, trained_looking
     """Unshared, a DSFB model deploys to its unshared counterpart's graph: same layers, same parameter count."""
     ours, theirs = deploy(trained_looking(name), layout="contiguous"), deploy(trained_looking(baseline),
                                                                               layout="contiguous")
-    assert n_params(ours) == n_params(theirs)
+    assert count_parameters(ours) == count_parameters(theirs)
     shapes = [tuple(p.shape) for p in ours.parameters()]
     assert shapes == [tuple(p.shape) for p in theirs.parameters()]
 

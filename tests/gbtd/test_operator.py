@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from crunet.gbtd import factors, linearized, operator
 from crunet.gbtd.operator import shortcut_map
 from tests.gbtd.units import make_unit
+from tests.helpers import random_images
 
 
 @st.composite
@@ -26,11 +27,6 @@ def unit_configs(draw):
                 extra_1x1=extra_1x1, seed=seed), size
 
 
-def _input(cfg, size):
-    generator = torch.Generator().manual_seed(cfg["seed"] + 1)
-    return torch.randn(2, cfg["in_chs"], size, size, generator=generator, dtype=torch.float64)
-
-
 def _rel(a, b):
     return float((a - b).abs().max() / b.abs().max())
 
@@ -40,7 +36,7 @@ def _rel(a, b):
 def test_linearized_unit_is_one_convolution_away_from_the_border(config):
     cfg, size = config
     unit, _ = make_unit(**cfg)
-    x = _input(cfg, size)
+    x = random_images(2, cfg["in_chs"], size, seed=cfg["seed"] + 1, dtype=torch.float64)
     weight, bias = operator(unit, shortcut=True)
     k = weight.shape[-1]
     with linearized(unit), torch.no_grad():
@@ -55,7 +51,7 @@ def test_linearized_unit_is_one_convolution_away_from_the_border(config):
 def test_residual_operator_is_the_unit_minus_its_shortcut(config):
     cfg, size = config
     unit, _ = make_unit(**cfg)
-    x = _input(cfg, size)
+    x = random_images(2, cfg["in_chs"], size, seed=cfg["seed"] + 1, dtype=torch.float64)
     weight, bias = operator(unit)
     matrix, short_bias = shortcut_map(unit)
     with linearized(unit), torch.no_grad():
@@ -69,7 +65,7 @@ def test_residual_operator_is_the_unit_minus_its_shortcut(config):
 def test_factored_form_is_the_linearized_residual_function_border_included(config):
     cfg, size = config
     unit, _ = make_unit(**cfg)
-    x = _input(cfg, size)
+    x = random_images(2, cfg["in_chs"], size, seed=cfg["seed"] + 1, dtype=torch.float64)
     matrix, short_bias = shortcut_map(unit)
     with linearized(unit), torch.no_grad():
         residual = unit(x) - F.conv2d(x, matrix[:, :, None, None], short_bias, stride=cfg["stride"])

@@ -11,6 +11,7 @@ import torch
 from torch.export import Dim, export
 
 import crunet
+from tests.helpers import model_input
 
 FAST = {"crunet_small", "dsfb_resnet32_s8u1"}  # CRU sharing, DSFB sharing
 MODELS = [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in crunet.list_models()]
@@ -18,11 +19,6 @@ MODELS = [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in 
 
 def _model(name: str):
     return crunet.create_model(name, num_classes=10).eval()
-
-
-def _input(model, batch: int = 2) -> torch.Tensor:
-    size = max(32, model.min_input_size)
-    return torch.randn(batch, model.in_chans, size, size)
 
 
 def _unique_params(module: torch.nn.Module) -> int:
@@ -33,7 +29,7 @@ def _unique_params(module: torch.nn.Module) -> int:
 def test_symbolic_trace_matches_eager_and_keeps_sharing(name):
     model = _model(name)
     graph = torch.fx.symbolic_trace(model)
-    x = _input(model)
+    x = model_input(model)
     with torch.no_grad():
         torch.testing.assert_close(graph(x), model(x), rtol=0, atol=0)
     assert _unique_params(graph) == _unique_params(model)  # a shared tensor stays one parameter
@@ -46,11 +42,11 @@ def test_symbolic_trace_matches_eager_and_keeps_sharing(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_export_with_a_dynamic_batch(name):
     model = _model(name)
-    x = _input(model)
+    x = model_input(model)
     program = export(model, (x,), dynamic_shapes={"x": {0: Dim("batch", min=1, max=1024)}})
     exported = program.module()
     for batch in (1, 3):
-        y = _input(model, batch)
+        y = model_input(model, batch)
         with torch.no_grad():
             torch.testing.assert_close(exported(y), model(y), rtol=1e-5, atol=1e-5)
     names = [n for n, _ in model.named_parameters()]  # each shared tensor once, under its owner's name
@@ -81,7 +77,7 @@ def test_torch_compile_captures_one_graph_matching_eager(name):
     # C++ compiler, so this checks capture and autograd through the shared tensors, not inductor's kernels.
     model = crunet.create_model(name, num_classes=10, drop_rate=0.0)  # no dropout: both passes see one network
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
-    x = _input(model)
+    x = model_input(model)
     compiled(x).square().mean().backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()

@@ -9,6 +9,7 @@ from safetensors.torch import load_file, save_file
 
 import crunet
 from crunet.layers.complexity import measured_macs
+from tests.helpers import model_input
 
 NUM_CLASSES = 7
 ALL_MODELS = crunet.list_models()
@@ -27,15 +28,10 @@ def built(name):
     return crunet.create_model(name, num_classes=NUM_CLASSES)
 
 
-def _input(model, batch=2):
-    size = max(model.min_input_size, 16)
-    return torch.randn(batch, model.in_chans, size, size)
-
-
 def test_forward_backward_reaches_every_parameter(built):
     model = built.train()
     model.zero_grad(set_to_none=True)
-    x = _input(model)
+    x = model_input(model)
     logits = model(x)
     assert logits.shape == (2, NUM_CLASSES) and torch.isfinite(logits).all()
     logits.square().mean().backward()
@@ -47,7 +43,7 @@ def test_forward_backward_reaches_every_parameter(built):
 
 def test_features_head_and_intermediates(built):
     model = built.eval()
-    x = _input(model)
+    x = model_input(model)
     with torch.no_grad():
         features = model.forward_features(x)
         assert features.shape[1] == model.num_features
@@ -65,7 +61,7 @@ def test_features_head_and_intermediates(built):
 
 def test_reset_classifier(built):
     model = copy.deepcopy(built).eval()
-    x = _input(model)
+    x = model_input(model)
     model.reset_classifier(0)
     assert model(x).shape == (2, model.num_features)
     model.reset_classifier(3)
@@ -83,7 +79,7 @@ def test_state_dict_holds_each_tensor_once_and_round_trips_through_safetensors(n
     fresh.load_state_dict(load_file(tmp_path / "w.safetensors"), strict=True, assign=True)
     for key, tensor in fresh.state_dict().items():
         assert torch.equal(tensor, state[key]), key
-    x = _input(model)
+    x = model_input(model)
     with torch.no_grad():  # same weights; kernels may pick other algorithms for other memory, hence not bit-equal
         reference = model.eval()(x)
         scale = reference.abs().max().item()
@@ -92,7 +88,7 @@ def test_state_dict_holds_each_tensor_once_and_round_trips_through_safetensors(n
 
 def test_analytic_complexity_matches_pytorch(built):
     model = built
-    size = tuple(_input(model).shape[1:])
+    size = tuple(model_input(model).shape[1:])
     cx = crunet.complexity(model, size)
     assert cx["params"] == sum(p.numel() for p in model.parameters())
     assert cx["macs"] == measured_macs(model, size)
@@ -102,7 +98,7 @@ def test_grad_checkpointing_gives_the_same_gradients(built):
     if built.name not in CHECKPOINTING_MODELS:
         pytest.skip("checkpointing is per unit and the same code for every stage: checked on representative models")
     model = built.train()
-    x = _input(model)
+    x = model_input(model)
 
     def grads():
         model.zero_grad(set_to_none=True)
@@ -137,7 +133,7 @@ def test_pretrained_cfg_and_feature_info(built):
 
 def test_bad_input_is_explained(built):
     model = built
-    good = _input(model, batch=1)
+    good = model_input(model, batch=1)
     wrong_channels = torch.randn(1, model.in_chans + 1, *good.shape[-2:])
     with pytest.raises(ValueError, match=f"expects {model.in_chans} input channels"):
         model(wrong_channels)

@@ -14,15 +14,11 @@ from crunet.layers.complexity import measured_macs
 from crunet.layers.shared_basis import SharedBasis, SharedBasisConv
 from crunet.models.dsfb_mobilenetv2 import DSFBMobileNetV2Cfg
 from crunet.models.dsfb_resnet import DSFBResNetCfg
-
-
-def _meta(name, **kwargs):
-    with torch.device("meta"):
-        return crunet.create_model(name, **kwargs)
+from tests.helpers import meta_model
 
 
 def _params(name, num_classes=1000):
-    return crunet.count_parameters(_meta(name, num_classes=num_classes))
+    return crunet.count_parameters(meta_model(name, num_classes=num_classes))
 
 
 # name, published params (M), published MACs (G, the source's "FLOPs"), our tolerance on MACs (relative)
@@ -55,7 +51,7 @@ CIFAR10 = [
 
 @pytest.mark.parametrize("name, params_m, gmacs, macs_tol", IMAGENET)
 def test_imagenet_params_match_published_and_macs_are_close(name, params_m, gmacs, macs_tol):
-    model = _meta(name)
+    model = meta_model(name)
     params = crunet.count_parameters(model)
     assert round(params / 1e6, 2) == params_m  # equal to the published digits
     assert params == pytest.approx(params_m * 1e6, rel=0.005)
@@ -82,7 +78,7 @@ def test_resnet56_s16u1_definition_disagrees_with_the_source_table():
     assert round(params / 1e6, 3) == 0.271
     assert abs(params / 0.22e6 - 1) > 0.2
     for s, u in ((16, 0), (10, 1)):
-        other = crunet.count_parameters(_meta("dsfb_resnet56_s16u1", num_classes=10, shared_rank=s, unique_rank=u))
+        other = crunet.count_parameters(meta_model("dsfb_resnet56_s16u1", num_classes=10, shared_rank=s, unique_rank=u))
         assert round(other / 1e6, 2) == 0.22
 
 
@@ -152,7 +148,7 @@ def test_mobilenetv2_counts_are_exactly_the_definition():
 
 
 def test_sharing_adds_no_computation():
-    macs = {n: crunet.complexity(_meta(n))["macs"] for n in
+    macs = {n: crunet.complexity(meta_model(n))["macs"] for n in
             ("resnet50", "dsfb_resnet50_shared", "dsfb_resnet50_sharedpp", "mobilenetv2", "dsfb_mobilenetv2_shared")}
     assert macs["resnet50"] == macs["dsfb_resnet50_shared"] == macs["dsfb_resnet50_sharedpp"]
     assert macs["mobilenetv2"] == macs["dsfb_mobilenetv2_shared"]

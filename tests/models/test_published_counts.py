@@ -1,17 +1,12 @@
 """The numbers the paper and the released code fix, asserted exactly (1000 classes, 224x224)."""
 
 import pytest
-import torch
 
 import crunet
 from crunet.layers.complexity import measured_macs
 from crunet.models.crunet import CRUNET56_PARAMS, crunet56_136x1d_width
 from crunet.models.small import crunet_small_plain_last_width, crunet_small_width
-
-
-def _meta(name, **kwargs):
-    with torch.device("meta"):
-        return crunet.create_model(name, **kwargs)
+from tests.helpers import meta_model
 
 
 @pytest.mark.parametrize("name, params, gmacs", [
@@ -21,7 +16,7 @@ def _meta(name, **kwargs):
     ("preresnet50", 25_553_192, 4.09),
 ])
 def test_published_params_exact_and_macs_within_one_percent(name, params, gmacs):
-    model = _meta(name)
+    model = meta_model(name)
     assert crunet.count_parameters(model) == params
     cx = crunet.complexity(model, (3, 224, 224))
     assert cx["params"] == params
@@ -30,12 +25,12 @@ def test_published_params_exact_and_macs_within_one_percent(name, params, gmacs)
 
 def test_crunet116_wide_matches_the_reconstructed_size():
     # cru-net.md: ~82.98 M; the paper's 318 MB is the checkpoint size (parameters + BN statistics), rounded up.
-    assert crunet.count_parameters(_meta("crunet116_wide")) == pytest.approx(82.98e6, rel=1e-3)
+    assert crunet.count_parameters(meta_model("crunet116_wide")) == pytest.approx(82.98e6, rel=1e-3)
 
 
 def test_crunet56_136x1d_width_is_solved_to_crunet56_size():
     width = crunet56_136x1d_width()
-    model = _meta("crunet56_136x1d")
+    model = meta_model("crunet56_136x1d")
     assert model.stages[2].units[0].width == width
     assert crunet.count_parameters(model) == pytest.approx(CRUNET56_PARAMS, rel=1e-3)
     for other in (width - 1, width + 1):  # the solved width is the nearest

@@ -13,15 +13,11 @@ import torch
 timm = pytest.importorskip("timm")
 
 from crunet.timm import timm_name  # noqa: E402
+from tests.helpers import model_input  # noqa: E402
 
 
 def _create(name: str, **kwargs):
     return timm.create_model(timm_name(name), **kwargs)
-
-
-def _input(model, size: int | None = None, batch: int = 2) -> torch.Tensor:
-    chans, h, w = model.pretrained_cfg["input_size"]
-    return torch.randn(batch, chans, size or h, size or w)
 
 
 def test_create_model_num_classes_and_pretrained_cfg():
@@ -49,7 +45,7 @@ def test_features_only_equals_forward_intermediates_with_same_weights():
         if parts[0] in ("stem", "stages"):
             flat[".".join(["_".join(parts[:2]), *parts[2:]])] = value
     features.load_state_dict(flat)
-    x = _input(model)
+    x = model_input(model)
     with torch.no_grad():
         expected = model.forward_intermediates(x, intermediates_only=True)
         for got, want in zip(features(x), expected, strict=True):
@@ -80,7 +76,7 @@ def test_model_ema_v3_updates_each_shared_tensor_once(exclude_buffers):
     for n, p in ema.module.named_parameters():  # lerp applied once: a shared tensor applied k times would differ
         expected = decay * before[n] + (1 - decay) * params[n].detach()
         torch.testing.assert_close(p.detach(), expected, msg=f"{n} updated more than once")
-    x = _input(model)
+    x = model_input(model)
     model.eval()
     ema_all = ModelEmaV3(model, decay=0.0)
     ema_all.update(model, step=10**6)
@@ -103,7 +99,7 @@ def test_checkpoint_saver_and_load_checkpoint_round_trip(tmp_path):
     path = tmp_path / "checkpoint-0.pth.tar"
     saved = torch.load(path, map_location="cpu", weights_only=False)
     assert set(saved["state_dict"]) == set(model.state_dict())  # each shared tensor once
-    x = _input(model)
+    x = model_input(model)
     for use_ema, reference in ((False, model), (True, ema.module.eval())):
         fresh = _create("crunet_small", num_classes=10).eval()
         load_checkpoint(fresh, str(path), use_ema=use_ema, strict=True)
@@ -118,6 +114,6 @@ def test_create_model_from_safetensors_checkpoint(tmp_path):
     path = tmp_path / "w.safetensors"
     save_file(model.state_dict(), str(path))
     loaded = timm.create_model("crunet_small", num_classes=10, checkpoint_path=str(path)).eval()
-    x = _input(model)
+    x = model_input(model)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
