@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from crunet.io.atomic import atomic_open
 from crunet.train.run_dir import RunDir, default_run_dir
 
@@ -26,12 +28,9 @@ def test_stale_temporary_files_are_removed_when_a_run_starts(tmp_path):
 def test_a_failed_write_leaves_the_old_file(tmp_path):
     path = tmp_path / "metrics.csv"
     path.write_text("old\n")
-    try:
-        with atomic_open(path) as f:
-            f.write("new, half")
-            raise OSError("disk full")
-    except OSError:
-        pass
+    with pytest.raises(OSError, match="disk full"), atomic_open(path) as f:
+        f.write("new, half")
+        raise OSError("disk full")
     assert path.read_text() == "old\n" and os.listdir(tmp_path) == ["metrics.csv"]
 
 
