@@ -123,6 +123,7 @@ RATE_FAMILY = {  # models that take the rate checked on their family's represent
     "dsfb_resnet32_s16u1_double": "dsfb_resnet32_s16u1", "dsfb_resnet56_s16u1": "dsfb_resnet32_s16u1",
     "crunet_small_plain_last": "crunet_small"}
 HOLDOUT = 10_000  # of Fashion-MNIST's 60,000 training images
+LR_CHECK_READ = ("key", "model", "option", "test_top1")  # what the check reads of a row: refused if empty
 
 
 def lr_option(lr: str) -> str:
@@ -135,7 +136,7 @@ def lr_check(results: Path | None = None, models: set[str] | None = None) -> lis
     extends the search until the best rate is inside the range."""
     specs = _grid(FM, LR_CHECK_MODELS, (0,), tuple(lr_option(lr) for lr in LR_CHOICES))
     scores: dict[str, dict[float, float]] = {}
-    for row in read_rows(results / "lr-check.csv") if results else []:
+    for row in read_rows(results / "lr-check.csv", LR_CHECK_READ) if results else []:
         lr = float(parse_option(row["option"])["lr"])
         scores.setdefault(row["model"], {})[lr] = float(row["test_top1"])
     for model, by_lr in scores.items():
@@ -152,7 +153,7 @@ def lr_check(results: Path | None = None, models: set[str] | None = None) -> lis
 def family_rates(results: Path | None) -> dict[str, str]:
     """The learning rate of each family whose check has finished: the default, unless another rate beat it on the
     held-out images by more than ``CLEARLY_BETTER`` points; then the best one."""
-    rows = read_rows(results / "lr-check.csv") if results else []
+    rows = read_rows(results / "lr-check.csv", LR_CHECK_READ) if results else []
     pending = {(s.model, s.option) for s in lr_check(results)} - {(r["model"], r["option"]) for r in rows}
     rates = {}
     for model in LR_CHECK_MODELS:
