@@ -112,3 +112,22 @@ def test_claims_wait_for_a_finished_check(tmp_path, record_lr):
     assert "crunet_small" not in family_rates(tmp_path)  # 0.4 won at the edge: 0.8 is still to run
     record_lr(tmp_path, "crunet_small", "0.8", 90.0)
     assert family_rates(tmp_path)["crunet_small"] == "0.4"
+
+
+def test_sized_cells_keep_the_parameter_counts_of_their_committed_rows():
+    """The designs scale their own widths (``width_overrides``): each committed size= row is rebuilt exactly."""
+    from pathlib import Path
+
+    from crunet.study.results_csv import read_rows
+
+    rows = [r for name in ("tier1.csv", "tier2.csv", "tier3.csv")
+            for r in read_rows(Path(__file__).resolve().parents[2] / "results" / name)
+            if "size" in parse_option(r["option"])]
+    if not rows:
+        pytest.skip("no committed sized runs")
+    for row in rows:
+        overrides = size_overrides(row["model"], float(parse_option(row["option"])["size"]))
+        assert _params(row["model"], **overrides) == int(row["params"]), row["key"]
+        cfg = create_model(row["model"], num_classes=10, in_chans=1).cfg
+        assert create_model(row["model"], num_classes=10, in_chans=1, **overrides).cfg == cfg.scaled(
+            float(parse_option(row["option"])["size"]) ** 0.5)
