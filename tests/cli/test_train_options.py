@@ -49,3 +49,4 @@ def test_an_option_that_cannot_apply_to_idx_data_is_refused(fmnist, tmp_path, ca
                  "--progress", "none", "--no-tensorboard", "--no-plot", "--workers", "0", *argv])
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 1 and flag in err[0] and "IDX" in err[0], err
+    assert not (tmp_path / "run").exists()  # refused before anything is written
