@@ -32,8 +32,8 @@ from crunet.data import eval_shard, open_split
 from crunet.gbtd.convert import factorize_model
 from crunet.models.preact_resnet import PreActResNet
 from crunet.train.config import TrainConfig
-from crunet.train.inputs import data_spec
 from crunet.train.evaluate import evaluate, finish_eval
+from crunet.train.inputs import data_spec
 from crunet.train.trainer import train
 
 
