@@ -18,7 +18,7 @@ def test_unknown_model_lists_the_closest_names():
 
 def test_list_models_filters_by_pattern():
     assert crunet.list_models("crunet*") == ["crunet116", "crunet116_wide", "crunet56", "crunet56_136x1d",
-                                             "crunet_small"]
+                                             "crunet_small", "crunet_small_plain_last"]
     for name in ["preresnet50", "preresnet101", "preresnext50_32x4d", "preresnext50_2x40d", "preresnext50_136x1d",
                  "preresnext50_nx1d", "prewrn50_2", "preresnet_small", "preresnext_small"]:
         assert name in crunet.list_models()
