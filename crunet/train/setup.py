@@ -31,6 +31,7 @@ class Run:
 
     cfg: TrainConfig
     info: DistInfo
+    path: str  # the run directory
     model: nn.Module
     ddp_model: nn.Module
     train_model: nn.Module
@@ -79,7 +80,7 @@ def setup(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info: 
                 "device": str(info.device), "backend": info.backend}
     records = open_records(cfg, info, run_path, resolved, state) if info.main else None
     ddp_model = nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
-    run = Run(cfg, info, model, ddp_model, torch.compile(ddp_model) if cfg.compile else ddp_model, train_data,
+    run = Run(cfg, info, run_path, model, ddp_model, torch.compile(ddp_model) if cfg.compile else ddp_model, train_data,
               val_data, sampler, state, Checkpointer(run_path, meta, state, info),
               CheckpointPolicy(cfg.checkpoint_every), records, grad_probe)
     run.say(f"training {meta['model_name']} ({sum(p.numel() for p in model.parameters()):,} params) on "

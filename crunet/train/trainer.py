@@ -13,8 +13,10 @@ together, with one small all-reduce; the functions below are collective unless t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 
 from torch import nn
 
@@ -43,25 +45,35 @@ def train(cfg: TrainConfig, model: nn.Module | None = None) -> dict:
         check_device_options(cfg, info)
         run_path, lock = claim_run_dir(cfg, resume is not None, info)  # a second writer is refused here
         check_run_dir(run_path, resume is not None or auto)  # auto, nothing to resume: what is there is replaced
-        run = setup(cfg, model, resume, info, run_path)
-        val = {}
-        with StopRequests() as stop:
-            try:
-                while run.state.epoch < cfg.epochs:
-                    t_epoch = time.perf_counter()
-                    train_epoch(run, stop)
-                    val = end_epoch(run, time.perf_counter() - t_epoch)
-            except KeyboardInterrupt as err:  # a second Ctrl-C, mid-step: no checkpoint of a half-done step
-                if isinstance(err, TrainingInterrupted):
-                    raise
-                raise run.saver.interrupted("a second Ctrl-C", write=False) from None
-        summary = finish(run, val, run_path)
+        summary = fit(setup(cfg, model, resume, info, run_path))
         finished = True
         return summary
     finally:
         if lock is not None:
             lock.release(failed=not finished)
         cleanup(info, finished)
+
+
+def fit(run: Run) -> dict:
+    """The epoch loop, then the summary. A signal stops it at the next step boundary with a checkpoint."""
+    val = {}
+    with StopRequests() as stop, second_ctrl_c(run):
+        while run.state.epoch < run.cfg.epochs:
+            t_epoch = time.perf_counter()
+            train_epoch(run, stop)
+            val = end_epoch(run, time.perf_counter() - t_epoch)
+    return finish(run, val)
+
+
+@contextlib.contextmanager
+def second_ctrl_c(run: Run) -> Iterator[None]:
+    """A second Ctrl-C raises mid-step: no checkpoint of a half-done step, a message naming the last one."""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        if isinstance(err, TrainingInterrupted):
+            raise
+        raise run.saver.interrupted("a second Ctrl-C", write=False) from None
 
 
 def train_epoch(run: Run, stop: StopRequests) -> None:
@@ -126,12 +138,12 @@ def save_last(run: Run) -> None:
     run.policy.written(run.state.step)
 
 
-def finish(run: Run, val: dict, run_path: str) -> dict:
+def finish(run: Run, val: dict) -> dict:
     """The summary (rank 0 writes summary.json)."""
     state = run.state
     summary = {"model": run.model.name, "params": sum(p.numel() for p in run.model.parameters()),
                "epochs": run.cfg.epochs, "steps": state.step, "best_val_top1": state.best_top1, "final_val": val,
-               "wall_seconds": run.saver.elapsed(), "run_dir": run_path, "world": run.info.world}
+               "wall_seconds": run.saver.elapsed(), "run_dir": run.path, "world": run.info.world}
     if run.records:
         run.records.write_summary(summary)
         run.say(f"done in {summary['wall_seconds']:.0f}s: best val top-1 {state.best_top1:.2f}%; {run.records.path}")
