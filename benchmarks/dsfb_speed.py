@@ -1,4 +1,5 @@
-"""DSFB training and deployed-inference speed against the unshared counterpart, in one process (issue 13).
+"""DSFB training and deployed-inference speed against the unshared counterpart, in one process
+(benchmarks/RESULTS.md: "DSFB at the speed of its arithmetic").
 
 Every case is built once, warmed up, then timed in interleaved rounds (order rotated each round). Each run records
 wall time and the process's CPU time: on a loaded machine the CPU time is the steadier of the two (it does not count

@@ -1,4 +1,4 @@
-"""Images/s of `crunet train`'s own folder loader on an ImageNet-layout folder of synthetic JPEGs (issue 21).
+"""Images/s of `crunet train`'s own folder loader on an ImageNet-layout folder of synthetic JPEGs.
 
 Writes ``ROOT/train/<class>/*.JPEG`` (default 5,000 images of 500x375, ImageNet's typical size, in 10 class folders:
 smooth colour fields with texture, about ImageNet's bytes per image), then opens it exactly as `crunet train` does

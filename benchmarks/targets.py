@@ -1,4 +1,4 @@
-"""The three performance targets of issue 7, measured in one process; prints Markdown for benchmarks/RESULTS.md.
+"""The three performance targets (README: Performance) in one process; prints Markdown for benchmarks/RESULTS.md.
 
 Run by hand on a quiet machine, with timm present for the peers:
     .venv-timm/bin/python benchmarks/targets.py [--repeats 7] [--json benchmarks/targets.json]

@@ -50,7 +50,7 @@ def _results_argument(parser: argparse.ArgumentParser, default: str) -> None:
 
 
 def _study_mistakes(command):
-    """Until crunet.study raises CrunetError subclasses (issue 22 item 4), the plain ValueError or FileNotFoundError
+    """Until crunet.study raises CrunetError subclasses (not yet), the plain ValueError or FileNotFoundError
     that a ``raise`` statement of crunet/study/ makes (a missing data set, the learning-rate check not done, a torn
     CSV) is the user's mistake: one line. Anything raised elsewhere keeps its traceback."""
 

@@ -10,7 +10,7 @@ A 3x3 convolution of a ResNet block is rewritten as a linear combination of basi
 orthogonal tensor split in rows. Users keep an unregistered reference to the owner, so ``state_dict()`` and
 ``parameters()`` hold each shared tensor once and autograd sums the gradients of every use.
 
-Speed (issue 13): the unique and the shared filters run as ONE convolution over the filters joined per call
+Speed: the unique and the shared filters run as ONE convolution over the filters joined per call
 (``torch.cat`` of the two parameters: autograd still sends each part's gradient to its owner), and in training the
 basis BN is folded into the 1x1 with the batch's statistics (``crunet.layers.batchnorm_1x1``). ``fuse`` collapses
 the whole chain (basis conv, BN, 1x1, BN: linear, nothing between) into one convolution with a bias for inference.

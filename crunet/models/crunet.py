@@ -2,8 +2,8 @@
 paper's Tables 1-4 (ResNet, ResNeXt, N x 1d, Wide ResNet). The small-image zoo of the same network is ``small.py``.
 
 CRU-Net: Collective Residual Units in conv3/conv4, plain pre-activation ResNeXt units elsewhere. Widths follow the
-authors' released code (cru-net.md section 5). ``crunet116_wide`` and ``crunet56_136x1d`` have no released definition:
-they are reconstructions from the paper's sizes.
+authors' released code (README: "Where our numbers differ from the CRU-Net paper's"). ``crunet116_wide`` and
+``crunet56_136x1d`` have no released definition: they are reconstructions from the paper's sizes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A manual cross-check with MXNet itself (not collected by pytest; MXNet is not a dependency).
 
-CRU-Net-56 / -116 are built in MXNet the way the released code names and wires them (cru-net.md, sections 2-4 and 8),
+CRU-Net-56 / -116 are built in MXNet as the released code names and wires them (docs/interop.md, the released names),
 fed a full-size checkpoint written by the tests' writer, and their logits compared with ``crunet convert-mxnet``'s
 model. MXNet 1.9.1 installs in a side environment (``python3 -m venv V && V/bin/pip install mxnet "numpy<1.24"``):
 

@@ -1,7 +1,7 @@
 """Deeply Shared Filter Bases: the published sizes, the definition's exact counts, sharing and the design space.
 
 Published numbers: Kang & Kim, "Deeply Shared Filter Bases for Parameter-Efficient Convolutional Neural Networks"
-(NeurIPS 2021), as collected in spec/dsfb.md section 3. ImageNet: 1000 classes at 224x224; CIFAR-10: 10 classes.
+(NeurIPS 2021) and its released source (ssregibility/Net_RL2). ImageNet: 1000 classes at 224x224; CIFAR-10: 10 classes.
 """
 
 import pytest
@@ -83,7 +83,8 @@ def test_resnet56_s16u1_definition_disagrees_with_the_source_table():
 
 
 def basic_dsfb_params(depths, widths, s, u, double, imagenet, classes, in_chans=3):
-    """The definition of dsfb.md section 1, counted by hand: BasicBlock nets whose blocks 2..n use a shared basis."""
+    """The definition (README: Deeply Shared Filter Bases), counted by hand: BasicBlock nets whose blocks 2..n use
+    a shared basis."""
     p0 = widths[0]
     total = in_chans * p0 * (49 if imagenet else 9) + 2 * p0
     in_c = p0

@@ -24,7 +24,7 @@ def test_published_params_exact_and_macs_within_one_percent(name, params, gmacs)
 
 
 def test_crunet116_wide_matches_the_reconstructed_size():
-    # cru-net.md: ~82.98 M; the paper's 318 MB is the checkpoint size (parameters + BN statistics), rounded up.
+    # ~82.98 M, from the paper's sizes; its 318 MB is the checkpoint size (parameters + BN statistics), rounded up.
     assert crunet.count_parameters(meta_model("crunet116_wide")) == pytest.approx(82.98e6, rel=1e-3)
 
 
