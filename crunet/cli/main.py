@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args) or 0
+    except BrokenPipeError:  # the reader went away (`crunet study list tier3 | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 141  # 128 + SIGPIPE, what a shell reports for a process killed by the broken pipe
     except (CrunetError, OSError) as err:  # CrunetError: every error a user can cause; anything else is a bug
         if os.environ.get("CRUNET_DEBUG") or not (isinstance(err, CrunetError) or _on_user_path(err, args)):
             raise

@@ -1,5 +1,6 @@
 """The command line tells a user's mistake (one line, exit status 2) from a bug (its traceback, another status)."""
 
+import os
 import subprocess
 import sys
 
@@ -73,3 +74,16 @@ def test_a_bad_option_is_refused_on_one_line(capsys):
     assert main(["train", "--preset", "nope"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "--preset must be one of paper50, paper-deep, got 'nope'" in err[0]
+
+
+def test_a_reader_that_goes_away_stops_the_command_quietly():
+    """`crunet models | head -n 1`: the reader is gone before crunet writes (its end of the pipe closed first)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "crunet", "models"], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141
+    assert "Broken pipe" not in proc.stderr and "Traceback" not in proc.stderr
