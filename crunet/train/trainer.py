@@ -14,6 +14,7 @@ together, with one small all-reduce; the functions below are collective unless t
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 from collections.abc import Iterator
@@ -51,6 +52,10 @@ def train(cfg: TrainConfig, model: nn.Module | None = None) -> dict:
     finally:
         if lock is not None:
             lock.release(failed=not finished)
+        # torch.optim.SGD's constructor leaves its callers' frames in a reference cycle, so the Run (and its DDP
+        # wrapper, which holds the process group) would outlive this call until the cyclic collector runs: at exit,
+        # after the group is destroyed, where Gloo then aborts the process. Free it here, before the group goes.
+        gc.collect()
         cleanup(info, finished)
 
 

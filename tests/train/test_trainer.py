@@ -273,3 +273,28 @@ def test_compile_trains_the_compiled_forward_and_saves_the_eager_weights(cfg, ti
     eager_state = load_checkpoint(f"{cfg.out}/last.pt")["model"]
     for k, v in state["model"].items():
         torch.testing.assert_close(v, eager_state[k], rtol=1e-3, atol=1e-3)
+
+
+def test_nothing_of_the_run_outlives_train(cfg, tiny_model, monkeypatch):
+    """Under DDP the Run's wrapper holds the process group: left in a reference cycle (torch.optim's constructor makes
+    one of its callers' frames), it would be freed at exit, after the group is destroyed, and Gloo aborts there."""
+    import gc
+    import weakref
+
+    import crunet.train.trainer as trainer
+
+    refs = []
+    real_setup = trainer.setup
+
+    def setup_and_watch(*args, **kwargs):
+        run = real_setup(*args, **kwargs)
+        refs.append(weakref.ref(run))
+        return run
+
+    monkeypatch.setattr(trainer, "setup", setup_and_watch)
+    gc.disable()  # only train itself may free the cycle
+    try:
+        train(cfg, tiny_model())
+        assert refs and refs[0]() is None
+    finally:
+        gc.enable()
