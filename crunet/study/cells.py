@@ -251,14 +251,18 @@ class Comparison:
         return rate(self.candidate[0]), rate(self.reference[0])
 
 
+CRU_VS_RESNEXT = Comparison("CRU vs ResNeXt units at equal size", ("crunet_small", ""), ("preresnext_small", ""))
+DSFB_VS_RESNET = Comparison("DSFB S16U1 vs its unshared ResNet-32", (DSFB, ""), ("resnet32_cifar", ""))
+DSFB_ABLATION = Comparison("DSFB S16U1 without vs with the orthogonality regularizer", (DSFB, "orth_lambda=0"),
+                           (DSFB, ""))
 COMPARISONS = (  # tiers 1 and 2
-    Comparison("CRU vs ResNeXt units at equal size", ("crunet_small", ""), ("preresnext_small", "")),
+    CRU_VS_RESNEXT,
     Comparison("CRU vs ResNet units", ("crunet_small", ""), ("preresnet_small", "")),
     Comparison("ResNeXt vs ResNet units", ("preresnext_small", ""), ("preresnet_small", "")),
     Comparison("CRU vs ResNeXt units at equal size", ("crunet_small", ""), ("preresnext_small", ""), "mnist"),
     Comparison("CRU vs ResNet units", ("crunet_small", ""), ("preresnet_small", ""), "mnist"),
-    Comparison("DSFB S16U1 vs its unshared ResNet-32", (DSFB, ""), ("resnet32_cifar", "")),
-    Comparison("DSFB S16U1 without vs with the orthogonality regularizer", (DSFB, "orth_lambda=0"), (DSFB, "")),
+    DSFB_VS_RESNET,
+    DSFB_ABLATION,
     Comparison("DSFB S8U1 vs its unshared ResNet-32", ("dsfb_resnet32_s8u1", ""), ("resnet32_cifar", "")),
     Comparison("DSFB S16U1 Double vs its unshared ResNet-32", ("dsfb_resnet32_s16u1_double", ""),
                ("resnet32_cifar", "")),
@@ -274,21 +278,87 @@ COMPARISONS = (  # tiers 1 and 2
     Comparison("bf16 vs float32 autocast (crunet_small)", ("crunet_small", "amp=bf16"), ("crunet_small", ""),
                rate=DEFAULT_LR),
 )
-TIER3_COMPARISONS = (  # tier 3 runs each family at one rate: the cells are found at whichever rate they ran
-    Comparison("CRU vs ResNeXt units at equal size", ("crunet_small", TIER3_BASE), ("preresnext_small", TIER3_BASE)),
-    Comparison("Released-pattern CRU (last stage plain ResNeXt) vs ResNeXt", ("crunet_small_plain_last", TIER3_BASE),
-               ("preresnext_small", TIER3_BASE)),
+# tier 3 runs each family at one rate: its cells are found at whichever rate they ran
+T3_CRU_VS_RESNEXT = Comparison("CRU vs ResNeXt units at equal size", ("crunet_small", TIER3_BASE),
+                               ("preresnext_small", TIER3_BASE))
+T3_RELEASED_VS_RESNEXT = Comparison("Released-pattern CRU (last stage plain ResNeXt) vs ResNeXt",
+                                    ("crunet_small_plain_last", TIER3_BASE), ("preresnext_small", TIER3_BASE))
+T3_DSFB_CIFAR_VS_RESNET = Comparison("DSFB S16U1 (CIFAR-10 regularizer) vs its unshared ResNet-32",
+                                     (DSFB, CIFAR_REGULARIZER), ("resnet32_cifar", TIER3_BASE))
+T3_DSFB_SHARED_ONLY_VS_RESNET = Comparison("DSFB S16U1 (shared-only regularizer) vs its unshared ResNet-32",
+                                           (DSFB, TIER3_BASE), ("resnet32_cifar", TIER3_BASE))
+T3_NONE_VS_CIFAR = Comparison("DSFB S16U1: no regularizer vs the CIFAR-10 one", (DSFB, NO_REGULARIZER),
+                              (DSFB, CIFAR_REGULARIZER))
+T3_NONE_VS_SHARED_ONLY = Comparison("DSFB S16U1: no regularizer vs the shared-only one", (DSFB, NO_REGULARIZER),
+                                    (DSFB, TIER3_BASE))
+TIER3_COMPARISONS = (
+    T3_CRU_VS_RESNEXT,
+    T3_RELEASED_VS_RESNEXT,
     Comparison("Released-pattern CRU vs CRU in every stage", ("crunet_small_plain_last", TIER3_BASE),
                ("crunet_small", TIER3_BASE)),
     Comparison("CRU vs ResNet units", ("crunet_small", TIER3_BASE), ("preresnet_small", TIER3_BASE)),
     Comparison("ResNeXt vs ResNet units", ("preresnext_small", TIER3_BASE), ("preresnet_small", TIER3_BASE)),
-    Comparison("DSFB S16U1 (CIFAR-10 regularizer) vs its unshared ResNet-32", (DSFB, CIFAR_REGULARIZER),
-               ("resnet32_cifar", TIER3_BASE)),
-    Comparison("DSFB S16U1 (shared-only regularizer) vs its unshared ResNet-32", (DSFB, TIER3_BASE),
-               ("resnet32_cifar", TIER3_BASE)),
-    Comparison("DSFB S16U1: no regularizer vs the CIFAR-10 one", (DSFB, NO_REGULARIZER), (DSFB, CIFAR_REGULARIZER)),
+    T3_DSFB_CIFAR_VS_RESNET,
+    T3_DSFB_SHARED_ONLY_VS_RESNET,
+    T3_NONE_VS_CIFAR,
+    T3_NONE_VS_SHARED_ONLY,
     Comparison("DSFB S16U1: shared-only vs the CIFAR-10 regularizer", (DSFB, TIER3_BASE), (DSFB, CIFAR_REGULARIZER)),
 )
+
+TIER3_RECIPE = f"{TIER3_EPOCHS} epochs, shifts, bf16"  # what every tier-3 cell changes from the 5-epoch recipe
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One of the papers' claims, read at 5 epochs (``short``, a comparison of tiers 1 and 2) and at TIER3_EPOCHS
+    (``long``: tier-3 comparisons, each with what it changes from the 5-epoch test: the recipe alone, or the recipe
+    and one of the authors' configurations), so that a reader sees which departure, if any, changes the verdict."""
+
+    claim: str
+    short: Comparison
+    long: tuple[tuple[str, Comparison], ...]
+
+
+CLAIMS = (
+    Claim("CRU-Net: at equal size, CRU units beat ResNeXt units", CRU_VS_RESNEXT,
+          ((TIER3_RECIPE, T3_CRU_VS_RESNEXT),
+           (f"{TIER3_RECIPE}, the released sharing pattern (last stage plain)", T3_RELEASED_VS_RESNEXT))),
+    Claim("DSFB: a shared basis matches the unshared ResNet-32", DSFB_VS_RESNET,
+          ((TIER3_RECIPE, T3_DSFB_SHARED_ONLY_VS_RESNET),
+           (f"{TIER3_RECIPE}, the CIFAR-10 regularizer", T3_DSFB_CIFAR_VS_RESNET))),
+    Claim("DSFB: the orthogonality regularizer helps (no regularizer vs with)", DSFB_ABLATION,
+          ((TIER3_RECIPE, T3_NONE_VS_SHARED_ONLY), (f"{TIER3_RECIPE}, the CIFAR-10 regularizer", T3_NONE_VS_CIFAR))),
+)
+
+
+def short_difference(table: Table, c: Comparison, rates: dict[str, str]) -> tuple[tuple[str, str], Difference] | None:
+    """A tiers-1-and-2 comparison: the two cells' rates (each at ``c``'s rate or its family's) and their
+    difference; None while a cell has no run."""
+    rate_a, rate_b = c.rates(rates)
+    a, b = table.get((c.dataset, *c.candidate, rate_a)), table.get((c.dataset, *c.reference, rate_b))
+    if not a or not b:
+        return None
+    return (rate_a, rate_b), difference(errors(a), errors(b), pooled_seed_sd(table, c.dataset))
+
+
+def tier3_difference(table: Table, c: Comparison) -> tuple[tuple[str, str], Difference] | None:
+    """A tier-3 comparison: the rates the two cells ran at and their difference; None while a cell has no run."""
+    a, b = find(table, c.candidate, c.dataset), find(table, c.reference, c.dataset)
+    if not a or not b:
+        return None
+    return (a[0], b[0]), difference(errors(a[1]), errors(b[1]), pooled_seed_sd(table, c.dataset))
+
+
+def reading(d: Difference) -> str:
+    """What a difference says of the candidate: resolved better or worse (the interval excludes 0), or not
+    resolved."""
+    if math.isnan(d.low):
+        return "no interval yet"
+    if d.high < 0:
+        return "better, resolved"
+    if d.low > 0:
+        return "worse, resolved"
+    return "not resolved"
 
 
 def find(table: Table, cell: Cell, dataset: str = DATASET) -> tuple[str, list[Row]] | None:

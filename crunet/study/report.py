@@ -14,7 +14,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from crunet.study.cells import (
+    CLAIMS,
     COMPARISONS,
+    DATASET,
     DSFB,
     FAMILIES,
     REGULARIZERS,
@@ -31,13 +33,14 @@ from crunet.study.cells import (
     cell_label,
     cells,
     convergence_check,
-    difference,
     errors,
-    find,
     mean_std,
     on_cpu,
     pooled_seed_sd,
+    reading,
+    short_difference,
     split_rate,
+    tier3_difference,
     timed,
 )
 from crunet.study.grid import CLEARLY_BETTER, CONVERGENCE_CHECK_MODEL, DEFAULT_LR, TIER3_EPOCHS, parse_option
@@ -107,7 +110,7 @@ def markdown(study: Study) -> str:
     if plots:
         out += ["## Plots", ""] + [f"![{title}]({name})\n" for name, title in plots.items()]
     if study.tier3_rows:  # none: the report is the tiers-1-and-2 one, unchanged
-        out += tier3_section(study.tier3_rows, pooled_seed_sd(cells(rows), "fashion-mnist"))
+        out += tier3_section(study)
     return "\n".join(out)
 
 
@@ -132,12 +135,10 @@ def comparison_table(rows: list[Row], rates: dict[str, str]) -> list[str]:
              "sd of seeds | p | n |", "|---|---|---|---|---:|---:|---:|---:|---|"]
     table = cells(rows)
     for c in COMPARISONS:
-        rate_a, rate_b = c.rates(rates)
-        a, b = table.get((c.dataset, *c.candidate, rate_a)), table.get((c.dataset, *c.reference, rate_b))
-        if not a or not b:
-            continue
-        lead = f"{c.question} | {c.dataset} | {_label(*c.candidate, rate_a)} | {_label(*c.reference, rate_b)}"
-        lines.append(comparison_row(lead, difference(errors(a), errors(b), pooled_seed_sd(table, c.dataset))))
+        if found := short_difference(table, c, rates):
+            (rate_a, rate_b), d = found
+            lead = f"{c.question} | {c.dataset} | {_label(*c.candidate, rate_a)} | {_label(*c.reference, rate_b)}"
+            lines.append(comparison_row(lead, d))
     return lines
 
 
@@ -186,9 +187,10 @@ def available_plots(rows: list[Row], rates: dict[str, str]) -> dict[str, str]:
 
 # --- tier 3 -------------------------------------------------------------------------------------------------------
 
-def tier3_section(rows: list[Row], fallback: tuple[float, int]) -> list[str]:
-    """The tier-3 section's markdown lines (none without tier-3 rows); ``fallback``: the seed-to-seed sd and df of
-    tiers 1 and 2, for a convergence check with one seed at E."""
+def tier3_section(study: Study) -> list[str]:
+    """The tier-3 section's markdown lines (none without tier-3 rows). Tiers 1 and 2 give the 5-epoch side of each
+    claim, and their seed-to-seed sd stands in for a convergence check with one seed at E."""
+    rows, short_table = study.tier3_rows, cells(study.rows)
     if not rows:
         return []
     table = cells(rows)
@@ -204,7 +206,14 @@ def tier3_section(rows: list[Row], fallback: tuple[float, int]) -> list[str]:
                 "Last-epoch test error, read as the comparisons above (Welch's interval and p; † with the seed-to-seed "
                 "sd pooled over the tier-3 cells with 2 runs or more).", ""] + comparisons
     out += ["", f"### Is {TIER3_EPOCHS} epochs enough? (E versus 2E)", ""]
-    out += convergence_lines(convergence_check(table, fallback))
+    out += convergence_lines(convergence_check(table, pooled_seed_sd(short_table, DATASET)))
+    claims = claims_table(short_table, study.rates, table)
+    if claims:
+        out += ["", f"### The claims at 5 and at {TIER3_EPOCHS} epochs", "",
+                "Each claim's comparison in tiers 1 and 2 (5 epochs, flips only, float32) beside tier 3's, with what "
+                "tier 3 changes besides the training length; a reading is the candidate's (the first-named cell's) "
+                "against the reference, resolved when the 95% interval excludes 0 († with one run on a side: the "
+                "pooled seed-to-seed sd, an indication). A verdict changed when its reading did.", ""] + claims
     plots = tier3_plots(rows)
     if plots:
         out += [""] + [f"![{title}]({name})\n" for name, title in plots.items()]
@@ -229,12 +238,39 @@ def tier3_comparison_table(table: Table, comparisons: tuple[Comparison, ...]) ->
     lines = ["| question | candidate | reference | error difference (points) | 95% interval | sd of seeds | p | n |",
              "|---|---|---|---:|---:|---:|---:|---|"]
     for c in comparisons:
-        a, b = find(table, c.candidate, c.dataset), find(table, c.reference, c.dataset)
-        if a and b:
-            lead = f"{c.question} | {cell_label(*c.candidate)} lr {a[0]} | {cell_label(*c.reference)} lr {b[0]}"
-            lines.append(comparison_row(lead, difference(errors(a[1]), errors(b[1]),
-                                                         pooled_seed_sd(table, c.dataset))))
+        if found := tier3_difference(table, c):
+            (rate_a, rate_b), d = found
+            lead = f"{c.question} | {cell_label(*c.candidate)} lr {rate_a} | {cell_label(*c.reference)} lr {rate_b}"
+            lines.append(comparison_row(lead, d))
     return lines if len(lines) > 2 else []
+
+
+def claims_table(short_table: Table, rates: dict[str, str], table: Table) -> list[str]:
+    """Each claim at 5 epochs (``short_table``: tiers 1 and 2 at ``rates``) beside each of its tier-3 readings
+    (``table``), and whether the reading changed; none until a tier-3 comparison has both its cells."""
+    lines = ["| claim | what tier 3 changes | 5 epochs: difference (95% interval) | reading | "
+             f"{TIER3_EPOCHS} epochs: difference (95% interval) | reading | verdict changed? |",
+             "|---|---|---:|---|---:|---|---|"]
+    for claim in CLAIMS:
+        short = short_difference(short_table, claim.short, rates)
+        for change, comparison in claim.long:
+            long = tier3_difference(table, comparison)
+            if not long:
+                continue
+            before, after = (_reading(short[1]) if short else "-"), _reading(long[1])
+            changed = "-" if not short else "no" if reading(short[1]) == reading(long[1]) else "yes"
+            lines.append(f"| {claim.claim} | {change} | {_with_interval(short[1]) if short else '-'} | {before} | "
+                         f"{_with_interval(long[1])} | {after} | {changed} |")
+    return lines if len(lines) > 2 else []
+
+
+def _with_interval(d: Difference) -> str:
+    interval = "" if math.isnan(d.low) else f" ({d.low:+.2f} to {d.high:+.2f})"
+    return f"{d.value:+.2f}{interval}"
+
+
+def _reading(d: Difference) -> str:
+    return reading(d) + (" †" if d.pooled else "")
 
 
 def convergence_lines(check: ConvergenceCheck | None) -> list[str]:

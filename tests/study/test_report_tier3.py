@@ -96,6 +96,40 @@ def test_tier3_comparisons_are_welch_over_the_last_epoch_errors(tier3):
     assert "ResNet-32" not in md  # nor resnet32_cifar
 
 
+def _record_tier1(results: Path, model: str, top1s: tuple[float, ...]) -> None:
+    for seed, top1 in enumerate(top1s):
+        append_row(results / "tier1.csv", {"key": f"fashion-mnist/{model}/-/seed{seed}", "dataset": "fashion-mnist",
+                                           "model": model, "option": "", "seed": seed, "params": 1000,
+                                           "macs": 2_000_000, "test_top1": top1, "train_seconds": 10.0,
+                                           "images_per_s": 100.0})
+
+
+def test_each_claim_shows_its_5_epoch_reading_beside_each_tier3_one(tier3):
+    claim = "| CRU-Net: at equal size, CRU units beat ResNeXt units |"
+    # no 5-epoch ResNeXt cell yet: the claim's 5-epoch side is empty
+    assert f"{claim} {TIER3_EPOCHS} epochs, shifts, bf16 | - | - | +0.50 (" in render_markdown(tier3)
+    _record_tier1(tier3, "preresnext_small", (93.0, 92.9, 93.1))  # errors 7.0, 7.1, 6.9 against CRU's 8.0, 7.8, 8.2
+    for seed, top1 in enumerate((93.0, 93.1, 92.9)):  # the released pattern at ResNeXt's level: 7.0, 6.9, 7.1
+        _record(tier3, _row("crunet_small_plain_last", seed, top1, top1 + 0.1, lr="0.4"))
+    md = render_markdown(tier3)
+    cru5, rex5 = [8.0, 7.8, 8.2], [7.0, 7.1, 6.9]
+    cru, released, rex = [7.5, 7.3, 7.7], [7.0, 6.9, 7.1], [7.0, 6.8, 7.2]
+    low5, high5 = difference_interval(cru5, rex5)
+    low, high = difference_interval(cru, rex)
+    low_r, high_r = difference_interval(released, rex)
+    assert low5 > 0 and low > 0 and low_r < 0 < high_r  # the data below mean what the expected readings say
+    short = f"+1.00 ({low5:+.2f} to {high5:+.2f}) | worse, resolved |"
+    assert (f"{claim} {TIER3_EPOCHS} epochs, shifts, bf16 | {short} +0.50 ({low:+.2f} to {high:+.2f}) | "
+            "worse, resolved | no |") in md
+    assert (f"{claim} {TIER3_EPOCHS} epochs, shifts, bf16, the released sharing pattern (last stage plain) | {short} "
+            f"+0.00 ({low_r:+.2f} to {high_r:+.2f}) | not resolved | yes |") in md
+    # the DSFB claims have tier-3 cells but no 5-epoch ones: their tier-3 readings stand alone, one run a side (†)
+    assert ("| DSFB: the orthogonality regularizer helps (no regularizer vs with) | "
+            f"{TIER3_EPOCHS} epochs, shifts, bf16, the CIFAR-10 regularizer | - | - | +0.00 (") in md
+    assert "| not resolved † | - |" in md
+    assert "DSFB: a shared basis matches" not in md  # resnet32_cifar has not run in tier 3
+
+
 def test_doubling_less_than_the_seed_sd_says_e_is_enough(tier3):
     assert "has not finished yet" in render_markdown(tier3)  # no 2E run yet
     _record(tier3, _row("preresnet_small", 0, 93.0, 93.1, epochs=2 * TIER3_EPOCHS))
