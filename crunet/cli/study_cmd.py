@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 from pathlib import Path
 
 from crunet.cli.main import CliError
@@ -31,46 +30,22 @@ def add_parser(subparsers) -> None:
     run.add_argument("--seeds", type=_seed_count, default=None, metavar="N",
                      help="run every cell of the grid at seeds 0..N-1 at least (default: the grid's own counts)")
     run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
-    run.set_defaults(func=_study_mistakes(run_cmd))
+    run.set_defaults(func=run_cmd)
     show = sub.add_parser("list", help="list a grid's runs and which are done")
     show.add_argument("grid", choices=sorted(GRIDS))
     _results_argument(show, RESULTS_DIR)
-    show.set_defaults(func=_study_mistakes(list_cmd))
+    show.set_defaults(func=list_cmd)
     merge = sub.add_parser("merge", help="add the runs of another results folder (another machine's) to ours")
     merge.add_argument("other", help="the other results folder (its grid CSVs and epochs/)")
     _results_argument(merge, RESULTS_DIR)
-    merge.set_defaults(func=_study_mistakes(merge_cmd))
+    merge.set_defaults(func=merge_cmd)
     report = sub.add_parser("report", help="regenerate results.md and the plots from the CSVs")
     _results_argument(report, RESULTS_DIR)
-    report.set_defaults(func=_study_mistakes(report_cmd))
+    report.set_defaults(func=report_cmd)
 
 
 def _results_argument(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--results", default=default, help=f"folder of the committed CSVs (default {default}/)")
-
-
-def _study_mistakes(command):
-    """Until crunet.study raises CrunetError subclasses (not yet), the plain ValueError or FileNotFoundError
-    that a ``raise`` statement of crunet/study/ makes (a missing data set, the learning-rate check not done, a torn
-    CSV) is the user's mistake: one line. Anything raised elsewhere keeps its traceback."""
-
-    @functools.wraps(command)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except (ValueError, FileNotFoundError) as err:
-            if type(err) not in (ValueError, FileNotFoundError) or not _raised_in_study(err):
-                raise
-            raise CliError(str(err)) from None
-
-    return run
-
-
-def _raised_in_study(err: BaseException) -> bool:
-    tb = err.__traceback__
-    while tb and tb.tb_next:
-        tb = tb.tb_next
-    return tb is not None and Path(tb.tb_frame.f_code.co_filename).parent.name == "study"
 
 
 def _positive(text: str) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from crunet.errors import ConfigError, CrunetError
 from crunet.study.results_csv import read_rows
 from crunet.train.config import TrainConfig
 
@@ -80,7 +81,7 @@ def has_unique_form(model: str) -> bool:
 
 def _flag(name: str, value: str) -> bool:
     if value not in ("0", "1"):
-        raise ValueError(f"study option {name}={value}: expected {name}=0 or {name}=1")
+        raise ConfigError(f"study option {name}={value}: expected {name}=0 or {name}=1")
     return value == "1"
 
 
@@ -90,7 +91,7 @@ def parse_option(option: str) -> dict[str, str]:
     for part in filter(None, option.split(",")):
         name, sep, value = part.partition("=")
         if not sep or not value or name not in OPTION_NAMES:
-            raise ValueError(f"study option {part!r}: expected name=value with name one of {', '.join(OPTION_NAMES)}")
+            raise ConfigError(f"study option {part!r}: expected name=value with name one of {', '.join(OPTION_NAMES)}")
         parsed[name] = value
     return parsed
 
@@ -102,7 +103,7 @@ def size_overrides(model: str, factor: float) -> dict[str, Any]:
 
     cfg = create_model(model, num_classes=10, in_chans=1).cfg
     if not hasattr(cfg, "width_overrides"):
-        raise ValueError(f"study option size=: {model} has no width fields to scale")
+        raise ConfigError(f"study option size=: {model} has no width fields to scale")
     return cfg.width_overrides(math.sqrt(factor))
 
 
@@ -180,7 +181,7 @@ def _at_family_rates(runs: list[RunSpec], rates: dict[str, str], models: set[str
     runs = _of_models(runs, models)  # only the chosen models need a finished check
     pending = sorted({RATE_FAMILY.get(r.model, r.model) for r in runs if rate_of(r.model, rates) is None})
     if pending:
-        raise ValueError(f"the learning-rate check has not finished for {', '.join(pending)}: run "
+        raise CrunetError(f"the learning-rate check has not finished for {', '.join(pending)}: run "
                          "`crunet study run lr-check` first (tiers 1 and 2 use each family's rate from it)")
     return [replace(r, option=",".join(filter(None, (f"lr={rate}" if rate != DEFAULT_LR else "", r.option))))
             for r in runs if (rate := rate_of(r.model, rates))]
@@ -247,5 +248,5 @@ def grid(name: str, results: Path | None = None, models: set[str] | None = None)
     """The runs of grid ``name`` (of ``models`` only, if given); the learning-rate check reads what ``results``
     holds to extend its search, tiers 1 and 2 to take each family's rate from it."""
     if name not in GRIDS:
-        raise ValueError(f"unknown grid {name!r}; choose from {', '.join(GRIDS)}")
+        raise ConfigError(f"unknown grid {name!r}; choose from {', '.join(GRIDS)}")
     return GRIDS[name](results, models)

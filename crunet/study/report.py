@@ -13,6 +13,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from crunet.errors import MissingFileError
 from crunet.study.cells import (
     CLAIMS,
     COMPARISONS,
@@ -58,7 +59,7 @@ def write_report(results: Path) -> list[Path]:
     """Write results.md and the plots the rows support (removing those they no longer do)."""
     results = Path(results)
     if not any((results / n).is_file() for n in STUDY_CSVS):
-        raise FileNotFoundError(f"{results}: no study CSVs ({', '.join(STUDY_CSVS)}); run "
+        raise MissingFileError(f"{results}: no study CSVs ({', '.join(STUDY_CSVS)}); run "
                                 "`crunet study run GRID` first")
     study = Study.load(results)
     md = results / "results.md"

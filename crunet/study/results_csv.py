@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from crunet.errors import FileFormatError
+
 COLUMNS = ("key", "dataset", "model", "option", "seed", "params", "macs", "test_top1", "test_top5", "test_loss",
            "best_epoch", "best_top1", "final_epoch", "lr", "train_seconds", "images_per_s", "cpu_share", "threads",
            "concurrent_runs", "git_commit", "torch_version", "finished_at", "device", "processor")
@@ -46,7 +48,7 @@ def read_rows(path: str | os.PathLike, required: tuple[str, ...] = REQUIRED) -> 
     rows = read_records(path, lambda record: _row_problem(record, required))
     missing = [c for c in COLUMNS if rows and c not in rows[0] and c not in LATER_COLUMNS]
     if missing:
-        raise ValueError(f"{path} is not a study CSV (missing columns {', '.join(missing)})")
+        raise FileFormatError(f"{path} is not a study CSV (missing columns {', '.join(missing)})")
     return [{c: row.get(c) or "" for c in COLUMNS} for row in rows]
 
 
@@ -63,9 +65,9 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}: malformed or torn record ({e.msg}); not using it") from None
+        raise FileFormatError(f"{path}:{e.lineno}: malformed or torn record ({e.msg}); not using it") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{path}:1: malformed record (not a JSON object); not using it")
+        raise FileFormatError(f"{path}:1: malformed record (not a JSON object); not using it")
     return value
 
 
@@ -80,11 +82,11 @@ def read_records(path: Path, problem: Callable[[dict[str, str]], str | None]) ->
             if not fields:  # a blank line: csv.DictReader skips it too
                 continue
             if len(fields) != len(header):
-                raise ValueError(f"{path}:{reader.line_num}: malformed or torn row ({len(fields)} fields, the header "
-                                 f"has {len(header)}); not reporting on it")
+                raise FileFormatError(f"{path}:{reader.line_num}: malformed or torn row ({len(fields)} fields, the "
+                                      f"header has {len(header)}); not reporting on it")
             record = dict(zip(header, fields, strict=True))
             if reason := problem(record):
-                raise ValueError(f"{path}:{reader.line_num}: malformed row ({reason}); not reporting on it")
+                raise FileFormatError(f"{path}:{reader.line_num}: malformed row ({reason}); not reporting on it")
             records.append(record)
     return records
 
@@ -154,7 +156,7 @@ def _rows_under_an_older_header(path: Path) -> list[dict[str, str]] | None:
     if header == [""] or header == list(COLUMNS):
         return None
     if [c for c in COLUMNS if c not in LATER_COLUMNS] != [c for c in header if c not in LATER_COLUMNS]:
-        raise ValueError(f"{path}: its header is not the study's ({', '.join(COLUMNS)}); not appending to it")
+        raise FileFormatError(f"{path}: its header is not the study's ({', '.join(COLUMNS)}); not appending to it")
     return read_rows(path)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from crunet.errors import ConfigError, MissingFileError
 from crunet.study.grid import RECIPES, Recipe, RunSpec
 from crunet.study.results_csv import done_keys, read_rows
 
@@ -42,7 +43,7 @@ def check_data(specs: Sequence[RunSpec], recipes: dict[str, Recipe]) -> None:
 
     for dataset in sorted({s.dataset for s in specs}):
         if dataset not in recipes:
-            raise ValueError(f"no recipe for data set {dataset!r}; known: {', '.join(recipes)}")
+            raise ConfigError(f"no recipe for data set {dataset!r}; known: {', '.join(recipes)}")
         data = recipes[dataset].data
         try:
             detect_kind(data)
@@ -52,7 +53,7 @@ def check_data(specs: Sequence[RunSpec], recipes: dict[str, Recipe]) -> None:
                 find_fashion_mnist(None)
         except FileNotFoundError as err:
             hint = " (run ./scripts/get-mnist)" if dataset == "mnist" else ""
-            raise FileNotFoundError(f"data set {dataset}: {err}{hint}") from None
+            raise MissingFileError(f"data set {dataset}: {err}{hint}") from None
 
 
 def run_grid(specs: Sequence[RunSpec], paths: GridPaths, workers: int = 1, threads: int | None = None,
@@ -61,7 +62,7 @@ def run_grid(specs: Sequence[RunSpec], paths: GridPaths, workers: int = 1, threa
     to another grid process sharing the CSV ("elsewhere": found finished, or running, by the time their turn came)."""
     recipes = recipes or RECIPES
     if workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     done = done_keys(paths.csv)
     pending = [s for s in specs if s.key not in done]

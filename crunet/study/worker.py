@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from crunet.errors import FileFormatError
 from crunet.study.grid import Recipe, RunSpec
 from crunet.study.results_csv import append_row, done_keys, epochs_file, read_epochs, read_json
 from crunet.study.runner import ELSEWHERE
@@ -125,7 +126,7 @@ def _sitting(path: Path, line_number: int, line: str) -> tuple[float, float]:
     try:
         cpu, wall = map(float, line.split())
     except ValueError:
-        raise ValueError(f"{path}:{line_number}: malformed or torn record {line!r} (expected 'started' or CPU "
+        raise FileFormatError(f"{path}:{line_number}: malformed or torn record {line!r} (expected 'started' or CPU "
                          "and wall seconds)") from None
     return cpu, wall
 

@@ -23,6 +23,13 @@ def test_report_without_results_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "crunet study run" in err
 
 
+def test_a_torn_results_csv_is_one_line_naming_file_and_line(tmp_path, capsys):
+    (tmp_path / "tier1.csv").write_text("key,test_top1\nfashion-mnist/x/-/seed0,93.1\nfashion-mnist/x/-/seed1\n")
+    assert main(["study", "report", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tier1.csv:3: malformed or torn row" in err
+
+
 def test_claims_of_families_whose_check_finished_can_start_alone(tmp_path, capsys, record_lr):
     for lr, top1 in (("0.1", 92.0), ("0.2", 92.5), ("0.4", 92.4)):
         record_lr(tmp_path, "preresnet_small", lr, top1)
