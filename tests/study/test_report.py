@@ -86,6 +86,19 @@ def test_welch_by_hand():
     assert low == pytest.approx(-2.5 - 2.677 * (25 / 12) ** 0.5, abs=0.005) and high == pytest.approx(-5 - low)
 
 
+def test_nearly_equal_errors_are_tested_exactly_and_quietly():
+    # 6.98 and 6.97 (variance 5e-5) against 7.70 and 7.72 (2e-4): t = -0.735 / sqrt(1.25e-4) = -65.74; scipy's
+    # precision-loss heuristic warns on such data, needlessly at two decimals: the warning is not the report's
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t, _ = welch([6.98, 6.97], [7.70, 7.72])
+        low, high = difference_interval([6.98, 6.97], [7.70, 7.72])
+    assert t == pytest.approx(-0.735 / 1.25e-4**0.5, rel=1e-9)
+    assert (low + high) / 2 == pytest.approx(-0.735, abs=1e-12)
+
+
 def test_time_plot_only_from_runs_that_had_their_cores(results):
     from crunet.study.report import available_plots
 
