@@ -154,8 +154,9 @@ def difference_interval(a: list[float], b: list[float], level: float = 0.95) -> 
 
 
 def _welch_test(a: list[float], b: list[float]):
-    """scipy's Welch test. Two runs with errors 6.98 and 6.97 make scipy warn of precision loss (their spread is
-    1e-3 of their mean); in float64 that spread is still exact to about 1e-13, far below the two decimals reported."""
+    """scipy's Welch test. A side of equal errors (two runs at 7.70) has no spread, and scipy warns that its variance
+    lost precision; the test is still exact (Welch's df and t then come from the other side), so the report does not
+    repeat the warning."""
     import warnings
 
     from scipy import stats

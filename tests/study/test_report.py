@@ -86,17 +86,18 @@ def test_welch_by_hand():
     assert low == pytest.approx(-2.5 - 2.677 * (25 / 12) ** 0.5, abs=0.005) and high == pytest.approx(-5 - low)
 
 
-def test_nearly_equal_errors_are_tested_exactly_and_quietly():
-    # 6.98 and 6.97 (variance 5e-5) against 7.70 and 7.72 (2e-4): t = -0.735 / sqrt(1.25e-4) = -65.74; scipy's
-    # precision-loss heuristic warns on such data, needlessly at two decimals: the warning is not the report's
+def test_a_side_without_spread_is_tested_quietly():
+    # two runs of equal error (tier 2's DSFB at half size: 7.70 twice) against 6.98 and 6.97: Welch's df and t come
+    # from the other side alone, t = 0.725 / sqrt(5e-5 / 2) = 145; scipy warns of precision loss on such a side
     import warnings
 
+    equal, other = [100 - 92.30, 100 - 92.30], [100 - 93.02, 100 - 93.03]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        t, _ = welch([6.98, 6.97], [7.70, 7.72])
-        low, high = difference_interval([6.98, 6.97], [7.70, 7.72])
-    assert t == pytest.approx(-0.735 / 1.25e-4**0.5, rel=1e-9)
-    assert (low + high) / 2 == pytest.approx(-0.735, abs=1e-12)
+        t, _ = welch(equal, other)
+        low, high = difference_interval(equal, other)
+    assert t == pytest.approx(0.725 / (5e-5 / 2) ** 0.5, rel=1e-9)
+    assert (low + high) / 2 == pytest.approx(0.725, abs=1e-12)
 
 
 def test_time_plot_only_from_runs_that_had_their_cores(results):
