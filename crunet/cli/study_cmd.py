@@ -98,8 +98,9 @@ def run_cmd(args: argparse.Namespace) -> int:
         return 0
     counts = run_grid(specs, paths, workers=args.workers, threads=args.threads, recipes=_recipes(args.data))
     elsewhere = f", {counts['elsewhere']} left to another grid process" if counts["elsewhere"] else ""
-    print(f"grid {args.grid}: {counts['finished']} finished, {counts['failed']} failed, {counts['skipped']} already "
-          f"done{elsewhere}; results in {paths.csv}")
+    stopped = f", {counts['stopped']} stopped by a signal (the next run resumes them)" if counts["stopped"] else ""
+    print(f"grid {args.grid}: {counts['finished']} finished, {counts['failed']} failed{stopped}, {counts['skipped']} "
+          f"already done{elsewhere}; results in {paths.csv}")
     return 1 if counts["failed"] else 0
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ from crunet.study.grid import RECIPES, Recipe, RunSpec
 from crunet.study.results_csv import done_keys, read_rows
 
 ELSEWHERE = 75  # a worker's exit status: another process is training the run (and will record it) or has recorded it
+STOPPED = 130  # a worker's exit status: a signal stopped it after a checkpoint; the next grid run resumes it
 
 
 RESULTS_DIR = "results"  # the committed CSVs, epochs/ and the report
@@ -69,9 +71,10 @@ def run_grid(specs: Sequence[RunSpec], paths: GridPaths, workers: int = 1, threa
     check_data(pending, recipes)
     say(f"{len(specs) - len(pending)} of {len(specs)} runs already in {paths.csv}; running {len(pending)}, "
         f"{workers} at a time with {threads} thread(s) each")
-    counts = {"finished": 0, "failed": 0, "skipped": len(specs) - len(pending), "elsewhere": 0}
+    counts = {"finished": 0, "failed": 0, "stopped": 0, "skipped": len(specs) - len(pending), "elsewhere": 0}
     running: dict[str, tuple[subprocess.Popen, RunSpec, float]] = {}
     started = time.time()
+    previous = _stop_on_signals()
     try:
         while pending or running:
             while pending and len(running) < workers:
@@ -90,8 +93,10 @@ def run_grid(specs: Sequence[RunSpec], paths: GridPaths, workers: int = 1, threa
                     say(f"{spec.key}: left to another grid process sharing {paths.csv.name}")
                     continue
                 ok = proc.returncode == 0 and key in done_keys(paths.csv)
-                counts["finished" if ok else "failed"] += 1
-                say(_progress_line(spec, ok, time.time() - t0, paths, counts, len(pending) + len(running), started))
+                outcome = "finished" if ok else "stopped" if proc.returncode == STOPPED else "failed"
+                counts[outcome] += 1
+                say(_progress_line(spec, outcome, time.time() - t0, paths, counts, len(pending) + len(running),
+                                   started))
     except KeyboardInterrupt:
         for proc, _, _ in running.values():
             proc.send_signal(signal.SIGTERM)
@@ -100,7 +105,30 @@ def run_grid(specs: Sequence[RunSpec], paths: GridPaths, workers: int = 1, threa
         say(f"grid stopped: {counts['finished']} run(s) finished and recorded; run the same command again to "
             "continue (finished runs are skipped, interrupted ones resume from their checkpoint)")
         raise
+    finally:
+        _restore(previous)
     return counts
+
+
+def _stop_on_signals() -> dict[int, object]:
+    """SIGINT and SIGTERM stop the grid (KeyboardInterrupt: the running runs checkpoint). SIGINT is set here, not
+    left to Python: a grid started in the background by a shell (``cmd &``) inherits SIGINT ignored, and would
+    otherwise let its runs stop while it went on to the next ones. Returns the handlers to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, _interrupt)
+    return previous
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+def _restore(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def _launch(spec: RunSpec, recipe: Recipe, paths: GridPaths, threads: int, concurrent: int) -> subprocess.Popen:
@@ -129,10 +157,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def _progress_line(spec: RunSpec, ok: bool, seconds: float, paths: GridPaths, counts: dict[str, int], left: int,
-                   started: float) -> str:
-    n = counts["finished"] + counts["failed"]
-    if not ok:
+def _progress_line(spec: RunSpec, outcome: str, seconds: float, paths: GridPaths, counts: dict[str, int],
+                   left: int, started: float) -> str:
+    n = counts["finished"] + counts["failed"] + counts["stopped"]
+    if outcome == "stopped":
+        return (f"[{n}] STOPPED {spec.key} after {seconds:.0f}s by a signal; its checkpoint resumes it when the grid "
+                f"runs again; {left} left")
+    if outcome == "failed":
         return (f"[{n}] FAILED {spec.key} after {seconds:.0f}s: see {paths.runs / (spec.key + '.log')}; "
                 f"{left} left")
     row = next(r for r in reversed(read_rows(paths.csv)) if r["key"] == spec.key)

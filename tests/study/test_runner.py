@@ -67,7 +67,7 @@ def test_grid_runs_two_side_by_side_records_each_run_and_skips_it_next_time(tmp_
     paths = _paths(tmp_path)
     lines = []
     counts = run_grid(specs, paths, workers=2, threads=1, recipes=tiny_recipes, say=lines.append)
-    assert counts == {"finished": 2, "failed": 0, "skipped": 0, "elsewhere": 0}
+    assert counts == {"finished": 2, "failed": 0, "stopped": 0, "skipped": 0, "elsewhere": 0}
     rows = {r["key"]: r for r in read_rows(paths.csv)}
     assert set(rows) == {s.key for s in specs}
     row = rows[specs[1].key]
@@ -81,7 +81,7 @@ def test_grid_runs_two_side_by_side_records_each_run_and_skips_it_next_time(tmp_
         epochs = list(csv.DictReader(f))
     assert len(epochs) == 2 and "grad_stages.0.factors.0.reduce" not in epochs[0]  # preresnet shares nothing
     again = run_grid(specs, paths, workers=2, threads=1, recipes=tiny_recipes, say=lines.append)
-    assert again == {"finished": 0, "failed": 0, "skipped": 2, "elsewhere": 0}
+    assert again == {"finished": 0, "failed": 0, "stopped": 0, "skipped": 2, "elsewhere": 0}
     assert len(read_rows(paths.csv)) == 2
 
 
@@ -108,6 +108,55 @@ def test_killed_grid_resumes_and_records_every_run_once(tmp_path, tiny_recipes, 
     counts = run_grid(specs, paths, workers=1, threads=1, recipes=tiny_recipes, say=lambda _: None)
     keys = [r["key"] for r in read_rows(paths.csv)]
     assert sorted(keys) == sorted(s.key for s in specs) and counts["failed"] == 0
+
+
+def test_a_run_stopped_by_a_signal_is_reported_as_resumable_not_failed(tmp_path, tiny_recipes, monkeypatch):
+    from crunet.study import runner
+
+    def stopped_worker(*_):  # what a worker stopped by SIGTERM exits with, after its checkpoint
+        return subprocess.Popen([sys.executable, "-c", f"raise SystemExit({runner.STOPPED})"])
+
+    monkeypatch.setattr(runner, "_launch", stopped_worker)
+    lines = []
+    counts = run_grid([RunSpec("tiny", "preresnet_small", 0)], _paths(tmp_path), recipes=tiny_recipes,
+                      say=lines.append)
+    assert counts["stopped"] == 1 and counts["failed"] == 0
+    assert "STOPPED" in lines[-1] and "resumes it" in lines[-1] and "FAILED" not in lines[-1]
+
+
+@pytest.mark.slow
+def test_a_grid_started_in_the_background_stops_on_ctrl_c_and_resumes(tmp_path, tiny_recipes, fmnist):
+    # `cmd &` in a shell starts the grid with SIGINT ignored; Ctrl-C's SIGINT to the process group must still stop
+    # the grid (not only its runs, which the grid would then count as failed while starting the next ones)
+    specs = [RunSpec("long", "preresnet_small", s) for s in range(2)]
+    paths = _paths(tmp_path)
+    settings = {**tiny_recipes["tiny"].settings, "subset": 256}
+    script = textwrap.dedent(f"""
+        import signal
+        from pathlib import Path
+        from crunet.study.grid import Recipe, RunSpec
+        from crunet.study.runner import GridPaths, run_grid
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        recipes = {{"long": Recipe(data={str(fmnist)!r}, epochs=200, settings={settings!r})}}
+        specs = [RunSpec("long", "preresnet_small", s) for s in range(2)]
+        run_grid(specs, GridPaths(Path({str(paths.csv)!r}), Path({str(paths.epochs)!r}), Path({str(paths.runs)!r})),
+                 workers=1, threads=1, recipes=recipes)
+    """)
+    grid = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = paths.runs / (specs[0].key + ".log")
+    deadline = time.time() + 300
+    try:
+        while not (log.is_file() and "epoch 1/200" in log.read_text()) and time.time() < deadline:
+            time.sleep(0.2)
+        os.killpg(grid.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+        out, _ = grid.communicate(timeout=120)
+    finally:
+        if grid.poll() is None:
+            os.killpg(grid.pid, signal.SIGKILL)
+    assert grid.returncode != 0 and "grid stopped" in out and "FAILED" not in out
+    assert not (paths.runs / specs[1].key).exists()  # the grid did not go on to the next run
+    assert (paths.runs / specs[0].key / "last.pt").is_file() and not paths.csv.exists()
 
 
 @pytest.mark.slow

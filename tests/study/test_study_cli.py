@@ -47,7 +47,8 @@ def test_data_folders_are_given_per_data_set(tmp_path, capsys, monkeypatch, fmni
     seen = {}
     monkeypatch.setattr(crunet.study.runner, "run_grid",
                         lambda specs, paths, recipes, **_: seen.update(recipes) or {"finished": 0, "failed": 0,
-                                                                                  "skipped": 0, "elsewhere": 0})
+                                                                                  "stopped": 0, "skipped": 0,
+                                                                                  "elsewhere": 0})
     argv = ["study", "run", "lr-check", "--results", str(tmp_path)]
     assert main(argv + ["--data", f"fashion-mnist={fmnist}"]) == 0
     assert seen["fashion-mnist"].data == str(fmnist) and seen["fashion-mnist"].epochs == 5
