@@ -7,7 +7,7 @@ import dataclasses
 import json
 
 from crunet.cli.main import CliError
-from crunet.data.sources import AUGMENTS
+from crunet.data.sources import AUGMENTS, DECODES
 from crunet.train.config import PRESETS, UNSET_DEFAULTS, TrainConfig
 
 HELP = {
@@ -37,6 +37,8 @@ HELP = {
                 "model takes it, else the model config's size)",
     "pad": "with --augment light on IDX data: random shifts of up to N pixels (default 0: flips only)",
     "crops": "evaluation crops per image: 1 or 10",
+    "decode": "where image files are decoded: " + "; ".join(f"{name}: {what}" for name, what in DECODES.items())
+              + " (default cpu)",
     "strict_data": "fail on an unreadable image or an empty class folder instead of skipping and counting it",
     "model_kwargs": 'design overrides for create_model, as JSON: \'{"orth_lambda": 0}\'',
     "holdout": "validate on N images held out of the training set instead of the test set (hyper-parameter search)",

@@ -3,6 +3,7 @@
 from crunet.data.sampler import StepSampler, eval_shard
 from crunet.data.sources import (
     AUGMENTS,
+    DECODES,
     IDX_KINDS,
     DataSpec,
     check_augment,
@@ -12,5 +13,5 @@ from crunet.data.sources import (
     open_split,
 )
 
-__all__ = ["AUGMENTS", "IDX_KINDS", "DataSpec", "StepSampler", "check_augment", "check_labels", "detect_kind",
-           "eval_shard", "num_classes_of", "open_split"]
+__all__ = ["AUGMENTS", "DECODES", "IDX_KINDS", "DataSpec", "StepSampler", "check_augment", "check_labels",
+           "detect_kind", "eval_shard", "num_classes_of", "open_split"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from crunet.data import folders, idx
+from crunet.data.device_decode import DeviceDecodeLoader
 from crunet.data.tensor_data import TensorLoader
 from crunet.data.transforms import EvalCrops, PaperAugment, RandomResizedCropFlip
 from crunet.errors import ConfigError, DataError, MissingFileError
@@ -23,6 +24,11 @@ AUGMENTS = {  # --augment: what each value does on which data; check_augment ref
     "rrc": "image files only: RandomResizedCrop (0.08 to all of the area, aspect 3/4 to 4/3) and horizontal flips",
     "paper": "image files only: the CRU-Net recipe (aspect and area jitter, HLS noise, flips)",
     "none": "no augmentation",
+}
+DECODES = {  # --decode: where image files are decoded
+    "cpu": "Pillow in the DataLoader workers (--workers)",
+    "device": "JPEGs on the training device, a batch at a time (torchvision.io.decode_jpeg; nvjpeg on a GPU), "
+              "then crop, flip and normalize there; the workers only read the files; image folders and Places365",
 }
 
 
@@ -42,6 +48,7 @@ class DataSpec:
     strict: bool = False
     workers: int = 2
     seed: int = 0
+    decode: str = "cpu"  # one of DECODES
 
 
 def model_spec(pretrained_cfg: dict, in_chans: int, size: int | None = None, **options) -> DataSpec:
@@ -135,6 +142,19 @@ def check_augment(kind: str, augment: str, pad: int) -> str:
     return augment
 
 
+def check_decode(kind: str, decode: str, augment: str) -> None:
+    """``--decode device`` decodes image files with random-resized or centre crops; anything else is refused with
+    one line naming the option and what applies."""
+    if decode not in DECODES:
+        raise ConfigError(f"--decode must be one of {', '.join(DECODES)}, got {decode!r}")
+    if decode == "device" and kind in IDX_KINDS:
+        raise ConfigError(f"--decode device decodes image files (class folders, Places365); {kind} is IDX images "
+                          f"already decoded in memory (kept on the GPU with --device cuda): leave --decode out")
+    if decode == "device" and augment == "paper":
+        raise ConfigError("--augment paper (HLS noise) runs in Pillow, in the workers: with --decode device use "
+                          "--augment rrc or none, or leave --decode out")
+
+
 def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
     for name in names:
         if (root / name).is_dir():
@@ -157,6 +177,7 @@ def open_split(data: str | os.PathLike | None, split: str, spec: DataSpec):
     kind, train = detect_kind(data), split == "train"
     if train:
         spec = replace(spec, augment=check_augment(kind, spec.augment, spec.pad))
+    check_decode(kind, spec.decode, spec.augment if train else "none")
     if kind in IDX_KINDS:
         images, labels = idx.load_idx_split(idx.find_fashion_mnist(data), "train" if train else "test")
         aug = train and spec.augment != "none"
@@ -179,6 +200,8 @@ def open_split(data: str | os.PathLike | None, split: str, spec: DataSpec):
         classes = known or [str(i) for i in range(max(label for _, label in samples) + 1)]
     dataset = folders.ImageListDataset(samples, classes, _transform(spec, train), spec.strict, spec.seed)
     dataset.empty_classes = empty
+    if spec.decode == "device":
+        return DeviceDecodeLoader(dataset, spec.workers)
     return FolderLoader(dataset, spec.workers)
 
 

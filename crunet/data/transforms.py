@@ -107,11 +107,15 @@ class RandomResizedCropFlip:
         x0, y0 = (width - side) // 2, (height - side) // 2
         return x0, y0, x0 + side, y0 + side
 
+    def draw(self, width: int, height: int, rng: np.random.Generator) -> tuple[tuple[int, int, int, int], bool]:
+        """The crop box and whether to flip: every draw of one image (``--decode device`` draws them too)."""
+        return self.crop_box(width, height, rng), bool(rng.random() < 0.5)
+
     def __call__(self, img: Image.Image, rng: np.random.Generator) -> torch.Tensor:
         img = to_mode(img, self.in_chans)
-        box = self.crop_box(img.width, img.height, rng)
+        box, flip = self.draw(img.width, img.height, rng)
         arr = np.asarray(img.resize((self.size, self.size), Image.BILINEAR, box=box))
-        if rng.random() < 0.5:
+        if flip:
             arr = arr[:, ::-1]
         return normalize(arr, self.mean, self.std)
 
@@ -131,12 +135,16 @@ class EvalCrops:
         if self.crops not in (1, 10):
             raise ConfigError(f"crops must be 1 or 10, got {self.crops}")
 
+    def resized(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) the crops are taken from: short side ``resize``, never below ``size``."""
+        s = self.resize / min(width, height)
+        return max(self.size, round(width * s)), max(self.size, round(height * s))
+
     def __call__(self, img: Image.Image, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Each crop is resampled from its own box of the source image: the resized image is never built (a
         1x20000 image resized to a short side of 256 would be 5 M pixels long)."""
         img = to_mode(img, self.in_chans)
-        s = self.resize / min(img.width, img.height)
-        width, height = max(self.size, round(img.width * s)), max(self.size, round(img.height * s))
+        width, height = self.resized(img.width, img.height)
         fx, fy, k = img.width / width, img.height / height, self.size
         corners = [(0, 0), (width - k, 0), (0, height - k), (width - k, height - k)] if self.crops == 10 else []
         corners.append(((width - k) // 2, (height - k) // 2))

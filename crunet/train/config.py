@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from crunet.data.sources import AUGMENTS
+from crunet.data.sources import AUGMENTS, DECODES
 from crunet.errors import ConfigError
 
 # The paper's optimizer presets (section 5): 50-layer nets and deeper ones; reduce-on-plateau in both. A preset fills
@@ -51,6 +51,7 @@ class TrainConfig:
     img_size: int | None = None
     crops: int = 1
     workers: int = 2
+    decode: str = "cpu"  # cpu (Pillow in the workers) or device: crunet.data.sources.DECODES says what each does
     seed: int = 0
     strict_data: bool = False
     sync_bn: bool = False
@@ -82,7 +83,7 @@ class TrainConfig:
         """Every option checked up front (range, finiteness, choices): one ConfigError naming the option."""
         self._preset_values()
         choices = {"schedule": ("cosine", "step", "plateau", "constant"), "amp": ("none", "bf16", "fp16"),
-                   "augment": tuple(AUGMENTS), "progress": ("auto", "bar", "lines", "none")}
+                   "augment": tuple(AUGMENTS), "decode": tuple(DECODES), "progress": ("auto", "bar", "lines", "none")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed and not (key in UNSET_DEFAULTS and getattr(self, key) is None):
                 raise ConfigError(f"{_flag(key)} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")

@@ -74,6 +74,7 @@ def evaluate_checkpoint(checkpoint: str, data: str | None = None, crops: int = 1
     model = create_model(state["model_name"], **model_kwargs(state))
     load_model_state(model, checkpoint_weights(state, checkpoint, use_ema), checkpoint, state["model_name"])
     cfg.data, cfg.crops, cfg.workers, cfg.strict_data = data or cfg.data, crops, workers, strict
+    cfg.decode = "cpu"  # this runs on the CPU, where Pillow in the workers decodes faster than the main process
     spec = data_spec(cfg, model)
     spec.resize = resize
     loader = open_split(cfg.data, "val", spec)

@@ -14,7 +14,7 @@ from crunet.train.config import TrainConfig
 def data_spec(cfg: TrainConfig, model: nn.Module) -> DataSpec:
     size = cfg.img_size or in_memory_image_size(cfg.data, model)
     return model_spec(model.pretrained_cfg, model.in_chans, size, augment=cfg.augment, pad=cfg.pad, crops=cfg.crops,
-                      strict=cfg.strict_data, workers=cfg.workers, seed=cfg.seed)
+                      strict=cfg.strict_data, workers=cfg.workers, seed=cfg.seed, decode=cfg.decode)
 
 
 def in_memory_image_size(data: str | None, model: nn.Module) -> int | None:
