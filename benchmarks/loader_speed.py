@@ -7,12 +7,18 @@ normalize in DataLoader workers, ``skip_bad_collate``, pinned memory when ``--pi
 batches per repeat, for each worker count. The rate is images over the wall time of the epoch, worker start-up
 included (as a training epoch pays it); the median of ``--repeats`` is reported with the extremes.
 
+With ``--decode-device DEVICE`` (needs torchvision) it also times `crunet train --decode device`'s loader on DEVICE
+the same way: workers read the files' bytes and draw the crops, DEVICE decodes each batch
+(``torchvision.io.decode_jpeg``) and crops, flips and normalizes it (for each of ``--decode-workers``; one batch
+before the timing sets up the device's decoder, which a training run has done before its first epoch).
+
 Optionally (``--gpu-decode``, needs torchvision and CUDA) it times ``torchvision.io.decode_jpeg(device="cuda")`` on
 batches of the same files' bytes (read from the page cache), decode alone and decode + a 224x224 resize on the GPU:
-what a GPU decode path for `crunet train` could reach (crunet train has none; this only measures).
+the decoder's own rate, without the loader around it.
 
-    PYTHONPATH=. python3 benchmarks/loader_speed.py --workers 8 16 --json loader.json
+    PYTHONPATH=. python3 benchmarks/loader_speed.py --workers 8 16 --decode-device cuda --json loader.json
     .venv/bin/python benchmarks/loader_speed.py --count 300 --workers 2 --repeats 2   # a CPU dry run
+    .venv-timm/bin/python benchmarks/loader_speed.py --count 300 --workers 2 --repeats 2 --decode-device cpu
 """
 
 from __future__ import annotations
@@ -67,19 +73,21 @@ def make_folder(root: Path, count: int, classes: int, width: int, height: int, q
     return {"made": count, "reused": 0, "bytes": sum(sizes), "seconds": time.perf_counter() - start}
 
 
-def open_like_train(root: Path, size: int, workers: int, pin: bool):
-    """The train split as `crunet train` opens a folder data set (RandomResizedCrop + flip, ``workers`` workers)."""
+def open_like_train(root: Path, size: int, workers: int, pin: bool, decode: str = "cpu", device: str = "cpu"):
+    """The train split as `crunet train` opens a folder data set (RandomResizedCrop + flip, ``workers`` workers),
+    with ``--decode cpu`` (pinned batches with ``pin``) or ``--decode device`` on ``device``."""
     from crunet.data.sources import DataSpec, open_split
 
-    spec = DataSpec(in_chans=3, size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD, augment="rrc", workers=workers)
+    spec = DataSpec(in_chans=3, size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD, augment="rrc", workers=workers,
+                    decode=decode)
     loader = open_split(root, "train", spec)
-    if pin:
-        loader.to("cuda")
+    if pin or decode == "device":
+        loader.to(device if decode == "device" else "cuda")
     return loader
 
 
-def time_epoch(loader, batch: int, epoch: int) -> tuple[float, int, float]:
-    """Seconds for one shuffled epoch, images delivered, seconds to the first batch."""
+def time_epoch(loader, batch: int, epoch: int, sync=lambda: None) -> tuple[float, int, float]:
+    """Seconds for one shuffled epoch, images delivered, seconds to the first batch; ``sync`` waits for the device."""
     order = np.random.default_rng(epoch).permutation(len(loader))
     batches = [order[i:i + batch].tolist() for i in range(0, len(order), batch)]
     n, first = 0, None
@@ -87,8 +95,10 @@ def time_epoch(loader, batch: int, epoch: int) -> tuple[float, int, float]:
     for images, labels, *_ in loader.iterate(batches, epoch=epoch, train=True):
         n += len(labels)
         if first is None:
+            sync()
             first = time.perf_counter() - start
         assert images.shape[1:] == (3, loader_size(loader), loader_size(loader))
+    sync()
     return time.perf_counter() - start, n, first or 0.0
 
 
@@ -109,6 +119,38 @@ def bench_loader(root: Path, workers: list[int], batch: int, size: int, repeats:
             log(f"workers {w:2d} repeat {r}: {n} images in {seconds:.2f} s = {n / seconds:.0f} img/s "
                 f"(first batch after {first:.2f} s)")
         rows.append({"path": "crunet-folder-loader", "workers": w, "batch": batch, "size": size, "pin_memory": pin,
+                     "images": len(loader), "img_s": statistics.median(rates), "img_s_min": min(rates),
+                     "img_s_max": max(rates), "first_batch_s": statistics.median(firsts), "repeats": repeats})
+    return rows
+
+
+def bench_device_decode(root: Path, device: str, workers: list[int], batch: int, size: int, repeats: int,
+                        log=print) -> list[dict]:
+    """`crunet train --decode device`'s loader: workers read bytes, ``device`` decodes, crops, flips, normalizes."""
+    import torch
+
+    from crunet.errors import CrunetError
+
+    try:
+        loader = open_like_train(root, size, 1, False, "device", device)
+    except CrunetError as err:  # no torchvision here
+        log(f"device decode: skipped ({err})")
+        return [{"path": "crunet-device-decode", "device": device, "skipped": str(err)}]
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda: None
+    warm = list(loader.iterate([list(range(min(batch, len(loader))))], epoch=999))  # the decoder's set-up
+    sync()
+    del warm
+    rows = []
+    for w in workers:
+        loader = open_like_train(root, size, w, False, "device", device)
+        rates, firsts = [], []
+        for r in range(repeats):
+            seconds, n, first = time_epoch(loader, batch, epoch=r, sync=sync)
+            rates.append(n / seconds)
+            firsts.append(first)
+            log(f"device decode on {device}, workers {w:2d} repeat {r}: {n} images in {seconds:.2f} s = "
+                f"{n / seconds:.0f} img/s (first batch after {first:.2f} s)")
+        rows.append({"path": "crunet-device-decode", "device": device, "workers": w, "batch": batch, "size": size,
                      "images": len(loader), "img_s": statistics.median(rates), "img_s_min": min(rates),
                      "img_s_max": max(rates), "first_batch_s": statistics.median(firsts), "repeats": repeats})
     return rows
@@ -170,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--pin", action="store_true", help="pinned-memory batches, as `crunet train` on CUDA")
+    p.add_argument("--decode-device", default=None, metavar="DEVICE",
+                   help="also time crunet train --decode device on DEVICE (cuda, cpu; needs torchvision)")
+    p.add_argument("--decode-workers", type=int, nargs="+", default=None,
+                   help="worker counts for --decode-device (default: --workers)")
     p.add_argument("--gpu-decode", action="store_true", help="also time torchvision's nvjpeg decode on CUDA")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -188,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{args.count} JPEGs of {args.width}x{args.height} in {root}: {made['bytes'] / args.count / 1024:.0f} "
             f"KiB each, made in {made['seconds']:.1f} s")
         rows = bench_loader(root, args.workers, args.batch, args.size, args.repeats, args.pin, log)
+        if args.decode_device:
+            rows += bench_device_decode(root, args.decode_device, args.decode_workers or args.workers, args.batch,
+                                        args.size, args.repeats, log)
         if args.gpu_decode:
             rows += bench_gpu_decode(root, args.batch, args.size, args.repeats, log)
     finally:
@@ -199,13 +248,16 @@ def main(argv: list[str] | None = None) -> int:
             "kib_per_image": made["bytes"] / args.count / 1024, "make_seconds": made["seconds"],
             "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
             "torch": torch.__version__, "python": platform.python_version(),
-            "transform": f"crunet train folder loader: PIL decode, RandomResizedCropFlip {args.size}, normalize"}
+            "transform": f"crunet train folder loader: PIL decode, RandomResizedCropFlip {args.size}, normalize "
+                         f"(crunet-device-decode: decode_jpeg on the device, the same crops, resize, flip, normalize "
+                         f"there)"}
     for r in rows:
+        name = f"{r['path']} {r['device']}" if "device" in r else r["path"]
         if "img_s" in r:
-            print(f"{r['path']:22s} workers {r.get('workers', '-')!s:>3}  {r['img_s']:8.0f} img/s "
+            print(f"{name:27s} workers {r.get('workers', '-')!s:>3}  {r['img_s']:8.0f} img/s "
                   f"({r['img_s_min']:.0f}-{r['img_s_max']:.0f})")
         else:
-            print(f"{r['path']:22s} skipped: {r['skipped']}")
+            print(f"{name:27s} skipped: {r['skipped']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     return 0

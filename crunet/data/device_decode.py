@@ -235,15 +235,23 @@ class DeviceDecodeLoader:
         if not jpegs:
             return []
         try:
-            return list(self.decode_jpeg(jpegs, device=self.device))
+            return list(self.decode_on_device(jpegs))
         except RuntimeError:  # one bad file fails the whole call: find it
             return [self.decode_one(j) for j in jpegs]
 
     def decode_one(self, jpeg: torch.Tensor) -> torch.Tensor | None:
         try:
-            return self.decode_jpeg(jpeg, device=self.device)
+            return self.decode_on_device(jpeg)
         except RuntimeError:
             return None
+
+    def decode_on_device(self, jpegs):
+        if self.device.type == "cuda":
+            # torchvision's CUDA decode can write its outputs before the kernels queued on this stream have run
+            # (nvJPEG's hardware decoder does not wait for the stream; pytorch/vision#9606, seen on H100s): memory
+            # the last step's kernels still read would be overwritten. Let them finish first.
+            torch.cuda.current_stream(self.device).synchronize()
+        return self.decode_jpeg(jpegs, device=self.device)
 
     def crop(self, img: torch.Tensor, item: Encoded) -> torch.Tensor:
         """Training: the drawn box resized to ``size``; evaluation: the image resized (short side ``resize``), then

@@ -7,7 +7,7 @@ passes (up to half a level each), this path in float. Evaluation (whole image re
 arithmetic) stays within 1 level. A training crop is resized alone, where Pillow's box resize also weighs the pixels
 just outside the box: inside the outermost ring of output pixels the two agree within 1 level, on average within half
 a level (measured: 0.38-0.44 on these 16x16 crops; up to 7 levels in the ring). nvjpeg on a GPU decodes a few levels
-from libjpeg-turbo: tests/device/test_device_decode.py compares the two.
+from libjpeg-turbo: tests/device/test_decode_on_device.py compares the two.
 
 Tests that need torchvision skip where it does not import (.venv: its torch has no matching torchvision build
 here); CI runs them in .venv-timm.

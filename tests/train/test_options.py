@@ -24,6 +24,7 @@ from crunet.train import TrainConfig
     ("--device", "gpu7", "--device must be auto, cpu, cuda or cuda:N, got 'gpu7'"),
     ("--checkpoint-every", "soon", "--checkpoint-every 'soon': expected steps (500), minutes (30m) or both"),
     ("--crops", "3", "--crops must be 1 or 10"),
+    ("--decode", "gpu", "--decode must be one of cpu, device, got 'gpu'"),
 ])
 def test_a_bad_option_is_one_line_naming_it(fmnist, tmp_path, capsys, flag, value, says):
     out = tmp_path / "run"
