@@ -46,7 +46,6 @@ class Encoded:
     index: int
     label: int
     jpeg: bytes | None = None
-    size: tuple[int, int] = (0, 0)  # (width, height)
     box: tuple[int, int, int, int] | None = None
     flip: bool = False
     done: torch.Tensor | None = None
@@ -99,7 +98,7 @@ class EncodedImages:
             return None
         if size is None or too_large_to_resize(transform, *size):
             return cpu_path(self.images, index, epoch)
-        item = Encoded(index, label, jpeg=data, size=size)
+        item = Encoded(index, label, jpeg=data)
         if isinstance(transform, RandomResizedCropFlip):
             item.box, item.flip = transform.draw(*size, np.random.default_rng([self.images.seed, epoch, index]))
         return item

@@ -24,6 +24,9 @@ from crunet.data.folders import BadImageError
 from crunet.errors import ConfigError
 from tests.helpers import jpeg_folders, smooth_image
 
+# torchvision 0.29 deprecates its image decoders (for TorchCodec) with a warning at each call
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+
 STD = 0.25
 LEVEL = 1 / (255 * STD)  # one 8-bit level after normalization
 

@@ -12,6 +12,9 @@ import torch
 from crunet.data import DataSpec, eval_shard, open_split
 from tests.helpers import jpeg_folders
 
+# torchvision 0.29 deprecates its image decoders (for TorchCodec) with a warning at each call
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+
 STD = 0.25
 LEVEL = 1 / (255 * STD)
 

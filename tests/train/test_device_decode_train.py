@@ -10,6 +10,9 @@ from crunet.cli.main import main
 from crunet.train import load_checkpoint, train
 from tests.helpers import jpeg_folders
 
+# torchvision 0.29 deprecates its image decoders (for TorchCodec) with a warning at each call
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+
 
 def test_a_short_run_with_device_decode_trains_and_checkpoints(cfg, tiny_model, tmp_path):
     pytest.importorskip("torchvision.io")
