@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,7 @@ class ModelInfo:
         return (self.params + self.bn_stats) * 4 / BYTES_PER_MIB
 
 
+@functools.cache  # a registered name builds one design: the same arguments give the same (frozen) ModelInfo
 def model_info(name: str, num_classes: int = 1000, in_chans: int = 3, image_size: int | None = None) -> ModelInfo:
     with torch.device("meta"):
         model = create_model(name, num_classes=num_classes, in_chans=in_chans)
