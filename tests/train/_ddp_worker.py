@@ -1,4 +1,5 @@
-"""Run by test_distributed.py under torchrun: train crunet_small, then save this rank's parameters."""
+"""Run by test_distributed.py under torchrun: train crunet_small (progress lines: only rank 0 may print them), then
+save this rank's parameters."""
 
 import os
 import sys
@@ -12,6 +13,6 @@ from crunet.train import train
 data, out = sys.argv[1], sys.argv[2]
 torch.manual_seed(0)
 model = crunet.create_model("crunet_small", num_classes=10, in_chans=1)
-cfg = small_run(data, out)
+cfg = small_run(data, out, progress="lines")
 train(cfg, model)
 torch.save({k: v for k, v in model.named_parameters()}, os.path.join(out, f"rank{os.environ['RANK']}.pt"))

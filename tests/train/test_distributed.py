@@ -30,6 +30,10 @@ def torchrun(*args, cwd):
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(fmnist, tmp_path):
     result = torchrun(WORKER, fmnist, tmp_path / "ddp", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("epoch 1/1: train loss") == 1  # logging from rank 0 only
+    config = (tmp_path / "ddp" / "config.json").read_text()
+    assert '"world": 2' in config and '"global_batch": 32' in config
+    assert load_checkpoint(tmp_path / "ddp" / "last.pt")["step"] == 4  # 128 images, 2 ranks x 16 a step
     ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for name, value in ranks[0].items():
         assert torch.equal(value, ranks[1][name]), f"{name} differs across ranks"
@@ -55,7 +59,10 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(fmnist,
     assert shared  # CRU-shared tensors are among the compared parameters
 
 
+@pytest.mark.slow
 def test_crunet_train_runs_under_torchrun(fmnist, tmp_path):
+    """The command line under torchrun (8 s: three interpreters). The fast suite checks the same run records through
+    the API above (rank-0 logging, config.json's world and global batch, the step count)."""
     result = torchrun("-m", "crunet", "train", "--data", fmnist, "--subset", 64, "--epochs", 1, "--batch-size", 16,
                       "--out", tmp_path / "run", "--progress", "lines", "--no-plot", "--workers", 0, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
