@@ -27,12 +27,22 @@ class TinyNet(nn.Module):
         pass
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_model():
     return TinyNet
 
 
+@pytest.fixture(scope="session")
+def run_config(fmnist):
+    """A function giving the short TinyNet run of these tests into ``out`` (2 epochs of 16 steps on the look-alike
+    data, quiet); keywords replace its options. Module-scoped fixtures make their runs with it too."""
+    def make(out, **changes) -> TrainConfig:
+        settings = dict(model="tinynet", data=str(fmnist), out=str(out), epochs=2, batch_size=32, lr=0.1,
+                        warmup_epochs=0.0, progress="none", tensorboard=False, plot=False, workers=0)
+        return TrainConfig(**{**settings, **changes})
+    return make
+
+
 @pytest.fixture
-def cfg(tmp_path, fmnist):
-    return TrainConfig(model="tinynet", data=str(fmnist), out=str(tmp_path / "run"), epochs=2, batch_size=32,
-                       lr=0.1, warmup_epochs=0.0, progress="none", tensorboard=False, plot=False, workers=0)
+def cfg(tmp_path, run_config):
+    return run_config(tmp_path / "run")

@@ -11,6 +11,7 @@ import csv
 import os
 import random
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,20 +144,20 @@ def _warm():
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 
 
-@pytest.fixture
-def kill_cfg(cfg, tmp_path):
-    cfg.epochs, cfg.subset, cfg.val_subset, cfg.checkpoint_every = 2, 256, 64, "1"  # 8 steps an epoch
-    cfg.resume, cfg.out = "auto", str(tmp_path / "run")
-    return cfg
+KILLABLE = dict(subset=256, val_subset=64, checkpoint_every="1", resume="auto")  # 8 steps an epoch, each saved
 
 
 @pytest.fixture
-def reference(kill_cfg, tiny_model, tmp_path):
-    out = kill_cfg.out
-    kill_cfg.out = str(tmp_path / "reference")
-    assert attempt(kill_cfg, tiny_model) == 0
-    kill_cfg.out = out
-    return tmp_path / "reference"
+def kill_cfg(run_config, tmp_path):
+    return run_config(tmp_path / "run", **KILLABLE)
+
+
+@pytest.fixture(scope="module")
+def reference(run_config, tiny_model, tmp_path_factory):
+    """The uninterrupted run, once for the module (every attempt's run is compared with it)."""
+    out = tmp_path_factory.mktemp("kill") / "reference"
+    assert attempt(run_config(out, **KILLABLE), tiny_model) == 0
+    return out
 
 
 @pytest.mark.parametrize("fault", [
@@ -169,7 +170,7 @@ def reference(kill_cfg, tiny_model, tmp_path):
 def test_sigkill_at_the_worst_moments_then_resume_is_exact(kill_cfg, tiny_model, reference, fault):
     assert attempt(kill_cfg, tiny_model, fault()) == -signal.SIGKILL
     assert attempt(kill_cfg, tiny_model) == 0
-    assert_same_run(reference.parent / "run", reference)
+    assert_same_run(Path(kill_cfg.out), reference)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
@@ -184,4 +185,4 @@ def test_killed_at_many_random_moments_the_resumed_run_is_exact(kill_cfg, tiny_m
         assert code in ((-signal.SIGKILL,) if sig == signal.SIGKILL else (4, -signal.SIGTERM)), codes
         kills += 1
     assert codes[-1] == 0 and kills >= 3, codes  # the run finished, and the attempts really were cut
-    assert_same_run(reference.parent / "run", reference)
+    assert_same_run(Path(kill_cfg.out), reference)

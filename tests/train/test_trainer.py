@@ -101,13 +101,21 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(cfg, tiny_
     assert torch.isfinite(state["model"]["fc.weight"]).all()
 
 
-@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGUSR1"])
-def test_a_signal_stops_at_the_next_step_boundary_and_resume_is_exact(cfg, tiny_model, tmp_path, signame):
+@pytest.fixture(scope="module")
+def uninterrupted(run_config, tiny_model, tmp_path_factory):
+    """(starting weights, final weights, run directory) of the ``cfg`` run, uninterrupted: once for the module."""
     torch.manual_seed(1)
     reference = tiny_model()
     start = {k: v.clone() for k, v in reference.state_dict().items()}
-    cfg.out = str(tmp_path / "ref")
-    train(cfg, reference)
+    out = tmp_path_factory.mktemp("uninterrupted") / "ref"
+    train(run_config(out), reference)
+    return start, reference.state_dict(), out
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGUSR1"])
+def test_a_signal_stops_at_the_next_step_boundary_and_resume_is_exact(cfg, tiny_model, tmp_path, signame,
+                                                                      uninterrupted):
+    start, final, ref_dir = uninterrupted
 
     class Signalled(tiny_model):
         calls = 0
@@ -130,9 +138,9 @@ def test_a_signal_stops_at_the_next_step_boundary_and_resume_is_exact(cfg, tiny_
     resumed = tiny_model()
     cfg.resume, cfg.out = "auto", str(tmp_path / "cut")
     train(cfg, resumed)
-    for k, v in reference.state_dict().items():
+    for k, v in final.items():
         assert torch.equal(resumed.state_dict()[k], v), k
-    ref, cut = read_csv(tmp_path / "ref" / "metrics.csv"), read_csv(tmp_path / "cut" / "metrics.csv")
+    ref, cut = read_csv(ref_dir / "metrics.csv"), read_csv(tmp_path / "cut" / "metrics.csv")
     timing = ("images_per_s", "epoch_seconds")
     assert [{k: v for k, v in r.items() if k not in timing} for r in cut] == \
         [{k: v for k, v in r.items() if k not in timing} for r in ref]
