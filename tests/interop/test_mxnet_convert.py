@@ -11,6 +11,7 @@ The original download links of the released weights are dead, so no real CRU-Net
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from pathlib import Path
@@ -92,13 +93,20 @@ def randomized_state(model) -> dict[str, torch.Tensor]:
     return state
 
 
+@functools.cache
+def released_state(name: str, num_classes: int) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Our names -> the authors' names, and random weights (from a seeded generator: the same on every call), built
+    once per model for the module's several checkpoints."""
+    model = crunet.create_model(name, num_classes=num_classes)
+    return released_names(model), randomized_state(model)
+
+
 def write_released(tmp_path: Path, name: str, num_classes: int = 1000, drop: str | None = None,
                    **symbol) -> tuple[Path, dict[str, torch.Tensor]]:
     """A checkpoint as the authors' training wrote it (``arg:``/``aux:`` names) from random weights of our model."""
-    model = crunet.create_model(name, num_classes=num_classes)
-    state = randomized_state(model)
+    names, state = released_state(name, num_classes)
     arrays = {}
-    for ours, theirs in released_names(model).items():
+    for ours, theirs in names.items():
         if theirs == drop:
             continue
         kind = "aux" if theirs.endswith(("_moving_mean", "_moving_var")) else "arg"
