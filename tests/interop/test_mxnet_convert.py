@@ -39,24 +39,24 @@ FLAGS = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16):
 
 def write_ndarray_list(path: Path, arrays: dict[str, np.ndarray], version: str = "v2", stype: int = 0) -> None:
     """MXNet's NDArray list layout: list magic, reserved, the arrays, the names (see mxnet_weights' docstring)."""
-    out = [struct.pack("<QQQ", 0x112, 0, len(arrays))]
-    for value in arrays.values():
-        value = np.ascontiguousarray(value)
-        if version == "legacy":
-            out.append(struct.pack(f"<I{value.ndim}I", value.ndim, *value.shape))
-        else:
-            magic = {"v1": 0xF993FAC8, "v2": 0xF993FAC9, "v3": 0xF993FACA}[version]
-            out.append(struct.pack("<I", magic))
-            if version != "v1":
-                out.append(struct.pack("<i", stype))
-            out.append(struct.pack(f"<i{value.ndim}q", value.ndim, *value.shape))
-        out.append(struct.pack("<iii", 1, 0, FLAGS[value.dtype]))  # cpu(0), dtype
-        out.append(value.astype(value.dtype.newbyteorder("<")).tobytes())
-    out.append(struct.pack("<Q", len(arrays)))
-    for name in arrays:
-        encoded = name.encode()
-        out.append(struct.pack("<Q", len(encoded)) + encoded)
-    path.write_bytes(b"".join(out))
+    with open(path, "wb") as f:  # written piece by piece: a full-size checkpoint's 100 MB are not copied
+        f.write(struct.pack("<QQQ", 0x112, 0, len(arrays)))
+        for value in arrays.values():
+            value = np.ascontiguousarray(value)
+            if version == "legacy":
+                f.write(struct.pack(f"<I{value.ndim}I", value.ndim, *value.shape))
+            else:
+                magic = {"v1": 0xF993FAC8, "v2": 0xF993FAC9, "v3": 0xF993FACA}[version]
+                f.write(struct.pack("<I", magic))
+                if version != "v1":
+                    f.write(struct.pack("<i", stype))
+                f.write(struct.pack(f"<i{value.ndim}q", value.ndim, *value.shape))
+            f.write(struct.pack("<iii", 1, 0, FLAGS[value.dtype]))  # cpu(0), dtype
+            f.write(np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).data)
+        f.write(struct.pack("<Q", len(arrays)))
+        for name in arrays:
+            encoded = name.encode()
+            f.write(struct.pack("<Q", len(encoded)) + encoded)
 
 
 def write_symbol(path: Path, params: list[str], eps: float = 1e-3, fix_gamma: bool = False) -> None:
