@@ -50,7 +50,7 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def randomize_bns():
     """A function giving every BatchNorm of a module the non-trivial statistics and affines training leaves (so a
     check that folds BNs cannot pass by folding identities); it returns the module."""
@@ -65,7 +65,7 @@ def randomize_bns():
     return randomize
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def trained_looking(randomize_bns):
     """A function building a registered model with trained-looking BatchNorms, in eval mode."""
     def build(name: str, in_chans: int = 3) -> torch.nn.Module:

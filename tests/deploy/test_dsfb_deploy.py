@@ -1,6 +1,8 @@
 """DSFB models deployed: every shared-basis convolution collapsed into one convolution (``unshare``), or its shared
 filters kept as one tensor (``unshare=False``); both compute the eval model's function."""
 
+import functools
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -21,6 +23,12 @@ PAIRS = [("dsfb_resnet32_s16u1", "resnet32_cifar"), ("dsfb_resnet56_s16u1_double
          ("dsfb_mobilenetv2_shared", "mobilenetv2")]
 
 
+@pytest.fixture(scope="module")
+def eval_model(trained_looking):
+    """``trained_looking``, each model built once for the module: deploy copies it and the tests only run it."""
+    return functools.cache(trained_looking)
+
+
 def max_rel_err(deployed: nn.Module, model: nn.Module, layout: str) -> float:
     x = torch.randn(2, *SIZE)
     with torch.no_grad():
@@ -29,8 +37,8 @@ def max_rel_err(deployed: nn.Module, model: nn.Module, layout: str) -> float:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_collapsed_deploy_equals_the_eval_model(name, trained_looking):
-    model = trained_looking(name)
+def test_collapsed_deploy_equals_the_eval_model(name, eval_model):
+    model = eval_model(name)
     deployed = deploy(model, layout="contiguous")
     for layout in ("contiguous", "channels_last"):
         assert max_rel_err(deployed, model, layout) < 1e-5
@@ -41,8 +49,8 @@ def test_collapsed_deploy_equals_the_eval_model(name, trained_looking):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_shared_deploy_keeps_one_copy_and_equals_the_eval_model(name, tmp_path, trained_looking):
-    model = trained_looking(name)
+def test_shared_deploy_keeps_one_copy_and_equals_the_eval_model(name, tmp_path, eval_model):
+    model = eval_model(name)
     deployed = deploy(model, unshare=False, layout="contiguous")
     for layout in ("contiguous", "channels_last"):
         assert max_rel_err(deployed, model, layout) < 1e-5
@@ -61,10 +69,9 @@ def test_shared_deploy_keeps_one_copy_and_equals_the_eval_model(name, tmp_path, 
 
 
 @pytest.mark.parametrize("name,baseline", PAIRS)
-def test_collapsed_deploy_has_the_unshared_graph(name, baseline, trained_looking):
+def test_collapsed_deploy_has_the_unshared_graph(name, baseline, eval_model):
     """Unshared, a DSFB model deploys to its unshared counterpart's graph: same layers, same parameter count."""
-    ours, theirs = deploy(trained_looking(name), layout="contiguous"), deploy(trained_looking(baseline),
-                                                                              layout="contiguous")
+    ours, theirs = deploy(eval_model(name), layout="contiguous"), deploy(eval_model(baseline), layout="contiguous")
     assert count_parameters(ours) == count_parameters(theirs)
     shapes = [tuple(p.shape) for p in ours.parameters()]
     assert shapes == [tuple(p.shape) for p in theirs.parameters()]
