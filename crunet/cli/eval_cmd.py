@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 
@@ -25,15 +26,14 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crunet.errors import ConfigError
-    from crunet.train.evaluate import evaluate_checkpoint
+    from crunet.train.evaluate import EvalOptions, evaluate_checkpoint
 
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--subset", args.subset, 0),
                              ("--workers", args.workers, 0), ("--resize", args.resize, 8)):
         if value is not None and value < low:
             raise ConfigError(f"{flag} must be an integer >= {low}, got {value}")
 
-    result = evaluate_checkpoint(args.checkpoint, data=args.data, crops=args.crops, resize=args.resize,
-                                 batch_size=args.batch_size, subset=args.subset, use_ema=args.ema, amp=args.amp,
-                                 workers=args.workers, strict=args.strict_data, out=args.out)
+    options = EvalOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalOptions)})
+    result = evaluate_checkpoint(args.checkpoint, options)
     print(json.dumps(result, indent=2))
     return 0

@@ -1,10 +1,12 @@
 """Evaluation: one pass over batches (``evaluate``), the trainer's validation over every rank (``validate``), and
-``crunet eval`` of a checkpoint with one or ten crops (``evaluate_checkpoint``, metrics written as JSON)."""
+``crunet eval`` of a checkpoint with one or ten crops (``evaluate_checkpoint`` with ``EvalOptions``, metrics written
+as JSON)."""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -62,28 +64,44 @@ def validate(model: nn.Module, val_data, cfg: TrainConfig, info: DistInfo) -> di
     return finish_eval({**sums, "seconds": seconds})
 
 
-def evaluate_checkpoint(checkpoint: str, data: str | None = None, crops: int = 1, resize: int | None = None,
-                        batch_size: int = 256, subset: int = 0, use_ema: bool = False, amp: str = "none",
-                        workers: int = 2, strict: bool = False, out: str | None = None) -> dict:
-    """``crunet eval``: the checkpoint's model (or its EMA) on ``data``'s evaluation split (default: the data it
-    trained on) with its training input size and normalization; the metrics also go to ``out`` (JSON)."""
+@dataclass
+class EvalOptions:
+    """How ``evaluate_checkpoint`` evaluates (the fields are ``crunet eval``'s options); the defaults: the data the
+    checkpoint trained on, one centre crop at its training input size, all images, the model's own weights."""
+
+    data: str | None = None  # a data folder; None: the one the checkpoint trained on
+    crops: int = 1  # 1 (centre crop) or 10 (corners, centre and their flips; softmax averaged)
+    resize: int | None = None  # short side before cropping; None: size / the model's crop_pct
+    batch_size: int = 256
+    subset: int = 0  # >0: the first N images of a fixed shuffle
+    ema: bool = False  # the EMA weights instead of the model's
+    amp: str = "none"  # none or bf16
+    workers: int = 2
+    strict_data: bool = False
+    out: str | None = None  # the JSON file; None: eval-<crops>crop.json beside the checkpoint
+
+
+def evaluate_checkpoint(checkpoint: str, options: EvalOptions | None = None) -> dict:
+    """``crunet eval``: the checkpoint's model (or its EMA) on the evaluation split of its data (or of
+    ``options.data``) with its training input size and normalization; the metrics also go to a JSON file."""
     from crunet.models import create_model
 
+    opt = options or EvalOptions()
     state = load_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(state["config"])
     model = create_model(state["model_name"], **model_kwargs(state))
-    load_model_state(model, checkpoint_weights(state, checkpoint, use_ema), checkpoint, state["model_name"])
-    cfg.data, cfg.crops, cfg.workers, cfg.strict_data = data or cfg.data, crops, workers, strict
+    load_model_state(model, checkpoint_weights(state, checkpoint, opt.ema), checkpoint, state["model_name"])
+    cfg.data, cfg.crops, cfg.workers, cfg.strict_data = opt.data or cfg.data, opt.crops, opt.workers, opt.strict_data
     cfg.decode = "cpu"  # this runs on the CPU, where Pillow in the workers decodes faster than the main process
     spec = data_spec(cfg, model)
-    spec.resize = resize
+    spec.resize = opt.resize
     loader = open_split(cfg.data, "val", spec)
-    loader = loader.subset(subset) if subset else loader
-    sums = evaluate(model, loader.iterate(eval_shard(len(loader), batch_size), 0, train=False),
-                    device=torch.device("cpu"), amp=amp, channels_last=uses_channels_last(cfg))
+    loader = loader.subset(opt.subset) if opt.subset else loader
+    sums = evaluate(model, loader.iterate(eval_shard(len(loader), opt.batch_size), 0, train=False),
+                    device=torch.device("cpu"), amp=opt.amp, channels_last=uses_channels_last(cfg))
     result = {"checkpoint": str(checkpoint), "model": state["model_name"], "data": cfg.data or "fashion-mnist",
-              "crops": crops, "ema": use_ema, **finish_eval(sums)}
-    path = Path(out) if out else Path(checkpoint).with_name(f"eval-{crops}crop.json")
+              "crops": opt.crops, "ema": opt.ema, **finish_eval(sums)}
+    path = Path(opt.out) if opt.out else Path(checkpoint).with_name(f"eval-{opt.crops}crop.json")
     path.write_text(json.dumps(result, indent=2) + "\n")
     result["json"] = str(path)
     return result

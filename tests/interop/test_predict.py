@@ -199,7 +199,7 @@ def test_a_fashion_mnist_run_predicts_at_the_size_it_trained_at(tmp_path, fmnist
 def test_a_run_with_design_overrides_evaluates_exports_and_predicts_as_it_trained(tmp_path, fmnist):
     from crunet.interop.weights import load_weights, read_safetensors
     from crunet.train import train
-    from crunet.train.evaluate import evaluate_checkpoint
+    from crunet.train.evaluate import EvalOptions, evaluate_checkpoint
 
     data = tmp_path / "fashion"  # the path says Fashion-MNIST: its class names are stored
     shutil.copytree(fmnist, data)
@@ -209,7 +209,8 @@ def test_a_run_with_design_overrides_evaluates_exports_and_predicts_as_it_traine
                       tensorboard=False, plot=False, workers=0)
     train(cfg)
     checkpoint = tmp_path / "run" / "last.pt"
-    assert evaluate_checkpoint(str(checkpoint), workers=0, subset=32)["top1"] >= 0  # rebuilt with its overrides
+    rebuilt = evaluate_checkpoint(str(checkpoint), EvalOptions(workers=0, subset=32))  # rebuilt with its overrides
+    assert rebuilt["count"] == 32 and rebuilt["top1"] >= 0
     weights = tmp_path / "small.safetensors"
     assert main(["export", "--checkpoint", str(checkpoint), "--format", "safetensors", "--out", str(weights)]) == 0
     meta = read_safetensors(weights)[1]

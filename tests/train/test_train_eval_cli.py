@@ -50,11 +50,12 @@ def test_eval_command_writes_json(trained, crops, capsys):
 
 
 def test_ten_crops_average_over_crops_and_ema_weights_evaluate(trained):
-    from crunet.train.evaluate import evaluate_checkpoint
+    from crunet.train.evaluate import EvalOptions, evaluate_checkpoint
 
-    one = evaluate_checkpoint(str(trained / "last.pt"), subset=40, out=str(trained / "a.json"))
-    ema = evaluate_checkpoint(str(trained / "last.pt"), subset=40, use_ema=True, out=str(trained / "b.json"))
-    ten = evaluate_checkpoint(str(trained / "last.pt"), crops=10, resize=32, subset=40, out=str(trained / "c.json"))
+    one = evaluate_checkpoint(str(trained / "last.pt"), EvalOptions(subset=40, out=str(trained / "a.json")))
+    ema = evaluate_checkpoint(str(trained / "last.pt"), EvalOptions(subset=40, ema=True, out=str(trained / "b.json")))
+    ten = evaluate_checkpoint(str(trained / "last.pt"),
+                              EvalOptions(crops=10, resize=32, subset=40, out=str(trained / "c.json")))
     assert one["loss"] != ten["loss"] and one["loss"] != ema["loss"]
 
 
