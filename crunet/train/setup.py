@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from crunet.data import IDX_KINDS, StepSampler, check_labels, detect_kind, num_classes_of, open_split
+from crunet.data import IDX_KINDS, StepSampler, check_augment, check_labels, detect_kind, num_classes_of, open_split
 from crunet.data.classes import class_names
 from crunet.errors import ConfigError
 from crunet.train.checkpoint import Checkpointer, CheckpointPolicy
@@ -91,8 +91,11 @@ def setup(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info: 
 
 def open_data(cfg: TrainConfig, model: nn.Module | None, info: DistInfo):
     """(model, training data, validation data, DataSpec, number of classes): the model is built for the data's
-    classes (a probe of the default class count first gives the input size) unless one is given."""
-    idx_data = detect_kind(cfg.data) in IDX_KINDS
+    classes (a probe of the default class count first gives the input size) unless one is given. ``cfg.augment``
+    becomes the augmentation this data gets (``auto`` resolved), so config.json and the checkpoints record it."""
+    kind = detect_kind(cfg.data)
+    cfg.augment = check_augment(kind, cfg.augment, cfg.pad)
+    idx_data = kind in IDX_KINDS
     probe = model or create(cfg, 10 if idx_data else 1000, 1 if idx_data else 3)
     spec = data_spec(cfg, probe)
     train_data, val_data = open_split(cfg.data, "train", spec), open_split(cfg.data, "val", spec)

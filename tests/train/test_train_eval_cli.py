@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from crunet.cli.main import main
 from crunet.data import idx
@@ -57,6 +58,20 @@ def test_ten_crops_average_over_crops_and_ema_weights_evaluate(trained):
     ten = evaluate_checkpoint(str(trained / "last.pt"),
                               EvalOptions(crops=10, resize=32, subset=40, out=str(trained / "c.json")))
     assert one["loss"] != ten["loss"] and one["loss"] != ema["loss"]
+
+
+def test_a_checkpoint_written_before_auto_was_recorded_resolved_evaluates_the_same(trained, tmp_path):
+    from crunet.train import load_checkpoint
+    from crunet.train.evaluate import EvalOptions, evaluate_checkpoint
+
+    state = load_checkpoint(trained / "last.pt")
+    assert state["config"]["augment"] == json.loads((trained / "config.json").read_text())["augment"] == "light"
+    state["config"]["augment"] = "auto"
+    torch.save(state, tmp_path / "old.pt")
+    same = ("model", "data", "crops", "ema", "top1", "top5", "loss", "count", "skipped")
+    new = evaluate_checkpoint(str(trained / "last.pt"), EvalOptions(subset=40, out=str(tmp_path / "new.json")))
+    old = evaluate_checkpoint(str(tmp_path / "old.pt"), EvalOptions(subset=40, out=str(tmp_path / "old.json")))
+    assert {k: old[k] for k in same} == {k: new[k] for k in same}
 
 
 def test_eval_of_a_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):

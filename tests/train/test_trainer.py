@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -35,6 +36,27 @@ def test_run_directory_holds_config_csv_summary_checkpoints_and_plot(cfg, tiny_m
     state = load_checkpoint(f"{run}/last.pt")
     assert state["epoch"] == 2 and state["epoch_step"] == 0 and state["ema"]
     assert load_checkpoint(f"{run}/best.pt")["step"] <= 32
+
+
+def test_the_run_records_the_augmentation_it_applied_and_an_older_runs_auto_still_resumes(cfg, tiny_model, tmp_path):
+    cfg.epochs, cfg.subset = 1, 96
+    train(cfg, tiny_model())
+    new, old = tmp_path / "run", tmp_path / "old"
+    assert json.load(open(new / "config.json"))["augment"] == "light"  # auto, on IDX data
+    assert load_checkpoint(new / "last.pt")["config"]["augment"] == "light"
+    shutil.copytree(new, old)  # as a run written before: auto in its checkpoint and in config.json
+    state = load_checkpoint(old / "last.pt")
+    state["config"]["augment"] = "auto"
+    torch.save(state, old / "last.pt")
+    config = json.load(open(old / "config.json"))
+    (old / "config.json").write_text(json.dumps({**config, "augment": "auto"}))
+    for run in (new, old):  # both continue with one more epoch, the same way
+        train(TrainConfig(**{**cfg.to_dict(), "resume": str(run / "last.pt"), "out": None, "epochs": 2}), tiny_model())
+    assert json.load(open(old / "config.json"))["augment"] == "light"
+    ours, theirs = load_checkpoint(old / "last.pt"), load_checkpoint(new / "last.pt")
+    assert ours["step"] == theirs["step"] == 6
+    for name, value in theirs["model"].items():
+        assert torch.equal(ours["model"][name], value), name
 
 
 def test_extra_losses_are_added_and_logged(cfg, tiny_model):
