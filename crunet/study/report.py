@@ -60,7 +60,7 @@ def write_report(results: Path) -> list[Path]:
     results = Path(results)
     if not any((results / n).is_file() for n in STUDY_CSVS):
         raise MissingFileError(f"{results}: no study CSVs ({', '.join(STUDY_CSVS)}); run "
-                                "`crunet study run GRID` first")
+                               "`crunet study run GRID` first")
     study = Study.load(results)
     md = results / "results.md"
     md.write_text(markdown(study))

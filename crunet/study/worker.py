@@ -127,7 +127,7 @@ def _sitting(path: Path, line_number: int, line: str) -> tuple[float, float]:
         cpu, wall = map(float, line.split())
     except ValueError:
         raise FileFormatError(f"{path}:{line_number}: malformed or torn record {line!r} (expected 'started' or CPU "
-                         "and wall seconds)") from None
+                              "and wall seconds)") from None
     return cpu, wall
 
 
