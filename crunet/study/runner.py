@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from crunet.errors import ConfigError, MissingFileError
 from crunet.study.grid import RECIPES, Recipe, RunSpec
 from crunet.study.results_csv import done_keys, read_rows
+from crunet.train.signals import StopRequests
 
 ELSEWHERE = 75  # a worker's exit status: another process is training the run (and will record it) or has recorded it
 STOPPED = 130  # a worker's exit status: a signal stopped it after a checkpoint; the next grid run resumes it
@@ -74,61 +74,43 @@ def run_grid(specs: Sequence[RunSpec], paths: GridPaths, workers: int = 1, threa
     counts = {"finished": 0, "failed": 0, "stopped": 0, "skipped": len(specs) - len(pending), "elsewhere": 0}
     running: dict[str, tuple[subprocess.Popen, RunSpec, float]] = {}
     started = time.time()
-    previous = _stop_on_signals()
-    try:
-        while pending or running:
-            while pending and len(running) < workers:
-                spec = pending.pop(0)
-                if spec.key in done_keys(paths.csv):  # another grid sharing this CSV has finished it
-                    counts["elsewhere"] += 1
-                    continue
-                running[spec.key] = (_launch(spec, recipes[spec.dataset], paths, threads, workers), spec, time.time())
-            time.sleep(0.2)
-            for key, (proc, spec, t0) in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                del running[key]
-                if proc.returncode == ELSEWHERE:
-                    counts["elsewhere"] += 1
-                    say(f"{spec.key}: left to another grid process sharing {paths.csv.name}")
-                    continue
-                ok = proc.returncode == 0 and key in done_keys(paths.csv)
-                outcome = "finished" if ok else "stopped" if proc.returncode == STOPPED else "failed"
-                counts[outcome] += 1
-                say(_progress_line(spec, outcome, time.time() - t0, paths, counts, len(pending) + len(running),
-                                   started))
-    except KeyboardInterrupt:
-        for proc, _, _ in running.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc, _, _ in running.values():
-            proc.wait(timeout=120)
-        say(f"grid stopped: {counts['finished']} run(s) finished and recorded; run the same command again to "
-            "continue (finished runs are skipped, interrupted ones resume from their checkpoint)")
-        raise
-    finally:
-        _restore(previous)
+    # SIGINT and SIGTERM stop the grid and, through it, its runs (they checkpoint). Set here, not left to Python: a
+    # grid started in the background (`cmd &`) inherits SIGINT ignored, and would let its runs stop and go on.
+    with StopRequests() as stop:
+        try:
+            while pending or running:
+                if stop.requested:
+                    raise KeyboardInterrupt(f"stopped by {stop.requested}")
+                while pending and len(running) < workers:
+                    spec = pending.pop(0)
+                    if spec.key in done_keys(paths.csv):  # another grid sharing this CSV has finished it
+                        counts["elsewhere"] += 1
+                        continue
+                    running[spec.key] = (_launch(spec, recipes[spec.dataset], paths, threads, workers), spec,
+                                         time.time())
+                time.sleep(0.2)
+                for key, (proc, spec, t0) in list(running.items()):
+                    if proc.poll() is None:
+                        continue
+                    del running[key]
+                    if proc.returncode == ELSEWHERE:
+                        counts["elsewhere"] += 1
+                        say(f"{spec.key}: left to another grid process sharing {paths.csv.name}")
+                        continue
+                    ok = proc.returncode == 0 and key in done_keys(paths.csv)
+                    outcome = "finished" if ok else "stopped" if proc.returncode == STOPPED else "failed"
+                    counts[outcome] += 1
+                    say(_progress_line(spec, outcome, time.time() - t0, paths, counts, len(pending) + len(running),
+                                       started))
+        except KeyboardInterrupt:
+            for proc, _, _ in running.values():
+                proc.send_signal(signal.SIGTERM)
+            for proc, _, _ in running.values():
+                proc.wait(timeout=120)
+            say(f"grid stopped: {counts['finished']} run(s) finished and recorded; run the same command again to "
+                "continue (finished runs are skipped, interrupted ones resume from their checkpoint)")
+            raise
     return counts
-
-
-def _stop_on_signals() -> dict[int, object]:
-    """SIGINT and SIGTERM stop the grid (KeyboardInterrupt: the running runs checkpoint). SIGINT is set here, not
-    left to Python: a grid started in the background by a shell (``cmd &``) inherits SIGINT ignored, and would
-    otherwise let its runs stop while it went on to the next ones. Returns the handlers to restore."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, _interrupt)
-    return previous
-
-
-def _interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
-
-
-def _restore(previous: dict[int, object]) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
 
 
 def _launch(spec: RunSpec, recipe: Recipe, paths: GridPaths, threads: int, concurrent: int) -> subprocess.Popen:
