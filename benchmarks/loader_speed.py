@@ -108,20 +108,23 @@ def loader_size(loader) -> int:
 
 def bench_loader(root: Path, workers: list[int], batch: int, size: int, repeats: int, pin: bool,
                  log=print) -> list[dict]:
-    rows = []
-    for w in workers:
-        loader = open_like_train(root, size, w, pin)
-        rates, firsts = [], []
-        for r in range(repeats):
-            seconds, n, first = time_epoch(loader, batch, epoch=r)
-            rates.append(n / seconds)
-            firsts.append(first)
-            log(f"workers {w:2d} repeat {r}: {n} images in {seconds:.2f} s = {n / seconds:.0f} img/s "
-                f"(first batch after {first:.2f} s)")
-        rows.append({"path": "crunet-folder-loader", "workers": w, "batch": batch, "size": size, "pin_memory": pin,
-                     "images": len(loader), "img_s": statistics.median(rates), "img_s_min": min(rates),
-                     "img_s_max": max(rates), "first_batch_s": statistics.median(firsts), "repeats": repeats})
-    return rows
+    return [{"path": "crunet-folder-loader", "workers": w, "batch": batch, "size": size, "pin_memory": pin,
+             **repeated_epochs(open_like_train(root, size, w, pin), batch, repeats, f"workers {w:2d}", log)}
+            for w in workers]
+
+
+def repeated_epochs(loader, batch: int, repeats: int, label: str, log, sync=lambda: None) -> dict:
+    """``repeats`` timed epochs of ``loader``, each logged: the median images/s with its range, and the median
+    seconds to the first batch."""
+    rates, firsts = [], []
+    for r in range(repeats):
+        seconds, n, first = time_epoch(loader, batch, epoch=r, sync=sync)
+        rates.append(n / seconds)
+        firsts.append(first)
+        log(f"{label} repeat {r}: {n} images in {seconds:.2f} s = {n / seconds:.0f} img/s "
+            f"(first batch after {first:.2f} s)")
+    return {"images": len(loader), "img_s": statistics.median(rates), "img_s_min": min(rates),
+            "img_s_max": max(rates), "first_batch_s": statistics.median(firsts), "repeats": repeats}
 
 
 def bench_device_decode(root: Path, device: str, workers: list[int], batch: int, size: int, repeats: int,
@@ -140,20 +143,10 @@ def bench_device_decode(root: Path, device: str, workers: list[int], batch: int,
     warm = list(loader.iterate([list(range(min(batch, len(loader))))], epoch=999))  # the decoder's set-up
     sync()
     del warm
-    rows = []
-    for w in workers:
-        loader = open_like_train(root, size, w, False, "device", device)
-        rates, firsts = [], []
-        for r in range(repeats):
-            seconds, n, first = time_epoch(loader, batch, epoch=r, sync=sync)
-            rates.append(n / seconds)
-            firsts.append(first)
-            log(f"device decode on {device}, workers {w:2d} repeat {r}: {n} images in {seconds:.2f} s = "
-                f"{n / seconds:.0f} img/s (first batch after {first:.2f} s)")
-        rows.append({"path": "crunet-device-decode", "device": device, "workers": w, "batch": batch, "size": size,
-                     "images": len(loader), "img_s": statistics.median(rates), "img_s_min": min(rates),
-                     "img_s_max": max(rates), "first_batch_s": statistics.median(firsts), "repeats": repeats})
-    return rows
+    return [{"path": "crunet-device-decode", "device": device, "workers": w, "batch": batch, "size": size,
+             **repeated_epochs(open_like_train(root, size, w, False, "device", device), batch, repeats,
+                               f"device decode on {device}, workers {w:2d}", log, sync)}
+            for w in workers]
 
 
 def bench_gpu_decode(root: Path, batch: int, size: int, repeats: int, log=print) -> list[dict]:
