@@ -370,6 +370,22 @@ def reading(d: Difference) -> str:
     return "not resolved"
 
 
+def verdict_change(short: Difference, long: Difference) -> str:
+    """Whether a claim's tier-3 reading (``long``) changes its 5-epoch one (``short``). A tier-3 interval that no
+    longer excludes 0 but still holds the 5-epoch difference decides nothing: it is as consistent with the old gap as
+    with none, so that is "undecided", not a change."""
+    if long.pooled:
+        return "not yet (one run a side)"
+    before, after = reading(short), reading(long)
+    if before == after:
+        return "no"
+    if after != "not resolved":
+        return "yes: reversed" if before != "not resolved" else "yes: now resolved"
+    if long.low <= short.value <= long.high:
+        return f"undecided (this interval holds the 5-epoch {short.value:+.2f})"
+    return f"yes: the gap closed (this interval excludes the 5-epoch {short.value:+.2f})"
+
+
 def find(table: Table, cell: Cell, dataset: str = DATASET) -> tuple[str, list[Row]] | None:
     """The rate and runs of ``cell`` (model, option without its rate) at whichever rate it ran; a cell found at
     several is ambiguous: the one with the most runs (then the lowest rate) stands for it."""

@@ -43,6 +43,7 @@ from crunet.study.cells import (
     split_rate,
     tier3_difference,
     timed,
+    verdict_change,
 )
 from crunet.study.grid import CLEARLY_BETTER, CONVERGENCE_CHECK_MODEL, DEFAULT_LR, TIER3_EPOCHS, parse_option
 from crunet.study.results_csv import STUDY_CSVS
@@ -214,8 +215,10 @@ def tier3_section(study: Study) -> list[str]:
                 "Each claim's comparison in tiers 1 and 2 (5 epochs, flips only, float32) beside tier 3's, with what "
                 "tier 3 changes besides the training length; a reading is the candidate's (the first-named cell's) "
                 "against the reference, resolved when the 95% interval excludes 0 († with one run on a side: the "
-                "pooled seed-to-seed sd, an indication). A verdict changed when its reading did; with one run on a "
-                "side in tier 3, that is not judged yet.", ""] + claims
+                "pooled seed-to-seed sd, an indication). A verdict changed when its reading did: reversed, newly "
+                "resolved, or a gap closed (the tier-3 interval excludes the 5-epoch difference). A tier-3 interval "
+                "that holds both 0 and the 5-epoch difference is undecided, not a change; with one run on a side in "
+                "tier 3, nothing is judged yet.", ""] + claims
     plots = tier3_plots(rows)
     if plots:
         out += [""] + [f"![{title}]({name})\n" for name, title in plots.items()]
@@ -260,8 +263,7 @@ def claims_table(short_table: Table, rates: dict[str, str], table: Table) -> lis
             if not long:
                 continue
             before, after = (_reading(short[1]) if short else "-"), _reading(long[1])
-            changed = ("-" if not short else "not yet (one run a side)" if long[1].pooled
-                       else "no" if reading(short[1]) == reading(long[1]) else "yes")
+            changed = verdict_change(short[1], long[1]) if short else "-"
             lines.append(f"| {claim.claim} | {change} | {_with_interval(short[1]) if short else '-'} | {before} | "
                          f"{_with_interval(long[1])} | {after} | {changed} |")
     return lines if len(lines) > 2 else []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crunet.study.cells import difference_interval, welch
+from crunet.study.cells import Difference, difference, difference_interval, verdict_change, welch
 from crunet.study.grid import TIER3_EPOCHS, tier3_option
 from crunet.study.report import render_markdown, write_report
 from crunet.study.results_csv import COLUMNS, append_row, epochs_file
@@ -122,7 +122,8 @@ def test_each_claim_shows_its_5_epoch_reading_beside_each_tier3_one(tier3):
     assert (f"{claim} {TIER3_EPOCHS} epochs, shifts, bf16 | {short} +0.50 ({low:+.2f} to {high:+.2f}) | "
             "worse, resolved | no |") in md
     assert (f"{claim} {TIER3_EPOCHS} epochs, shifts, bf16, the released sharing pattern (last stage plain) | {short} "
-            f"+0.00 ({low_r:+.2f} to {high_r:+.2f}) | not resolved | yes |") in md
+            f"+0.00 ({low_r:+.2f} to {high_r:+.2f}) | not resolved | yes: the gap closed (this interval excludes the "
+            "5-epoch +1.00) |") in md
     # the DSFB claims have tier-3 cells but no 5-epoch ones: their tier-3 readings stand alone, one run a side (†)
     assert ("| DSFB: the orthogonality regularizer helps (no regularizer vs with) | "
             f"{TIER3_EPOCHS} epochs, shifts, bf16, the CIFAR-10 regularizer | - | - | +0.00 (") in md
@@ -208,3 +209,22 @@ def test_a_torn_epochs_line_is_refused_by_file_and_line(tier3):
         f.write("4")  # killed mid-write
     with pytest.raises(ValueError, match=rf"{path.name}:5: malformed or torn row"):
         write_report(tier3)
+
+
+def _diff(candidate: list[float], reference: list[float]) -> Difference:
+    return difference(candidate, reference, (float("nan"), 0))
+
+
+def test_a_verdict_changes_only_when_tier_3_says_something_new():
+    worse = _diff([8.0, 7.8, 8.2], [7.0, 7.1, 6.9])  # +1.00, resolved
+    assert verdict_change(worse, _diff([7.5, 7.3, 7.7], [7.0, 6.8, 7.2])) == "no"  # +0.50, still resolved
+    assert verdict_change(worse, _diff([6.0, 6.1, 5.9], [7.0, 6.8, 7.2])) == "yes: reversed"
+    assert verdict_change(_diff([7.0, 7.5], [7.1, 7.3]), worse) == "yes: now resolved"
+    # 2 seeds a side: +0.40, an interval of about -3.4 to +4.2 holds both 0 and the 5-epoch +1.00: nothing decided
+    wide = _diff([7.0, 7.6], [6.8, 7.0])
+    assert wide.low < 0 < 1.0 < wide.high
+    assert verdict_change(worse, wide) == "undecided (this interval holds the 5-epoch +1.00)"
+    # a tight interval about 0 that excludes +1.00: the gap closed
+    assert verdict_change(worse, _diff([7.0, 6.9, 7.1], [7.0, 6.8, 7.2])).startswith("yes: the gap closed")
+    one_run = difference([7.0], [6.9, 7.1], (0.1, 4))
+    assert verdict_change(worse, one_run) == "not yet (one run a side)"
