@@ -31,9 +31,10 @@ def add_parser(subparsers) -> None:
                      help="run every cell of the grid at seeds 0..N-1 at least (default: the grid's own counts)")
     run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
     run.set_defaults(func=run_cmd)
-    show = sub.add_parser("list", help="list a grid's runs and which are done")
+    show = sub.add_parser("list", help="list a grid's runs: done, running, stopped part-way, or to do")
     show.add_argument("grid", choices=sorted(GRIDS))
     _results_argument(show, RESULTS_DIR)
+    show.add_argument("--runs", default=RUNS_DIR, help=f"the grid's run directories (default {RUNS_DIR}/)")
     show.set_defaults(func=list_cmd)
     merge = sub.add_parser("merge", help="add the runs of another results folder (another machine's) to ours")
     merge.add_argument("other", help="the other results folder (its grid CSVs and epochs/)")
@@ -122,11 +123,20 @@ def _recipes(places: list[str] | None):
 
 
 def list_cmd(args: argparse.Namespace) -> int:
-    from crunet.study.runner import RUNS_DIR
+    from collections import Counter
 
-    args.model = args.dataset = args.option = None
-    args.dry_run, args.runs = True, RUNS_DIR
-    return run_cmd(args)
+    from crunet.study.progress import run_state
+    from crunet.study.results_csv import done_keys
+    from crunet.study.runner import GridPaths
+
+    paths = GridPaths.of(args.grid, args.results, args.runs)
+    done, states = done_keys(paths.csv), Counter()
+    for spec in _selected(args):
+        state = run_state(spec, paths.runs, done)
+        states[state.split(",")[0].split(" after")[0]] += 1
+        print(f"{spec.key}: {state}")
+    print(f"grid {args.grid}: " + ", ".join(f"{n} {state}" for state, n in states.items()))
+    return 0
 
 
 def merge_cmd(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ import torch
 
 from crunet.errors import FileFormatError
 from crunet.study.grid import Recipe, RunSpec
+from crunet.study.progress import record_owner
 from crunet.study.results_csv import append_row, done_keys, epochs_file, read_epochs, read_json
 from crunet.study.runner import ELSEWHERE
 
@@ -43,6 +44,7 @@ def run_one(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epoch
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise RunElsewhere(f"{spec.key} is already running in another process, which will record it") from None
+    record_owner(lock)
     if spec.key in done_keys(csv_path):  # checked under the run's lock: no other process can be recording it now
         raise RunElsewhere(f"{spec.key} was recorded by another process meanwhile")
     cfg = spec.train_config(recipe, str(out))

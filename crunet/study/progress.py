@@ -1,0 +1,79 @@
+"""Where each run of a grid stands: recorded, running, or stopped part-way (and how far), read from the results CSV
+and the run directories, without touching a run's lock.
+
+A worker writes its process id into the run's lock file once it holds the lock. Probing the lock instead would race
+with a worker taking it (the worker would see it held and leave the run to nobody); a process id can only be stale,
+so a live one is also checked to be a study worker where the system says (Linux's /proc).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from crunet.study.grid import RunSpec
+
+WORKER_MODULE = "crunet.study.worker"
+
+
+def record_owner(lock_fd: int) -> None:
+    """Write this process's id into the lock file it has just locked (``lock_fd``)."""
+    os.ftruncate(lock_fd, 0)
+    os.pwrite(lock_fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def run_state(spec: RunSpec, runs_dir: Path, done: set[str]) -> str:
+    """``done``; ``running, K of E epochs done``; ``stopped after K of E epochs (resumes)``; or ``todo``."""
+    if spec.key in done:
+        return "done"
+    out = runs_dir / spec.key
+    epochs = _epochs_done(out / "metrics.csv")
+    total = _planned_epochs(out / "config.json")
+    progress = f"{epochs} of {total} epochs" if total else f"{epochs} epoch(s)"
+    owner = _owner(runs_dir / (spec.key + ".lock"))
+    if owner == "alive":
+        return f"running, {progress} done"
+    if owner == "unrecorded" and epochs:
+        return f"started, {progress} done (running or stopped: its worker predates recorded ids)"
+    if (out / "last.pt").is_file():
+        return f"stopped after {progress} (resumes)"
+    return "todo"
+
+
+def _epochs_done(metrics: Path) -> int:
+    try:
+        with open(metrics, newline="") as f:
+            return sum(1 for _ in csv.DictReader(f))
+    except OSError:
+        return 0
+
+
+def _planned_epochs(config: Path) -> int | None:
+    try:
+        return int(json.loads(config.read_text())["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _owner(lock: Path) -> str:
+    """``alive`` (a study worker with the recorded id runs), ``gone``, or ``unrecorded`` (a lock file without an id)."""
+    try:
+        text = lock.read_text().strip()
+    except OSError:
+        return "gone"
+    if not text:
+        return "unrecorded"
+    try:
+        pid = int(text)
+        os.kill(pid, 0)
+    except (OSError, ValueError):  # not an id, or no such process
+        return "gone"
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.parent.is_dir():
+        return "alive"  # no /proc here: a live process with the worker's id is the best evidence there is
+    try:
+        return "alive" if WORKER_MODULE.encode() in cmdline.read_bytes() else "gone"
+    except OSError:
+        return "gone"
