@@ -1,6 +1,6 @@
 """The study's figures (matplotlib, imported here only): error against size and time, and the gradient flow of the
-shared bases with and without DSFB's orthogonality regularizer; tier 3's convergence and regularizer settings. Drawn
-from the cells and per-epoch metrics of ``cells.py``."""
+shared bases with and without DSFB's orthogonality regularizer; tier 3's convergence, its comparisons' gaps and its
+regularizer settings. Drawn from the cells and per-epoch metrics of ``cells.py``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from crunet.study.cells import (
     MEASURED_CPU_SHARE,
     REGULARIZERS,
     SIZE_OPTIONS,
+    TIER3_COMPARISONS,
     cell_label,
     cells,
     epoch_metrics,
     errors,
+    find,
     mean_std,
     split_rate,
     timed,
@@ -142,15 +144,10 @@ def plot_tier3_convergence(results: Path, rows: list[dict[str, str]], path: Path
     own), from each run's per-epoch metrics."""
     curves = {}
     for (_, model, option, rate), group in cells(rows).items():
-        by_epoch: dict[int, list[float]] = defaultdict(list)
-        for row in group:
-            for epoch in epoch_metrics(results, row["key"]):
-                if epoch.get("val_top1"):
-                    by_epoch[int(epoch["epoch"])].append(100.0 - float(epoch["val_top1"]))
-        if by_epoch:
+        if by_epoch := mean_error_by_epoch(results, group):
             epochs = sorted(by_epoch)
             curves[f"{cell_label(model, option).replace('`', '')} lr {rate} (n={len(group)})"] = (
-                epochs, [statistics.fmean(by_epoch[e]) for e in epochs])
+                epochs, [by_epoch[e] for e in epochs])
     if not curves:
         return None
     plt = _pyplot()
@@ -164,6 +161,58 @@ def plot_tier3_convergence(results: Path, rows: list[dict[str, str]], path: Path
 
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def mean_error_by_epoch(results: Path, group: list[dict[str, str]]) -> dict[int, float]:
+    """Test error (100 - val_top1) at each epoch, averaged over the runs of ``group`` that logged it."""
+    by_epoch: dict[int, list[float]] = defaultdict(list)
+    for row in group:
+        for epoch in epoch_metrics(results, row["key"]):
+            if epoch.get("val_top1"):
+                by_epoch[int(epoch["epoch"])].append(100.0 - float(epoch["val_top1"]))
+    return {e: statistics.fmean(v) for e, v in by_epoch.items()}
+
+
+def comparison_gaps(results: Path, rows: list[dict[str, str]]) -> dict[str, tuple[list[int], list[float]]]:
+    """Each tier-3 comparison with both cells logged: (its epochs, the gap at each), labelled with its question and
+    run counts."""
+    table, gaps = cells(rows), {}
+    for c in TIER3_COMPARISONS:
+        a, b = find(table, c.candidate, c.dataset), find(table, c.reference, c.dataset)
+        if not a or not b:
+            continue
+        ea, eb = mean_error_by_epoch(results, a[1]), mean_error_by_epoch(results, b[1])
+        if epochs := sorted(set(ea) & set(eb)):
+            gaps[f"{c.question} (n={len(a[1])} vs {len(b[1])})"] = (epochs, [ea[e] - eb[e] for e in epochs])
+    return gaps
+
+
+def plot_tier3_gaps(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:
+    """Each tier-3 comparison's gap against epoch: the candidate cell's mean test error minus the reference's, at
+    the epochs both logged. The convergence plot's scale hides gaps of a tenth of a point; here one can see whether
+    each closes, opens or holds. Linear within 1 point of 0, logarithmic beyond (the high-rate epochs swing by tens)."""
+    gaps = comparison_gaps(results, rows)
+    if not gaps:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
+    colours = plt.get_cmap("tab10" if len(gaps) <= 10 else "tab20")
+    for i, (label, (epochs, values)) in enumerate(gaps.items()):
+        ax.plot(epochs, values, marker=".", color=colours(i), label=label)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_yscale("symlog", linthresh=1.0)
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.set(xlabel="epoch", ylabel="error gap, points (candidate - reference)",
+           title="tier 3: each comparison's gap against epoch (mean over seeds)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()

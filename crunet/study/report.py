@@ -35,6 +35,7 @@ from crunet.study.cells import (
     cells,
     convergence_check,
     errors,
+    find,
     mean_std,
     on_cpu,
     pooled_seed_sd,
@@ -49,6 +50,7 @@ from crunet.study.grid import CLEARLY_BETTER, CONVERGENCE_CHECK_MODEL, DEFAULT_L
 from crunet.study.results_csv import STUDY_CSVS
 
 TIER3_PLOTS = {"tier3_convergence.png": "tier 3: test error against epoch (mean over seeds)",
+               "tier3_gaps.png": "tier 3: each comparison's error gap against epoch (candidate minus reference)",
                "tier3_grad_norms.png": "tier 3: gradient norm of DSFB's shared bases under each regularizer setting"}
 
 
@@ -72,6 +74,7 @@ def write_report(results: Path) -> list[Path]:
                "error_vs_time.png": lambda path: plots.plot_error_vs_time(study.rows, path),
                "ablation_grad_norms.png": lambda path: plots.plot_ablation(results, claims, path),
                "tier3_convergence.png": lambda path: plots.plot_tier3_convergence(results, study.tier3_rows, path),
+               "tier3_gaps.png": lambda path: plots.plot_tier3_gaps(results, study.tier3_rows, path),
                "tier3_grad_norms.png": lambda path: plots.plot_tier3_grad_norms(results, study.tier3_rows, path)}
     wanted = {**available_plots(study.rows, study.rates), **tier3_plots(study.tier3_rows)}
     written = [md]
@@ -307,6 +310,9 @@ def tier3_plots(rows: list[Row]) -> dict[str, str]:
     plots = {}
     if rows:
         plots["tier3_convergence.png"] = TIER3_PLOTS["tier3_convergence.png"]
+    table = cells(rows)
+    if any(find(table, c.candidate, c.dataset) and find(table, c.reference, c.dataset) for c in TIER3_COMPARISONS):
+        plots["tier3_gaps.png"] = TIER3_PLOTS["tier3_gaps.png"]
     if any(r["model"] == DSFB and split_rate(r["option"])[0] in REGULARIZERS for r in rows):
         plots["tier3_grad_norms.png"] = TIER3_PLOTS["tier3_grad_norms.png"]
     return plots

@@ -169,8 +169,8 @@ def test_one_seed_at_e_holds_the_difference_against_the_pooled_sd(tier12):
 
 def test_the_report_writes_the_tier3_plots(tier3):
     written = {p.name for p in write_report(tier3)}
-    assert {"tier3_convergence.png", "tier3_grad_norms.png"} <= written
-    for name in ("tier3_convergence.png", "tier3_grad_norms.png"):
+    assert {"tier3_convergence.png", "tier3_gaps.png", "tier3_grad_norms.png"} <= written
+    for name in ("tier3_convergence.png", "tier3_gaps.png", "tier3_grad_norms.png"):
         assert (tier3 / name).read_bytes()[:4] == b"\x89PNG"
         assert f"]({name})" in (tier3 / "results.md").read_text()
 
@@ -228,3 +228,14 @@ def test_a_verdict_changes_only_when_tier_3_says_something_new():
     assert verdict_change(worse, _diff([7.0, 6.9, 7.1], [7.0, 6.8, 7.2])).startswith("yes: the gap closed")
     one_run = difference([7.0], [6.9, 7.1], (0.1, 4))
     assert verdict_change(worse, one_run) == "not yet (one run a side)"
+
+
+def test_each_comparisons_gap_is_the_mean_error_difference_at_each_epoch(tier3):
+    from crunet.study.cells import load_tier3
+    from crunet.study.plots import comparison_gaps
+
+    gaps = comparison_gaps(tier3, load_tier3(tier3))
+    # crunet_small: 15, 10, then 7.5 (mean of 7.5, 7.3, 7.7); preresnet_small: 14, 9, then 7.0 (mean of 7.1, 6.9)
+    epochs, values = gaps["CRU vs ResNet units (n=3 vs 2)"]
+    assert epochs == [1, 2, 3] and values == pytest.approx([1.0, 1.0, 0.5])
+    assert not any(label.startswith("CRU vs ResNeXt") for label in gaps)  # preresnext_small logged no epochs
