@@ -29,6 +29,9 @@ def add_parser(subparsers) -> None:
                           "default: fashion-mnist from the Debian package, mnist in data/mnist)")
     run.add_argument("--seeds", type=_seed_count, default=None, metavar="N",
                      help="run every cell of the grid at seeds 0..N-1 at least (default: the grid's own counts)")
+    run.add_argument("--whole-cells", action="store_true",
+                     help="only cells none of whose runs is recorded yet, so that each cell stays on one device "
+                          "(a GPU session beside the CPUs' grid)")
     run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
     run.set_defaults(func=run_cmd)
     show = sub.add_parser("list", help="list a grid's runs: done, running, stopped part-way, or to do")
@@ -77,7 +80,18 @@ def _selected(args: argparse.Namespace):
             raise CliError("--seeds: the learning-rate check runs one seed per rate by design; give --seeds to tier1 "
                            "or tier2")
         specs = with_seeds(specs, args.seeds)
+    if getattr(args, "whole_cells", False):
+        specs = untouched_cells(specs, Path(args.results) / f"{args.grid}.csv")
     return specs
+
+
+def untouched_cells(specs: list, csv_path: Path) -> list:
+    """The runs of the cells (data set, model, option) none of whose runs ``csv_path`` records."""
+    from crunet.study.results_csv import done_keys
+
+    done = done_keys(csv_path)
+    touched = {(s.dataset, s.model, s.option) for s in specs if s.key in done}
+    return [s for s in specs if (s.dataset, s.model, s.option) not in touched]
 
 
 def _seed_count(text: str) -> int:

@@ -97,3 +97,18 @@ def test_a_seed_count_below_one_is_refused_by_name(checked_rates, capsys):
     except SystemExit as exit_:
         code = exit_.code
     assert code == 2 and "expected a whole number of seeds, 1 or more, got '0'" in capsys.readouterr().err
+
+
+def test_whole_cells_leaves_out_every_cell_with_a_recorded_run(checked_rates, capsys):
+    from crunet.study.results_csv import append_row
+
+    argv = ["study", "run", "tier2", "--model", "crunet_small", "--dry-run", "--results", str(checked_rates)]
+    append_row(checked_rates / "tier2.csv", {"key": "fashion-mnist/crunet_small/amp=bf16/seed1",
+                                             "model": "crunet_small"})  # one seed of the bf16 cell, elsewhere
+    assert main(argv) == 0
+    everything = capsys.readouterr().out.split("\n")[:-1]
+    assert "done fashion-mnist/crunet_small/amp=bf16/seed1" in everything
+    assert main(argv + ["--whole-cells"]) == 0
+    whole = capsys.readouterr().out.split("\n")[:-1]
+    assert whole and not any("/amp=bf16/" in line for line in whole)  # the touched cell, all its seeds
+    assert whole == [line for line in everything if "/amp=bf16/" not in line]
