@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crunet.cli.main import CliError
+
+if TYPE_CHECKING:
+    from crunet.study.grid import RunSpec
 
 
 def add_parser(subparsers) -> None:
@@ -85,7 +89,7 @@ def _selected(args: argparse.Namespace):
     return specs
 
 
-def untouched_cells(specs: list, csv_path: Path) -> list:
+def untouched_cells(specs: list[RunSpec], csv_path: Path) -> list[RunSpec]:
     """The runs of the cells (data set, model, option) none of whose runs ``csv_path`` records."""
     from crunet.study.results_csv import done_keys
 
@@ -147,8 +151,8 @@ def list_cmd(args: argparse.Namespace) -> int:
     done, states = done_keys(paths.csv), Counter()
     for spec in _selected(args):
         state = run_state(spec, paths.runs, done)
-        states[state.split(",")[0].split(" after")[0]] += 1
-        print(f"{spec.key}: {state}")
+        states[state.kind] += 1
+        print(f"{spec.key}: {state.text}")
     print(f"grid {args.grid}: " + ", ".join(f"{n} {state}" for state, n in states.items()))
     return 0
 

@@ -12,6 +12,7 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from crunet.study.grid import RunSpec
 
@@ -24,22 +25,27 @@ def record_owner(lock_fd: int) -> None:
     os.pwrite(lock_fd, f"{os.getpid()}\n".encode(), 0)
 
 
-def run_state(spec: RunSpec, runs_dir: Path, done: set[str]) -> str:
+class RunState(NamedTuple):
+    kind: str  # done, running, stopped, started (running or stopped: no id recorded), todo
+    text: str  # the kind with its epochs, as `crunet study list` prints it
+
+
+def run_state(spec: RunSpec, runs_dir: Path, done: set[str]) -> RunState:
     """``done``; ``running, K of E epochs done``; ``stopped after K of E epochs (resumes)``; or ``todo``."""
     if spec.key in done:
-        return "done"
+        return RunState("done", "done")
     out = runs_dir / spec.key
     epochs = _epochs_done(out / "metrics.csv")
     total = _planned_epochs(out / "config.json")
     progress = f"{epochs} of {total} epochs" if total else f"{epochs} epoch(s)"
     owner = _owner(runs_dir / (spec.key + ".lock"))
     if owner == "alive":
-        return f"running, {progress} done"
+        return RunState("running", f"running, {progress} done")
     if owner == "unrecorded" and epochs:
-        return f"started, {progress} done (running or stopped: its worker predates recorded ids)"
+        return RunState("started", f"started, {progress} done (running or stopped: its worker predates recorded ids)")
     if (out / "last.pt").is_file():
-        return f"stopped after {progress} (resumes)"
-    return "todo"
+        return RunState("stopped", f"stopped after {progress} (resumes)")
+    return RunState("todo", "todo")
 
 
 def _epochs_done(metrics: Path) -> int:

@@ -40,36 +40,36 @@ def worker_like():
 
 
 def test_done_and_todo(tmp_path):
-    assert run_state(SPEC, tmp_path, {SPEC.key}) == "done"
-    assert run_state(SPEC, tmp_path, set()) == "todo"
+    assert run_state(SPEC, tmp_path, {SPEC.key}).text == "done"
+    assert run_state(SPEC, tmp_path, set()).text == "todo"
 
 
 def test_a_run_whose_worker_lives_is_running(tmp_path, worker_like):
     _started(tmp_path, 3, f"{worker_like.pid}\n")
-    assert run_state(SPEC, tmp_path, set()) == "running, 3 of 20 epochs done"
+    assert run_state(SPEC, tmp_path, set()).text == "running, 3 of 20 epochs done"
 
 
 def test_a_run_whose_worker_is_gone_is_stopped_and_resumes(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     _started(tmp_path, 7, f"{dead.pid}\n")
-    assert run_state(SPEC, tmp_path, set()) == "stopped after 7 of 20 epochs (resumes)"
+    assert run_state(SPEC, tmp_path, set()).text == "stopped after 7 of 20 epochs (resumes)"
 
 
 def test_a_live_process_that_is_not_a_worker_does_not_make_a_run_running(tmp_path):
     _started(tmp_path, 7, f"{os.getpid()}\n")  # pytest: alive, but a reused id, not the run's worker
     expected = "stopped after 7 of 20 epochs (resumes)" if os.path.isdir("/proc") else "running, 7 of 20 epochs done"
-    assert run_state(SPEC, tmp_path, set()) == expected
+    assert run_state(SPEC, tmp_path, set()).text == expected
 
 
 def test_a_lock_without_an_id_says_it_cannot_tell(tmp_path):
     _started(tmp_path, 2, "")
-    assert run_state(SPEC, tmp_path, set()).startswith("started, 2 of 20 epochs done (running or stopped")
+    assert run_state(SPEC, tmp_path, set()).text.startswith("started, 2 of 20 epochs done (running or stopped")
 
 
 def test_a_directory_without_a_checkpoint_starts_again(tmp_path):
     _started(tmp_path, 0, None, checkpoint=False)
-    assert run_state(SPEC, tmp_path, set()) == "todo"
+    assert run_state(SPEC, tmp_path, set()).text == "todo"
 
 
 def test_a_worker_records_its_id_in_the_lock_it_holds(tmp_path):
