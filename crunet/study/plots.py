@@ -150,17 +150,29 @@ def plot_tier3_convergence(results: Path, rows: list[dict[str, str]], path: Path
                 epochs, [by_epoch[e] for e in epochs])
     if not curves:
         return None
+
+    def log_scale(ax) -> None:
+        from matplotlib.ticker import ScalarFormatter
+
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+
+    return _lines_by_epoch(curves, path, "test error % (mean over seeds)", "tier 3: test error against epoch",
+                           log_scale)
+
+
+def _lines_by_epoch(curves: dict[str, tuple[list[int], list[float]]], path: Path, ylabel: str, title: str,
+                    scale) -> Path:
+    """One line per curve (label: (epochs, values)) against epoch, the legend outside; ``scale(ax)`` sets the y
+    axis."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 4.8))
     colours = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
     for i, (label, (epochs, values)) in enumerate(curves.items()):
         ax.plot(epochs, values, marker=".", color=colours(i), label=label)
-    ax.set(yscale="log", xlabel="epoch", ylabel="test error % (mean over seeds)",
-           title="tier 3: test error against epoch")
-    from matplotlib.ticker import ScalarFormatter
-
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    scale(ax)
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
@@ -200,25 +212,17 @@ def plot_tier3_gaps(results: Path, rows: list[dict[str, str]], path: Path) -> Pa
     gaps = comparison_gaps(results, rows)
     if not gaps:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9.5, 4.8))
-    colours = plt.get_cmap("tab10" if len(gaps) <= 10 else "tab20")
-    for i, (label, (epochs, values)) in enumerate(gaps.items()):
-        ax.plot(epochs, values, marker=".", color=colours(i), label=label)
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_yscale("symlog", linthresh=1.0)
-    from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.set(xlabel="epoch", ylabel="error gap, points (candidate - reference)",
-           title="tier 3: each comparison's gap against epoch (mean over seeds)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    def symlog_about_0(ax) -> None:
+        from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+
+    return _lines_by_epoch(gaps, path, "error gap, points (candidate - reference)",
+                           "tier 3: each comparison's gap against epoch (mean over seeds)", symlog_about_0)
 
 
 def plot_tier3_grad_norms(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:
