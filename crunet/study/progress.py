@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import statistics
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,12 +36,14 @@ def run_state(spec: RunSpec, runs_dir: Path, done: set[str]) -> RunState:
     if spec.key in done:
         return RunState("done", "done")
     out = runs_dir / spec.key
-    epochs = _epochs_done(out / "metrics.csv")
-    total = _planned_epochs(out / "config.json")
+    seconds = _epoch_seconds(out / "metrics.csv")
+    epochs, total = len(seconds), _planned_epochs(out / "config.json")
     progress = f"{epochs} of {total} epochs" if total else f"{epochs} epoch(s)"
     owner = _owner(runs_dir / (spec.key + ".lock"))
     if owner == "alive":
-        return RunState("running", f"running, {progress} done")
+        times = [t for t in seconds if t is not None]
+        left = f", about {_minutes(statistics.median(times) * (total - epochs))} left" if times and total else ""
+        return RunState("running", f"running, {progress} done{left}")
     if owner == "unrecorded" and epochs:
         return RunState("started", f"started, {progress} done (running or stopped: its worker predates recorded ids)")
     if (out / "last.pt").is_file():
@@ -48,12 +51,25 @@ def run_state(spec: RunSpec, runs_dir: Path, done: set[str]) -> RunState:
     return RunState("todo", "todo")
 
 
-def _epochs_done(metrics: Path) -> int:
+def _epoch_seconds(metrics: Path) -> list[float | None]:
+    """Each logged epoch's training seconds, None where not logged (an epoch resumed part-way logs only its rest:
+    the median of several ignores it)."""
     try:
         with open(metrics, newline="") as f:
-            return sum(1 for _ in csv.DictReader(f))
+            return [_number(row.get("epoch_seconds")) for row in csv.DictReader(f)]
     except OSError:
-        return 0
+        return []
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{max(1, round(seconds / 60))} min"
 
 
 def _planned_epochs(config: Path) -> int | None:

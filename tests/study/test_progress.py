@@ -16,12 +16,15 @@ from crunet.study.results_csv import append_row
 SPEC = RunSpec("fashion-mnist", "preresnet_small", 0, tier3_option(20))
 
 
-def _started(runs, epochs_done: int, owner: str | None, checkpoint: bool = True) -> None:
+def _started(runs, epochs_done: int, owner: str | None, checkpoint: bool = True,
+             epoch_seconds: list[float] | None = None) -> None:
     """A run directory as a worker leaves it: config, ``epochs_done`` metrics rows, a checkpoint, the lock file."""
     out = runs / SPEC.key
     out.mkdir(parents=True)
     (out / "config.json").write_text(json.dumps({"model": SPEC.model, "epochs": 20}))
-    (out / "metrics.csv").write_text("epoch,val_top1\n" + "".join(f"{e},90.0\n" for e in range(1, epochs_done + 1)))
+    times = epoch_seconds or [""] * epochs_done
+    (out / "metrics.csv").write_text("epoch,val_top1,epoch_seconds\n" + "".join(
+        f"{e},90.0,{t}\n" for e, t in zip(range(1, epochs_done + 1), times, strict=True)))
     if checkpoint:
         (out / "last.pt").write_bytes(b"")
     if owner is not None:
@@ -46,7 +49,12 @@ def test_done_and_todo(tmp_path):
 
 def test_a_run_whose_worker_lives_is_running(tmp_path, worker_like):
     _started(tmp_path, 3, f"{worker_like.pid}\n")
-    assert run_state(SPEC, tmp_path, set()).text == "running, 3 of 20 epochs done"
+    assert run_state(SPEC, tmp_path, set()).text == "running, 3 of 20 epochs done"  # no epoch times logged
+
+
+def test_a_running_run_says_how_long_it_has_left_at_its_median_pace(tmp_path, worker_like):
+    _started(tmp_path, 3, f"{worker_like.pid}\n", epoch_seconds=[20.0, 180.0, 200.0])  # the first resumed part-way
+    assert run_state(SPEC, tmp_path, set()).text == "running, 3 of 20 epochs done, about 51 min left"  # 17 x 180 s
 
 
 def test_a_run_whose_worker_is_gone_is_stopped_and_resumes(tmp_path):
