@@ -25,9 +25,7 @@ def add_parser(subparsers) -> None:
     run.add_argument("--threads", type=_positive, default=None, help="threads per run (default: cores / workers)")
     _results_argument(run, RESULTS_DIR)
     run.add_argument("--runs", default=RUNS_DIR, help=f"run directories and logs (default {RUNS_DIR}/)")
-    run.add_argument("--model", action="append", help="only these models (repeatable)")
-    run.add_argument("--dataset", action="append", help="only these data sets (repeatable)")
-    run.add_argument("--option", action="append", help="only runs with this option, '-' for none (repeatable)")
+    _filter_arguments(run)
     run.add_argument("--data", action="append", metavar="NAME=DIR",
                      help="where a data set's IDX files are, e.g. fashion-mnist=data/fashion-mnist (repeatable; "
                           "default: fashion-mnist from the Debian package, mnist in data/mnist)")
@@ -42,6 +40,7 @@ def add_parser(subparsers) -> None:
     show.add_argument("grid", choices=sorted(GRIDS))
     _results_argument(show, RESULTS_DIR)
     show.add_argument("--runs", default=RUNS_DIR, help=f"the grid's run directories (default {RUNS_DIR}/)")
+    _filter_arguments(show)
     show.set_defaults(func=list_cmd)
     merge = sub.add_parser("merge", help="add the runs of another results folder (another machine's) to ours")
     merge.add_argument("other", help="the other results folder (its grid CSVs and epochs/)")
@@ -50,6 +49,12 @@ def add_parser(subparsers) -> None:
     report = sub.add_parser("report", help="regenerate results.md and the plots from the CSVs")
     _results_argument(report, RESULTS_DIR)
     report.set_defaults(func=report_cmd)
+
+
+def _filter_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", help="only these models (repeatable)")
+    parser.add_argument("--dataset", action="append", help="only these data sets (repeatable)")
+    parser.add_argument("--option", action="append", help="only runs with this option, '-' for none (repeatable)")
 
 
 def _results_argument(parser: argparse.ArgumentParser, default: str) -> None:

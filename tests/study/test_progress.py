@@ -99,3 +99,7 @@ def test_study_list_prints_each_run_and_the_counts(checked_rates, capsys, worker
     assert f"{done.key}: done\n" in out and f"{SPEC.key}: running, 4 of 20 epochs done\n" in out
     last = out.strip().splitlines()[-1]
     assert last.startswith("grid tier3: ") and "1 done" in last and "1 running" in last and "todo" in last
+    argv = ["study", "list", "tier3", "--results", str(results), "--runs", str(runs), "--model", "resnet32_cifar"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and all("/resnet32_cifar/" in line for line in lines[:-1])  # 3 seeds, then the counts
