@@ -90,7 +90,9 @@ def _selected(args: argparse.Namespace):
                            "or tier2")
         specs = with_seeds(specs, args.seeds)
     if getattr(args, "whole_cells", False):
-        specs = untouched_cells(specs, Path(args.results) / f"{args.grid}.csv")
+        from crunet.study.runner import GridPaths
+
+        specs = untouched_cells(specs, GridPaths.of(args.grid, args.results).csv)
     return specs
 
 

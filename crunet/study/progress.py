@@ -8,14 +8,13 @@ so a live one is also checked to be a study worker where the system says (Linux'
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import statistics
 from pathlib import Path
 from typing import NamedTuple
 
 from crunet.study.grid import RunSpec
+from crunet.study.results_csv import read_epochs, read_json
 
 WORKER_MODULE = "crunet.study.worker"
 
@@ -36,7 +35,7 @@ def run_state(spec: RunSpec, runs_dir: Path, done: set[str]) -> RunState:
     if spec.key in done:
         return RunState("done", "done")
     out = runs_dir / spec.key
-    seconds = _epoch_seconds(out / "metrics.csv")
+    seconds = [_number(row.get("epoch_seconds")) for row in read_epochs(out / "metrics.csv")]
     epochs, total = len(seconds), _planned_epochs(out / "config.json")
     progress = f"{epochs} of {total} epochs" if total else f"{epochs} epoch(s)"
     owner = _owner(runs_dir / (spec.key + ".lock"))
@@ -51,17 +50,9 @@ def run_state(spec: RunSpec, runs_dir: Path, done: set[str]) -> RunState:
     return RunState("todo", "todo")
 
 
-def _epoch_seconds(metrics: Path) -> list[float | None]:
-    """Each logged epoch's training seconds, None where not logged (an epoch resumed part-way logs only its rest:
-    the median of several ignores it)."""
-    try:
-        with open(metrics, newline="") as f:
-            return [_number(row.get("epoch_seconds")) for row in csv.DictReader(f)]
-    except OSError:
-        return []
-
-
 def _number(text: str | None) -> float | None:
+    """An epoch's training seconds, None where not logged (an epoch resumed part-way logs only its rest: the median
+    of several ignores it)."""
     try:
         return float(text) if text else None
     except ValueError:
@@ -74,8 +65,8 @@ def _minutes(seconds: float) -> str:
 
 def _planned_epochs(config: Path) -> int | None:
     try:
-        return int(json.loads(config.read_text())["epochs"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(read_json(config)["epochs"]) if config.is_file() else None
+    except (KeyError, TypeError, ValueError):  # torn (FileFormatError), or without a whole number of epochs
         return None
 
 
