@@ -38,6 +38,13 @@ def _pyplot():
 Point = tuple[int, float, float]  # parameters, mean and sd of the test error
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
 def size_points(rows: list[dict[str, str]], dataset: str = "fashion-mnist") -> tuple[dict[str, list[Point]],
                                                                                        dict[str, Point]]:
     """The error-against-parameters view: each family's curve over its sizes (size=0.5, 1, 2) and one point for
@@ -68,10 +75,7 @@ def plot_error_vs_params(rows: list[dict[str, str]], path: Path, dataset: str = 
            title=f"{dataset}: test error against size\n(curves: size=0.5, 1, 2; squares: other models)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 OPTION_MARKERS = {"": "o", "size=0.5": "v", "size=2": "^", "orth_lambda=0": "X", "amp=bf16": "D"}
@@ -95,10 +99,7 @@ def plot_error_vs_time(rows: list[dict[str, str]], path: Path, dataset: str = "f
            title=f"{dataset}: test error against training time")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_ablation(results: Path, rows: list[dict[str, str]], path: Path, model: str = "dsfb_resnet32_s16u1",
@@ -133,10 +134,7 @@ def plot_ablation(results: Path, rows: list[dict[str, str]], path: Path, model: 
     for ax in (ax_grad, ax_orth):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_tier3_convergence(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:
@@ -175,10 +173,7 @@ def _lines_by_epoch(curves: dict[str, tuple[list[int], list[float]]], path: Path
     ax.set(xlabel="epoch", ylabel=ylabel, title=title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def mean_error_by_epoch(results: Path, group: list[dict[str, str]]) -> dict[int, float]:
@@ -256,7 +251,4 @@ def plot_tier3_grad_norms(results: Path, rows: list[dict[str, str]], path: Path)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"{DSFB}, tier 3: shared-basis gradients under each regularizer setting", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
