@@ -20,10 +20,10 @@ from crunet.study.cells import (
     epoch_metrics,
     errors,
     find,
-    mean_std,
     split_rate,
     timed,
 )
+from crunet.study.seed_stats import mean_std
 
 
 def _pyplot():

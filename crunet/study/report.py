@@ -25,7 +25,6 @@ from crunet.study.cells import (
     TIER3_COMPARISONS,
     Comparison,
     ConvergenceCheck,
-    Difference,
     Row,
     Study,
     Table,
@@ -36,7 +35,6 @@ from crunet.study.cells import (
     convergence_check,
     errors,
     find,
-    mean_std,
     on_cpu,
     pooled_seed_sd,
     reading,
@@ -48,6 +46,7 @@ from crunet.study.cells import (
 )
 from crunet.study.grid import CLEARLY_BETTER, CONVERGENCE_CHECK_MODEL, DEFAULT_LR, TIER3_EPOCHS, parse_option
 from crunet.study.results_csv import STUDY_CSVS
+from crunet.study.seed_stats import Difference, mean_std
 
 TIER3_PLOTS = {"tier3_convergence.png": "tier 3: test error against epoch (mean over seeds)",
                "tier3_gaps.png": "tier 3: each comparison's error gap against epoch (candidate minus reference)",

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from crunet.study.cells import cells, difference_interval, load, pooled_seed_sd, pooled_test, welch
+from crunet.study.cells import cells, load, pooled_seed_sd
 from crunet.study.report import render_markdown, write_report
 from crunet.study.results_csv import append_row
+from crunet.study.seed_stats import difference_interval, pooled_test, welch
 
 REPO = Path(__file__).resolve().parents[2]
 

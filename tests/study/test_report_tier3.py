@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from crunet.study.cells import Difference, difference, difference_interval, verdict_change, welch
+from crunet.study.cells import verdict_change
 from crunet.study.grid import TIER3_EPOCHS, tier3_option
 from crunet.study.report import render_markdown, write_report
 from crunet.study.results_csv import COLUMNS, append_row, epochs_file
+from crunet.study.seed_stats import Difference, difference, difference_interval, welch
 
 GPU = "cuda:0 (NVIDIA H200)"
 GRAD = "grad_stages.0.shared.0.weights.0"
