@@ -35,7 +35,7 @@ def run_state(spec: RunSpec, runs_dir: Path, done: set[str]) -> RunState:
     if spec.key in done:
         return RunState("done", "done")
     out = runs_dir / spec.key
-    seconds = [_number(row.get("epoch_seconds")) for row in read_epochs(out / "metrics.csv")]
+    seconds = [_epoch_seconds(row.get("epoch_seconds")) for row in read_epochs(out / "metrics.csv")]
     epochs, total = len(seconds), _planned_epochs(out / "config.json")
     progress = f"{epochs} of {total} epochs" if total else f"{epochs} epoch(s)"
     owner = _owner(runs_dir / (spec.key + ".lock"))
@@ -50,9 +50,9 @@ def run_state(spec: RunSpec, runs_dir: Path, done: set[str]) -> RunState:
     return RunState("todo", "todo")
 
 
-def _number(text: str | None) -> float | None:
-    """An epoch's training seconds, None where not logged (an epoch resumed part-way logs only its rest: the median
-    of several ignores it)."""
+def _epoch_seconds(text: str | None) -> float | None:
+    """An epoch's training seconds from its ``epoch_seconds`` field, None where not logged (an epoch resumed
+    part-way logs only its rest: the median of several ignores it)."""
     try:
         return float(text) if text else None
     except ValueError:
