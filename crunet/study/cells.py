@@ -57,16 +57,18 @@ def epoch_metrics(results: Path, key: str) -> list[Row]:
 @dataclass(frozen=True)
 class Study:
     """Everything the report reads, loaded once: tiers 1 and 2, the learning-rate check, the family rates and
-    tier 3."""
+    tier 3; and the folder, whose ``epochs/`` holds each run's per-epoch metrics."""
 
     rows: list[Row]
     lr_rows: list[Row]
     rates: dict[str, str]
     tier3_rows: list[Row]
+    results: Path
 
     @classmethod
     def load(cls, results: Path) -> Study:
-        return cls(load(results), load_lr_check(results), family_rates(Path(results)), load_tier3(results))
+        results = Path(results)
+        return cls(load(results), load_lr_check(results), family_rates(results), load_tier3(results), results)
 
     @property
     def claims(self) -> list[Row]:

@@ -1,11 +1,10 @@
 """The study's figures (matplotlib, imported here only): error against size and time, and the gradient flow of the
 shared bases with and without DSFB's orthogonality regularizer; tier 3's convergence, its comparisons' gaps and its
-regularizer settings. Drawn from the cells and per-epoch metrics of ``cells.py``."""
+regularizer settings. Drawn from the cells of ``cells.py`` and the per-epoch series of ``epoch_series.py``."""
 
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
 from pathlib import Path
 
 from crunet.study.cells import (
@@ -14,14 +13,17 @@ from crunet.study.cells import (
     MEASURED_CPU_SHARE,
     REGULARIZERS,
     SIZE_OPTIONS,
-    TIER3_COMPARISONS,
     cell_label,
     cells,
-    epoch_metrics,
     errors,
-    find,
-    split_rate,
     timed,
+)
+from crunet.study.epoch_series import (
+    PENALTY,
+    comparison_gaps,
+    gradient_series,
+    mean_error_by_epoch,
+    tier3_regularizer_gradients,
 )
 from crunet.study.seed_stats import mean_std
 
@@ -107,15 +109,12 @@ def plot_ablation(results: Path, rows: list[dict[str, str]], path: Path, model: 
     """Mean gradient norm of each stage's shared basis per epoch, averaged over seeds, with and without the
     regularizer (``rows``: the runs at the family's rate, options without it); the orthogonality penalty beside
     it."""
-    series: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
-        if row["dataset"] != dataset or row["model"] != model or row["option"] not in ("", "orth_lambda=0"):
-            continue
-        label = "orth_lambda=0" if row["option"] else "orth_lambda=10 (default)"
-        for epoch in epoch_metrics(results, row["key"]):
-            for column, value in epoch.items():
-                if (column.startswith("grad_") or column == "orth_penalty") and value:
-                    series[(label, column)][int(epoch["epoch"])].append(float(value))
+    def labelled():
+        for row in rows:
+            if row["dataset"] == dataset and row["model"] == model and row["option"] in ("", "orth_lambda=0"):
+                yield ("orth_lambda=0" if row["option"] else "orth_lambda=10 (default)"), row
+
+    series = gradient_series(results, labelled())
     if not series:
         return None
     plt = _pyplot()
@@ -124,7 +123,7 @@ def plot_ablation(results: Path, rows: list[dict[str, str]], path: Path, model: 
     for (label, column), by_epoch in sorted(series.items()):
         epochs = sorted(by_epoch)
         values = [statistics.fmean(by_epoch[e]) for e in epochs]
-        ax = ax_orth if column == "orth_penalty" else ax_grad
+        ax = ax_orth if column == PENALTY else ax_grad
         name = column.removeprefix("grad_").replace(".shared.0.weights.0", "")
         ax.plot(epochs, values, marker="o", linestyle="--" if "=0" in label else "-", color=colors[column],
                 label=f"{name}, {label}" if ax is ax_grad else label)
@@ -176,30 +175,6 @@ def _lines_by_epoch(curves: dict[str, tuple[list[int], list[float]]], path: Path
     return _save(fig, path)
 
 
-def mean_error_by_epoch(results: Path, group: list[dict[str, str]]) -> dict[int, float]:
-    """Test error (100 - val_top1) at each epoch, averaged over the runs of ``group`` that logged it."""
-    by_epoch: dict[int, list[float]] = defaultdict(list)
-    for row in group:
-        for epoch in epoch_metrics(results, row["key"]):
-            if epoch.get("val_top1"):
-                by_epoch[int(epoch["epoch"])].append(100.0 - float(epoch["val_top1"]))
-    return {e: statistics.fmean(v) for e, v in by_epoch.items()}
-
-
-def comparison_gaps(results: Path, rows: list[dict[str, str]]) -> dict[str, tuple[list[int], list[float]]]:
-    """Each tier-3 comparison with both cells logged: (its epochs, the gap at each), labelled with its question and
-    run counts."""
-    table, gaps = cells(rows), {}
-    for c in TIER3_COMPARISONS:
-        a, b = find(table, c.candidate, c.dataset), find(table, c.reference, c.dataset)
-        if not a or not b:
-            continue
-        ea, eb = mean_error_by_epoch(results, a[1]), mean_error_by_epoch(results, b[1])
-        if epochs := sorted(set(ea) & set(eb)):
-            gaps[f"{c.question} (n={len(a[1])} vs {len(b[1])})"] = (epochs, [ea[e] - eb[e] for e in epochs])
-    return gaps
-
-
 def plot_tier3_gaps(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:
     """Each tier-3 comparison's gap against epoch: the candidate cell's mean test error minus the reference's, at
     the epochs both logged. The convergence plot's scale hides gaps of a tenth of a point; here one can see whether
@@ -224,30 +199,22 @@ def plot_tier3_grad_norms(results: Path, rows: list[dict[str, str]], path: Path)
     """DSFB S16U1 under its three regularizer settings: one panel per shared tensor (its mean gradient norm per
     epoch, averaged over seeds) and one for the orthogonality penalty, if logged. The claim under test: without the
     regularizer the shared bases' gradients drift further epoch after epoch."""
-    series: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
-        option = split_rate(row["option"])[0]
-        if row["model"] != DSFB or option not in REGULARIZERS:
-            continue
-        for epoch in epoch_metrics(results, row["key"]):
-            for column, value in epoch.items():
-                if (column.startswith("grad_") or column == "orth_penalty") and value:
-                    series[(column, REGULARIZERS[option])][int(epoch["epoch"])].append(float(value))
+    series = tier3_regularizer_gradients(results, rows)
     if not series:
         return None
-    columns = sorted({c for c, _ in series}, key=lambda c: (c == "orth_penalty", c))
+    columns = sorted({c for _, c in series}, key=lambda c: (c == PENALTY, c))
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 4.2), squeeze=False)
     colours = {name: f"C{i}" for i, name in enumerate(REGULARIZERS.values())}
     for ax, column in zip(axes[0], columns, strict=True):
         for name, colour in colours.items():
-            if by_epoch := series.get((column, name)):
+            if by_epoch := series.get((name, column)):
                 epochs = sorted(by_epoch)
                 ax.plot(epochs, [statistics.fmean(by_epoch[e]) for e in epochs], marker=".", color=colour, label=name)
-        title = ("orthogonality penalty ||B B^T - I||^2 / n^2" if column == "orth_penalty" else
+        title = ("orthogonality penalty ||B B^T - I||^2 / n^2" if column == PENALTY else
                  column.removeprefix("grad_").replace(".shared.0.weights.0", " shared basis"))
         ax.set(yscale="log", xlabel="epoch", title=title,
-               ylabel="penalty (mean over seeds)" if column == "orth_penalty" else "mean gradient norm per step")
+               ylabel="penalty (mean over seeds)" if column == PENALTY else "mean gradient norm per step")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"{DSFB}, tier 3: shared-basis gradients under each regularizer setting", fontsize=10)

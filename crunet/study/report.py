@@ -1,9 +1,10 @@
 """``crunet study report``: the study's markdown and figures, rendered from what ``cells.py`` loads and computes.
 
-The markdown is a pure function of the CSV rows (a test checks the committed one against them); the plots are drawn
-from the same rows and the per-epoch metrics of each run. Tier 3 (the authors' configurations, trained
-``TIER3_EPOCHS`` epochs) is a section of its own, from ``tier3.csv`` alone: each cell's last-epoch error (the verdict
-number) beside its best-epoch one (what the DSFB authors report), its comparisons, and the E-versus-2E check.
+The markdown is a pure function of the CSV rows and, for tier 3's gradient table, the per-epoch metrics of each run
+(a test checks the committed one against them); the plots are drawn from the same files. Tier 3 (the authors'
+configurations, trained ``TIER3_EPOCHS`` epochs) is a section of its own, from ``tier3.csv`` alone: each cell's
+last-epoch error (the verdict number) beside its best-epoch one (what the DSFB authors report), its comparisons, the
+E-versus-2E check, and the shared bases' gradients under each regularizer setting.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from crunet.study.cells import (
     timed,
     verdict_change,
 )
+from crunet.study.epoch_series import PENALTY, GradientSeries, drift, tier3_regularizer_gradients
 from crunet.study.grid import CLEARLY_BETTER, CONVERGENCE_CHECK_MODEL, DEFAULT_LR, TIER3_EPOCHS, parse_option
 from crunet.study.results_csv import STUDY_CSVS
 from crunet.study.seed_stats import Difference, mean_std
@@ -221,10 +223,33 @@ def tier3_section(study: Study) -> list[str]:
                 "resolved, or a gap closed (the tier-3 interval excludes the 5-epoch difference). A tier-3 interval "
                 "that holds both 0 and the 5-epoch difference is undecided, not a change; with one run on a side in "
                 "tier 3, nothing is judged yet.", ""] + claims
+    gradients = gradient_table(tier3_regularizer_gradients(study.results, rows))
+    if gradients:
+        out += ["", "### DSFB's shared bases under each regularizer setting", "",
+                "The mean gradient norm per step of each stage's shared basis, and the orthogonality penalty "
+                "||B Bᵀ - I||² / n² of the bases, each a mean over seeds: at the first epoch, at its lowest (the "
+                "epoch in brackets) and at the last. Growth is the last over the lowest. The claim under test: "
+                "without the regularizer the shared bases' gradients drift further epoch after epoch.", ""] + gradients
     plots = tier3_plots(rows)
     if plots:
         out += [""] + [f"![{title}]({name})\n" for name, title in plots.items()]
     return out
+
+
+def gradient_table(series: GradientSeries) -> list[str]:
+    """Each logged tensor (the penalty last), one row per regularizer setting, read by ``drift``."""
+    columns = sorted({c for _, c in series}, key=lambda c: (c == PENALTY, c))
+    lines = ["| tensor | regularizer | n | first epoch | lowest (epoch) | last epoch | growth |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for column in columns:
+        tensor = ("orthogonality penalty" if column == PENALTY else
+                  "`" + column.removeprefix("grad_").removesuffix(".0.weights.0") + "`")
+        for name in REGULARIZERS.values():
+            if by_epoch := series.get((name, column)):
+                d = drift(by_epoch)
+                lines.append(f"| {tensor} | {name} | {d.runs} | {d.first:.3g} | {d.lowest:.3g} ({d.lowest_epoch}) "
+                             f"| {d.last:.3g} ({d.last_epoch}) | x{d.growth:.2f} |")
+    return lines if len(lines) > 2 else []
 
 
 def tier3_cell_table(table: Table) -> list[str]:

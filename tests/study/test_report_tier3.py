@@ -233,10 +233,23 @@ def test_a_verdict_changes_only_when_tier_3_says_something_new():
 
 def test_each_comparisons_gap_is_the_mean_error_difference_at_each_epoch(tier3):
     from crunet.study.cells import load_tier3
-    from crunet.study.plots import comparison_gaps
+    from crunet.study.epoch_series import comparison_gaps
 
     gaps = comparison_gaps(tier3, load_tier3(tier3))
     # crunet_small: 15, 10, then 7.5 (mean of 7.5, 7.3, 7.7); preresnet_small: 14, 9, then 7.0 (mean of 7.1, 6.9)
     epochs, values = gaps["CRU vs ResNet units (n=3 vs 2)"]
     assert epochs == [1, 2, 3] and values == pytest.approx([1.0, 1.0, 0.5])
     assert not any(label.startswith("CRU vs ResNeXt") for label in gaps)  # preresnext_small logged no epochs
+
+
+def test_the_gradient_table_reads_each_regularizer_setting_at_its_first_lowest_and_last_epoch(tier3):
+    md = render_markdown(tier3)
+    # the fixture logs grad x epoch for each setting (1, 2 and 50) and a penalty of 0.1 / epoch
+    lines = [line for line in md.splitlines() if line.startswith(("| `stages.0.shared`", "| orthogonality penalty"))]
+    assert lines == [
+        "| `stages.0.shared` | CIFAR-10 regularizer (orth_unique=1) | 1 | 1 | 1 (1) | 3 (3) | x3.00 |",
+        "| `stages.0.shared` | shared-only regularizer | 1 | 2 | 2 (1) | 6 (3) | x3.00 |",
+        "| `stages.0.shared` | no regularizer (orth_lambda=0) | 1 | 50 | 50 (1) | 150 (3) | x3.00 |",
+        "| orthogonality penalty | CIFAR-10 regularizer (orth_unique=1) | 1 | 0.1 | 0.0333 (3) | 0.0333 (3) | x1.00 |",
+        "| orthogonality penalty | shared-only regularizer | 1 | 0.1 | 0.0333 (3) | 0.0333 (3) | x1.00 |",
+        "| orthogonality penalty | no regularizer (orth_lambda=0) | 1 | 0.1 | 0.0333 (3) | 0.0333 (3) | x1.00 |"]
