@@ -228,8 +228,9 @@ def tier3_section(study: Study) -> list[str]:
         out += ["", "### DSFB's shared bases under each regularizer setting", "",
                 "The mean gradient norm per step of each stage's shared basis, and the orthogonality penalty "
                 "||B Bᵀ - I||² / n² of the bases, each a mean over seeds: at the first epoch, at its lowest (the "
-                "epoch in brackets) and at the last. Growth is the last over the lowest. The claim under test: "
-                "without the regularizer the shared bases' gradients drift further epoch after epoch.", ""] + gradients
+                "epoch in brackets) and at the last, and how far it climbed back from its lowest. The claim under "
+                "test: without the regularizer the shared bases' gradients drift further epoch after epoch.", ""]
+        out += gradients
     plots = tier3_plots(rows)
     if plots:
         out += [""] + [f"![{title}]({name})\n" for name, title in plots.items()]
@@ -239,7 +240,7 @@ def tier3_section(study: Study) -> list[str]:
 def gradient_table(series: GradientSeries) -> list[str]:
     """Each logged tensor (the penalty last), one row per regularizer setting, read by ``drift``."""
     columns = sorted({c for _, c in series}, key=lambda c: (c == PENALTY, c))
-    lines = ["| tensor | regularizer | n | first epoch | lowest (epoch) | last epoch | growth |",
+    lines = ["| tensor | regularizer | n | first epoch | lowest (epoch) | last epoch | growth (last / lowest) |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for column in columns:
         tensor = ("orthogonality penalty" if column == PENALTY else
@@ -248,7 +249,7 @@ def gradient_table(series: GradientSeries) -> list[str]:
             if by_epoch := series.get((name, column)):
                 d = drift(by_epoch)
                 lines.append(f"| {tensor} | {name} | {d.runs} | {d.first:.3g} | {d.lowest:.3g} ({d.lowest_epoch}) "
-                             f"| {d.last:.3g} ({d.last_epoch}) | x{d.growth:.2f} |")
+                             f"| {d.last:.3g} ({d.last_epoch}) | {d.growth:.2f} |")
     return lines if len(lines) > 2 else []
 
 

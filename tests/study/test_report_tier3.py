@@ -247,9 +247,9 @@ def test_the_gradient_table_reads_each_regularizer_setting_at_its_first_lowest_a
     # the fixture logs grad x epoch for each setting (1, 2 and 50) and a penalty of 0.1 / epoch
     lines = [line for line in md.splitlines() if line.startswith(("| `stages.0.shared`", "| orthogonality penalty"))]
     assert lines == [
-        "| `stages.0.shared` | CIFAR-10 regularizer (orth_unique=1) | 1 | 1 | 1 (1) | 3 (3) | x3.00 |",
-        "| `stages.0.shared` | shared-only regularizer | 1 | 2 | 2 (1) | 6 (3) | x3.00 |",
-        "| `stages.0.shared` | no regularizer (orth_lambda=0) | 1 | 50 | 50 (1) | 150 (3) | x3.00 |",
-        "| orthogonality penalty | CIFAR-10 regularizer (orth_unique=1) | 1 | 0.1 | 0.0333 (3) | 0.0333 (3) | x1.00 |",
-        "| orthogonality penalty | shared-only regularizer | 1 | 0.1 | 0.0333 (3) | 0.0333 (3) | x1.00 |",
-        "| orthogonality penalty | no regularizer (orth_lambda=0) | 1 | 0.1 | 0.0333 (3) | 0.0333 (3) | x1.00 |"]
+        "| `stages.0.shared` | CIFAR-10 regularizer (orth_unique=1) | 1 | 1 | 1 (1) | 3 (3) | 3.00 |",
+        "| `stages.0.shared` | shared-only regularizer | 1 | 2 | 2 (1) | 6 (3) | 3.00 |",
+        "| `stages.0.shared` | no regularizer (orth_lambda=0) | 1 | 50 | 50 (1) | 150 (3) | 3.00 |",
+        "| orthogonality penalty | CIFAR-10 regularizer (orth_unique=1) | 1 | 0.1 | 0.0333 (3) | 0.0333 (3) | 1.00 |",
+        "| orthogonality penalty | shared-only regularizer | 1 | 0.1 | 0.0333 (3) | 0.0333 (3) | 1.00 |",
+        "| orthogonality penalty | no regularizer (orth_lambda=0) | 1 | 0.1 | 0.0333 (3) | 0.0333 (3) | 1.00 |"]
