@@ -59,6 +59,11 @@ def tier3_regularizer_gradients(results: Path, rows: list[Row]) -> GradientSerie
                                      and (option := split_rate(row["option"])[0]) in REGULARIZERS))
 
 
+def logged_columns(series: GradientSeries) -> list[str]:
+    """The metric columns of ``series``: the gradient norms by tensor name, then the penalty."""
+    return sorted({column for _, column in series}, key=lambda column: (column == PENALTY, column))
+
+
 @dataclass(frozen=True)
 class Drift:
     """One series (mean over runs at each epoch) read at its first epoch, its lowest and its last."""

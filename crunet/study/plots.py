@@ -22,6 +22,7 @@ from crunet.study.epoch_series import (
     PENALTY,
     comparison_gaps,
     gradient_series,
+    logged_columns,
     mean_error_by_epoch,
     tier3_regularizer_gradients,
 )
@@ -202,7 +203,7 @@ def plot_tier3_grad_norms(results: Path, rows: list[dict[str, str]], path: Path)
     series = tier3_regularizer_gradients(results, rows)
     if not series:
         return None
-    columns = sorted({c for _, c in series}, key=lambda c: (c == PENALTY, c))
+    columns = logged_columns(series)
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 4.2), squeeze=False)
     colours = {name: f"C{i}" for i, name in enumerate(REGULARIZERS.values())}

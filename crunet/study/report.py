@@ -45,7 +45,7 @@ from crunet.study.cells import (
     timed,
     verdict_change,
 )
-from crunet.study.epoch_series import PENALTY, GradientSeries, drift, tier3_regularizer_gradients
+from crunet.study.epoch_series import PENALTY, GradientSeries, drift, logged_columns, tier3_regularizer_gradients
 from crunet.study.grid import CLEARLY_BETTER, CONVERGENCE_CHECK_MODEL, DEFAULT_LR, TIER3_EPOCHS, parse_option
 from crunet.study.results_csv import STUDY_CSVS
 from crunet.study.seed_stats import Difference, mean_std
@@ -239,10 +239,9 @@ def tier3_section(study: Study) -> list[str]:
 
 def gradient_table(series: GradientSeries) -> list[str]:
     """Each logged tensor (the penalty last), one row per regularizer setting, read by ``drift``."""
-    columns = sorted({c for _, c in series}, key=lambda c: (c == PENALTY, c))
     lines = ["| tensor | regularizer | n | first epoch | lowest (epoch) | last epoch | growth (last / lowest) |",
              "|---|---|---:|---:|---:|---:|---:|"]
-    for column in columns:
+    for column in logged_columns(series):
         tensor = ("orthogonality penalty" if column == PENALTY else
                   "`" + column.removeprefix("grad_").removesuffix(".0.weights.0") + "`")
         for name in REGULARIZERS.values():
