@@ -160,6 +160,13 @@ NO_REGULARIZER = tier3_option(TIER3_EPOCHS, "orth_lambda=0")
 REGULARIZERS = {  # DSFB S16U1's three tier-3 regularizer settings (option without the rate): their names
     CIFAR_REGULARIZER: "CIFAR-10 regularizer (orth_unique=1)", TIER3_BASE: "shared-only regularizer",
     NO_REGULARIZER: "no regularizer (orth_lambda=0)"}
+
+
+def regularizer_setting(row: Row) -> str | None:
+    """The name of a DSFB S16U1 tier-3 run's regularizer setting (REGULARIZERS); None for any other run."""
+    return REGULARIZERS.get(split_rate(row["option"])[0]) if row["model"] == DSFB else None
+
+
 FAMILIES = {  # curves of the Pareto plot: a base model and its size=0.5 / size=2 variants
     "preresnext_small": "ResNeXt (pre-act, small)", "crunet_small": "CRU-Net (small)",
     "resnet32_cifar": "ResNet-32", "dsfb_resnet32_s16u1": "DSFB ResNet-32 S16U1",

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from crunet.study.cells import DSFB, REGULARIZERS, TIER3_COMPARISONS, Row, cells, epoch_metrics, find, split_rate
+from crunet.study.cells import TIER3_COMPARISONS, Row, cells, epoch_metrics, find, regularizer_setting
 
 # (label, metric column): each logged epoch's values, one per run; the columns are the shared tensors' mean gradient
 # norm per step ("grad_<tensor>") and the orthogonality penalty
@@ -55,8 +55,7 @@ def gradient_series(results: Path, labelled_runs: Iterable[tuple[str, Row]]) -> 
 
 def tier3_regularizer_gradients(results: Path, rows: list[Row]) -> GradientSeries:
     """DSFB S16U1's tier-3 runs, labelled by their regularizer setting."""
-    return gradient_series(results, ((REGULARIZERS[option], row) for row in rows if row["model"] == DSFB
-                                     and (option := split_rate(row["option"])[0]) in REGULARIZERS))
+    return gradient_series(results, ((setting, row) for row in rows if (setting := regularizer_setting(row))))
 
 
 def logged_columns(series: GradientSeries) -> list[str]:

@@ -19,7 +19,6 @@ from crunet.study.cells import (
     CLAIMS,
     COMPARISONS,
     DATASET,
-    DSFB,
     FAMILIES,
     REGULARIZERS,
     SIZE_OPTIONS,
@@ -39,8 +38,8 @@ from crunet.study.cells import (
     on_cpu,
     pooled_seed_sd,
     reading,
+    regularizer_setting,
     short_difference,
-    split_rate,
     tier3_difference,
     timed,
     verdict_change,
@@ -337,7 +336,7 @@ def tier3_plots(rows: list[Row]) -> dict[str, str]:
     table = cells(rows)
     if any(find(table, c.candidate, c.dataset) and find(table, c.reference, c.dataset) for c in TIER3_COMPARISONS):
         plots["tier3_gaps.png"] = TIER3_PLOTS["tier3_gaps.png"]
-    if any(r["model"] == DSFB and split_rate(r["option"])[0] in REGULARIZERS for r in rows):
+    if any(regularizer_setting(r) for r in rows):
         plots["tier3_grad_norms.png"] = TIER3_PLOTS["tier3_grad_norms.png"]
     return plots
 
