@@ -226,9 +226,9 @@ def tier3(results: Path | None = None, models: set[str] | None = None) -> list[R
     runs = (_grid(FM, (CONVERGENCE_CHECK_MODEL,), (0,), (tier3_option(2 * TIER3_EPOCHS),))
             + _grid(FM, ("preresnext_small", "crunet_small", "crunet_small_plain_last", "resnet32_cifar"), range(3),
                     (base,))
-            + _grid(FM, ("dsfb_resnet32_s16u1",), range(3), (tier3_option(TIER3_EPOCHS, "orth_unique=1"),))
-            + _grid(FM, ("preresnet_small",), range(2), (base,))
-            + _grid(FM, ("dsfb_resnet32_s16u1",), range(2), (base, tier3_option(TIER3_EPOCHS, "orth_lambda=0"))))
+            + _grid(FM, ("dsfb_resnet32_s16u1",), range(3),
+                    (tier3_option(TIER3_EPOCHS, "orth_unique=1"), base, tier3_option(TIER3_EPOCHS, "orth_lambda=0")))
+            + _grid(FM, ("preresnet_small",), range(2), (base,)))
     return sorted(_at_family_rates(runs, family_rates(results), models),
                   key=lambda run: (run.model != CONVERGENCE_CHECK_MODEL, run.seed))
 

@@ -38,7 +38,7 @@ def test_tier3_has_its_cells_at_their_seed_counts(checked_rates):
     assert Counter((r.model, r.option) for r in runs) == {
         ("preresnext_small", e): 3, ("crunet_small", f"lr=0.4,{e}"): 3, ("crunet_small_plain_last", f"lr=0.4,{e}"): 3,
         ("preresnet_small", e): 2, ("resnet32_cifar", e): 3, ("dsfb_resnet32_s16u1", f"{e},orth_unique=1"): 3,
-        ("dsfb_resnet32_s16u1", e): 2, ("dsfb_resnet32_s16u1", f"{e},orth_lambda=0"): 2,
+        ("dsfb_resnet32_s16u1", e): 3, ("dsfb_resnet32_s16u1", f"{e},orth_lambda=0"): 3,
         (CONVERGENCE_CHECK_MODEL, f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16"): 1}
     assert TIER3_EPOCHS >= 20 and runs[0].option.startswith(f"epochs={2 * TIER3_EPOCHS}")  # the longest run first
     assert [r.model for r in runs[:3]] == [CONVERGENCE_CHECK_MODEL] * 3  # the E-versus-2E check before the rest
