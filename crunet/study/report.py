@@ -214,14 +214,14 @@ def tier3_section(study: Study) -> list[str]:
     out += convergence_lines(convergence_check(table, pooled_seed_sd(short_table, DATASET)))
     claims = claims_table(short_table, study.rates, table)
     if claims:
-        out += ["", f"### The claims at 5 and at {TIER3_EPOCHS} epochs", "",
+        out += ["", "### The claims at 5 epochs and in tier 3", "",
                 "Each claim's comparison in tiers 1 and 2 (5 epochs, flips only, float32) beside tier 3's, with what "
-                "tier 3 changes besides the training length; a reading is the candidate's (the first-named cell's) "
-                "against the reference, resolved when the 95% interval excludes 0 († with one run on a side: the "
-                "pooled seed-to-seed sd, an indication). A verdict changed when its reading did: reversed, newly "
-                "resolved, or a gap closed (the tier-3 interval excludes the 5-epoch difference). A tier-3 interval "
-                "that holds both 0 and the 5-epoch difference is undecided, not a change; with one run on a side in "
-                "tier 3, nothing is judged yet.", ""] + claims
+                f"tier 3 changes: the recipe ({TIER3_EPOCHS} epochs, or 2E) and any of the authors' configurations; a "
+                "reading is the candidate's (the first-named cell's) against the reference, resolved when the 95% "
+                "interval excludes 0 († with one run on a side: the pooled seed-to-seed sd, an indication). A "
+                "verdict changed when its reading did: reversed, newly resolved, or a gap closed (the tier-3 interval "
+                "excludes the 5-epoch difference). A tier-3 interval that holds both 0 and the 5-epoch difference is "
+                "undecided, not a change; with one run on a side in tier 3, nothing is judged yet.", ""] + claims
     gradients = gradient_table(tier3_regularizer_gradients(study.results, rows))
     if gradients:
         out += ["", "### DSFB's shared bases under each regularizer setting", "",
@@ -280,7 +280,7 @@ def claims_table(short_table: Table, rates: dict[str, str], table: Table) -> lis
     """Each claim at 5 epochs (``short_table``: tiers 1 and 2 at ``rates``) beside each of its tier-3 readings
     (``table``), and whether the reading changed; none until a tier-3 comparison has both its cells."""
     lines = ["| claim | what tier 3 changes | 5 epochs: difference (95% interval) | reading | "
-             f"{TIER3_EPOCHS} epochs: difference (95% interval) | reading | verdict changed? |",
+             "tier 3: difference (95% interval) | reading | verdict changed? |",
              "|---|---|---:|---|---:|---|---|"]
     for claim in CLAIMS:
         short = short_difference(short_table, claim.short, rates)

@@ -39,10 +39,15 @@ def test_tier3_has_its_cells_at_their_seed_counts(checked_rates):
         ("preresnext_small", e): 3, ("crunet_small", f"lr=0.4,{e}"): 3, ("crunet_small_plain_last", f"lr=0.4,{e}"): 3,
         ("preresnet_small", e): 2, ("resnet32_cifar", e): 3, ("dsfb_resnet32_s16u1", f"{e},orth_unique=1"): 3,
         ("dsfb_resnet32_s16u1", e): 3, ("dsfb_resnet32_s16u1", f"{e},orth_lambda=0"): 3,
-        (CONVERGENCE_CHECK_MODEL, f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16"): 1}
+        (CONVERGENCE_CHECK_MODEL, f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16"): 1,
+        ("dsfb_resnet32_s16u1", f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16,orth_unique=1"): 1,
+        ("resnet32_cifar", f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16"): 1}
     assert TIER3_EPOCHS >= 20 and runs[0].option.startswith(f"epochs={2 * TIER3_EPOCHS}")  # the longest run first
     assert [r.model for r in runs[:3]] == [CONVERGENCE_CHECK_MODEL] * 3  # the E-versus-2E check before the rest
-    assert [r.seed for r in runs[3:]] == sorted(r.seed for r in runs[3:])
+    assert [r.seed for r in runs[3:-2]] == sorted(r.seed for r in runs[3:-2])
+    # the DSFB pair at 2E comes last, added after the rest had run: DSFB, the longer one, first
+    assert [(r.model, r.seed) for r in runs[-2:]] == [("dsfb_resnet32_s16u1", 0), ("resnet32_cifar", 0)]
+    assert all(r.option.startswith(f"epochs={2 * TIER3_EPOCHS}") for r in runs[-2:])
 
 
 @pytest.mark.parametrize("option", ["lr", "width=2", "lr=", "=3"])

@@ -102,4 +102,5 @@ def test_study_list_prints_each_run_and_the_counts(checked_rates, capsys, worker
     argv = ["study", "list", "tier3", "--results", str(results), "--runs", str(runs), "--model", "resnet32_cifar"]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 4 and all("/resnet32_cifar/" in line for line in lines[:-1])  # 3 seeds, then the counts
+    # 3 seeds at E and seed 0 at 2E, then the counts
+    assert len(lines) == 5 and all("/resnet32_cifar/" in line for line in lines[:-1])

@@ -142,6 +142,26 @@ def test_each_claim_shows_its_5_epoch_reading_beside_each_tier3_one(tier3):
     assert "DSFB: a shared basis matches" not in md  # resnet32_cifar has not run in tier 3
 
 
+def test_the_dsfb_pair_at_2e_is_read_one_run_a_side_against_the_pooled_sd(tier3):
+    _record(tier3, _row("dsfb_resnet32_s16u1", 0, 93.6, 93.7, lr="0.8", extra="orth_unique=1",
+                        epochs=2 * TIER3_EPOCHS))
+    assert "at 2E" not in render_markdown(tier3)  # ResNet-32's 2E run has not finished
+    _record(tier3, _row("resnet32_cifar", 0, 94.0, 94.1, epochs=2 * TIER3_EPOCHS))
+    md = render_markdown(tier3)
+    # errors 6.4 against 6.0: +0.40, held against the sd pooled over the tier-3 cells with 2 runs or more (0.19)
+    assert ("| DSFB S16U1 (CIFAR-10 regularizer) vs its unshared ResNet-32, at 2E (40 epochs) | "
+            "`dsfb_resnet32_s16u1` 2E (40 epochs) orth_unique=1 lr 0.8 | `resnet32_cifar` 2E (40 epochs) lr 0.2 | "
+            "+0.40 |") in md
+    claim = ("| DSFB: a shared basis matches the unshared ResNet-32 | 40 epochs (2E), shifts, bf16, the CIFAR-10 "
+             "regularizer |")
+    row = next(line for line in md.splitlines() if line.startswith(claim))
+    assert row.startswith(f"{claim} - | - | +0.40 (") and row.endswith("| not resolved † | - |")
+    _record_tier1(tier3, "dsfb_resnet32_s16u1", (93.0, 92.8))
+    _record_tier1(tier3, "resnet32_cifar", (93.4, 93.2))  # at 5 epochs: +0.40 too
+    row = next(line for line in render_markdown(tier3).splitlines() if line.startswith(claim))
+    assert row.startswith(f"{claim} +0.40 (") and row.endswith("| not resolved † | not yet (one run a side) |")
+
+
 def test_doubling_less_than_the_seed_sd_says_e_is_enough(tier3):
     assert "has not finished yet" in render_markdown(tier3)  # no 2E run yet
     _record(tier3, _row("preresnet_small", 0, 93.0, 93.1, epochs=2 * TIER3_EPOCHS))
