@@ -71,6 +71,11 @@ def _selected(args: argparse.Namespace):
     from crunet.study.grid import grid, with_seeds
 
     models = set(getattr(args, "model", None) or []) or None
+    check = Path(args.results) / "lr-check.csv"
+    if args.grid != "lr-check" and not check.is_file():
+        raise CliError(f"no learning-rate check in {args.results}/ ({check} does not exist), and grid {args.grid} "
+                       "runs each family at the rate it chose: pass --results with the folder that holds it (the "
+                       "repository's results/), or run `crunet study run lr-check` there first")
     specs = grid(args.grid, Path(args.results), models)
     unknown = sorted((models or set()) - {s.model for s in specs})
     if unknown:

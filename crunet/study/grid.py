@@ -182,7 +182,7 @@ def _at_family_rates(runs: list[RunSpec], rates: dict[str, str], models: set[str
     pending = sorted({RATE_FAMILY.get(r.model, r.model) for r in runs if rate_of(r.model, rates) is None})
     if pending:
         raise CrunetError(f"the learning-rate check has not finished for {', '.join(pending)}: run "
-                          "`crunet study run lr-check` first (tiers 1 and 2 use each family's rate from it)")
+                          "`crunet study run lr-check` first (tiers 1 to 3 use each family's rate from it)")
     return [replace(r, option=",".join(filter(None, (f"lr={rate}" if rate != DEFAULT_LR else "", r.option))))
             for r in runs if (rate := rate_of(r.model, rates))]
 

@@ -17,6 +17,15 @@ def test_claims_before_the_learning_rate_check_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "crunet study run lr-check" in err
 
 
+def test_a_results_folder_without_the_check_is_named_with_the_fix(tmp_path, capsys):
+    # as from outside the repository, where results/ is not the study's folder
+    for command in ("run", "list"):
+        assert main(["study", command, "tier3", "--results", str(tmp_path / "results")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"no learning-rate check in {tmp_path / 'results'}/" in err
+        assert "pass --results with the folder that holds it" in err
+
+
 def test_report_without_results_is_one_line(tmp_path, capsys):
     assert main(["study", "report", "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err
