@@ -7,6 +7,7 @@ lives here.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import torch
@@ -29,10 +30,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a torn or foreign file
         raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch checkpoint: "
-                              f"{(str(err) or type(err).__name__).splitlines()[0][:200]}") from err
+                              f"{_why_unreadable(path, err)}") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a crunet training checkpoint")
     return state
+
+
+def _why_unreadable(path: Path, err: Exception) -> str:
+    """Why ``torch.load`` refused ``path``, in words. Torch's own messages for such files are a page long, cryptic
+    (``101``, ``EOFError``) or advise ``weights_only=False``, which a file of unknown origin must never be given."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive, whose end record comes last
+        return (f"it is not a whole torch.save archive ({size:,} bytes, no zip end record): written part-way, or "
+                "another kind of file")
+    if "weights only load failed" in str(err).lower():
+        return "it holds Python objects besides tensors and plain data, and crunet never unpickles code"
+    return f"{type(err).__name__}: {(str(err) or '-').splitlines()[0][:200]}"
 
 
 def model_kwargs(state: dict) -> dict:

@@ -1,6 +1,7 @@
 import errno
 import os
 import pickle
+from fractions import Fraction
 
 import pytest
 import torch
@@ -45,11 +46,18 @@ def test_disk_full_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
 def test_corrupt_truncated_and_foreign_files_are_clear_errors(tmp_path):
     path = save_checkpoint({"w": torch.randn(100)}, tmp_path / "c.pt")
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(CheckpointError, match="corrupt"):
+    with pytest.raises(CheckpointError, match="corrupt.*not a whole torch.save archive \\(200 bytes"):
         load_checkpoint(path)
     (tmp_path / "empty.pt").write_bytes(b"")
-    with pytest.raises(CheckpointError, match="corrupt"):
+    with pytest.raises(CheckpointError, match="corrupt.*the file is empty$"):
         load_checkpoint(tmp_path / "empty.pt")
+    (tmp_path / "text.pt").write_bytes(b"hello")  # torch's own message for this one is "101"
+    with pytest.raises(CheckpointError, match="not a whole torch.save archive"):
+        load_checkpoint(tmp_path / "text.pt")
+    torch.save({"w": torch.ones(1), "f": Fraction(1, 3)}, tmp_path / "objects.pt")
+    with pytest.raises(CheckpointError, match="Python objects besides tensors") as refused:
+        load_checkpoint(tmp_path / "objects.pt")
+    assert "weights_only=False" not in str(refused.value)  # never the advice to unpickle a stranger's file
     torch.save({"w": torch.ones(1)}, tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="not a crunet training checkpoint"):
         load_checkpoint(tmp_path / "plain.pt")
