@@ -335,10 +335,14 @@ def find(table: Table, cell: Cell, dataset: str = DATASET) -> tuple[str, list[Ro
     return max(found, key=lambda item: (len(item[1]), -float(item[0])))
 
 
+DOUBLED = {TIER3_BASE: TIER3_LONG, CIFAR_REGULARIZER: CIFAR_REGULARIZER_LONG}  # an option at E: the same at 2E
+
+
 @dataclass(frozen=True)
 class ConvergenceCheck:
-    """CONVERGENCE_CHECK_MODEL's test error at E (its seed-0 run and its cell) and at 2E (seed 0)."""
+    """A cell's test error at E (its seed-0 run and the cell) and at 2E (seed 0)."""
 
+    cell: Cell  # (model, option at E without its rate)
     at_e: float  # seed 0's error at E
     cell_mean: float
     cell_sd: float
@@ -352,10 +356,21 @@ class ConvergenceCheck:
         return self.at_2e - self.at_e
 
 
-def convergence_check(table: Table, fallback: tuple[float, int]) -> ConvergenceCheck | None:
-    """The E-versus-2E check once both seed-0 runs have finished; the sd is the E cell's, or with one seed there the
-    sd pooled over the tier-3 cells with 2 runs or more, or else ``fallback`` (tiers 1 and 2's, with its df)."""
-    at_e, at_2e = find(table, (CONVERGENCE_CHECK_MODEL, TIER3_BASE)), find(table, (CONVERGENCE_CHECK_MODEL, TIER3_LONG))
+def convergence_checks(table: Table, fallback: tuple[float, int]) -> list[ConvergenceCheck]:
+    """``convergence_check`` of every cell whose seed 0 has run at E and at 2E, CONVERGENCE_CHECK_MODEL's first."""
+    cells_at_e = sorted({(model, option) for (dataset, model, option, _) in table
+                         if dataset == DATASET and option in DOUBLED},
+                        key=lambda c: (c[0] != CONVERGENCE_CHECK_MODEL, c))
+    return [check for cell in cells_at_e if (check := convergence_check(table, fallback, cell))]
+
+
+def convergence_check(table: Table, fallback: tuple[float, int],
+                      cell: Cell = (CONVERGENCE_CHECK_MODEL, TIER3_BASE)) -> ConvergenceCheck | None:
+    """The E-versus-2E check of ``cell`` (model, option at E) once both seed-0 runs have finished; the sd is the E
+    cell's, or with one seed there the sd pooled over the tier-3 cells with 2 runs or more, or else ``fallback``
+    (tiers 1 and 2's, with its df)."""
+    model, option = cell
+    at_e, at_2e = find(table, cell), find(table, (model, DOUBLED[option]))
     seed0 = [r for r in at_e[1] if r["seed"] == "0"] if at_e else []
     long0 = [r for r in at_2e[1] if r["seed"] == "0"] if at_2e else []
     if not seed0 or not long0:
@@ -370,4 +385,4 @@ def convergence_check(table: Table, fallback: tuple[float, int]) -> ConvergenceC
         if not df:
             used, df = fallback
             source = f"pooled over the tier-1 and tier-2 cells, df {df}"
-    return ConvergenceCheck(errors(seed0)[0], mean, sd, len(group), errors(long0)[0], used, source)
+    return ConvergenceCheck(cell, errors(seed0)[0], mean, sd, len(group), errors(long0)[0], used, source)

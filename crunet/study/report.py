@@ -32,7 +32,7 @@ from crunet.study.cells import (
     best_errors,
     cell_label,
     cells,
-    convergence_check,
+    convergence_checks,
     errors,
     find,
     on_cpu,
@@ -211,7 +211,7 @@ def tier3_section(study: Study) -> list[str]:
                 "Last-epoch test error, read as the comparisons above (Welch's interval and p; † with the seed-to-seed "
                 "sd pooled over the tier-3 cells with 2 runs or more).", ""] + comparisons
     out += ["", f"### Is {TIER3_EPOCHS} epochs enough? (E versus 2E)", ""]
-    out += convergence_lines(convergence_check(table, pooled_seed_sd(short_table, DATASET)))
+    out += convergence_lines(convergence_checks(table, pooled_seed_sd(short_table, DATASET)))
     claims = claims_table(short_table, study.rates, table)
     if claims:
         out += ["", "### The claims at 5 epochs and in tier 3", "",
@@ -304,17 +304,23 @@ def _reading(d: Difference) -> str:
     return reading(d) + (" †" if d.pooled else "")
 
 
-def convergence_lines(check: ConvergenceCheck | None) -> list[str]:
-    if check is None:
-        return [f"The E-versus-2E check (`{CONVERGENCE_CHECK_MODEL}` at {TIER3_EPOCHS} and {2 * TIER3_EPOCHS} epochs, "
-                "seed 0) has not finished yet."]
-    model = f"`{CONVERGENCE_CHECK_MODEL}`"
-    return ["| run | epochs | test error % |", "|---|---:|---:|",
-            f"| {model} seed 0 | {TIER3_EPOCHS} | {check.at_e:.2f} |",
-            f"| {model}, mean ± sd of {check.cell_runs} seeds | {TIER3_EPOCHS} | "
-            f"{check.cell_mean:.2f} ± {_num(check.cell_sd)} |",
-            f"| {model} seed 0 | {2 * TIER3_EPOCHS} | {check.at_2e:.2f} |",
-            f"| difference (2E minus E, seed 0) | | {check.difference:+.2f} |", "", verdict(check)]
+def convergence_lines(checks: list[ConvergenceCheck]) -> list[str]:
+    """Each cell trained at E and at 2E (test error %), then the verdict of CONVERGENCE_CHECK_MODEL's check, the one
+    that decides whether E is long enough."""
+    e, e2 = TIER3_EPOCHS, 2 * TIER3_EPOCHS
+    lines = [f"Seed 0 of each cell below trained at 2E ({e2} epochs) too; `{CONVERGENCE_CHECK_MODEL}`'s decides "
+             "whether E is long enough.", "",
+             f"| cell | {e} epochs: mean ± sd (seeds) | {e} epochs, seed 0 | {e2} epochs, seed 0 | 2E minus E (seed 0) "
+             "|", "|---|---:|---:|---:|---:|"]
+    for c in checks:
+        spread = f" ± {_num(c.cell_sd)}" if c.cell_runs > 1 else ""
+        lines.append(f"| {cell_label(*c.cell)} | {c.cell_mean:.2f}{spread} ({c.cell_runs}) | {c.at_e:.2f} | "
+                     f"{c.at_2e:.2f} | {c.difference:+.2f} |")
+    deciding = next((c for c in checks if c.cell[0] == CONVERGENCE_CHECK_MODEL), None)
+    if deciding is None:
+        return [f"The E-versus-2E check (`{CONVERGENCE_CHECK_MODEL}` at {e} and {e2} epochs, seed 0) has not finished "
+                "yet."] + (["", *lines] if checks else [])
+    return [*lines, "", verdict(deciding)]
 
 
 def verdict(check: ConvergenceCheck) -> str:

@@ -145,9 +145,12 @@ def test_each_claim_shows_its_5_epoch_reading_beside_each_tier3_one(tier3):
 def test_the_dsfb_pair_at_2e_is_read_one_run_a_side_against_the_pooled_sd(tier3):
     _record(tier3, _row("dsfb_resnet32_s16u1", 0, 93.6, 93.7, lr="0.8", extra="orth_unique=1",
                         epochs=2 * TIER3_EPOCHS))
-    assert "at 2E" not in render_markdown(tier3)  # ResNet-32's 2E run has not finished
+    assert "ResNet-32, at 2E" not in render_markdown(tier3)  # ResNet-32's 2E run has not finished
     _record(tier3, _row("resnet32_cifar", 0, 94.0, 94.1, epochs=2 * TIER3_EPOCHS))
     md = render_markdown(tier3)
+    # each against its run at E (seed 0): DSFB from 8.00 to 6.40, ResNet-32 not at E yet
+    assert "| `dsfb_resnet32_s16u1` orth_unique=1 | 8.00 (1) | 8.00 | 6.40 | -1.60 |" in md
+    assert "has not finished yet" in md  # the deciding check, preresnet_small's, has no 2E run
     # errors 6.4 against 6.0: +0.40, held against the sd pooled over the tier-3 cells with 2 runs or more (0.19)
     assert ("| DSFB S16U1 (CIFAR-10 regularizer) vs its unshared ResNet-32, at 2E (40 epochs) | "
             "`dsfb_resnet32_s16u1` 2E (40 epochs) orth_unique=1 lr 0.8 | `resnet32_cifar` 2E (40 epochs) lr 0.2 | "
@@ -167,8 +170,7 @@ def test_doubling_less_than_the_seed_sd_says_e_is_enough(tier3):
     _record(tier3, _row("preresnet_small", 0, 93.0, 93.1, epochs=2 * TIER3_EPOCHS))
     md = render_markdown(tier3)
     # seed 0: 7.10 at E, 7.00 at 2E: -0.10, against the E cell's sd sqrt(0.02) = 0.14
-    assert "| `preresnet_small` seed 0 | 20 | 7.10 |" in md and "| `preresnet_small` seed 0 | 40 | 7.00 |" in md
-    assert "| `preresnet_small`, mean ± sd of 2 seeds | 20 | 7.00 ± 0.14 |" in md
+    assert "| `preresnet_small` | 7.00 ± 0.14 (2) | 7.10 | 7.00 | -0.10 |" in md
     assert "Doubling changes the error by -0.10 points, less than the seed-to-seed sd 0.14" in md
     assert "are long enough" in md
 
