@@ -170,7 +170,8 @@ def _lines_by_epoch(curves: dict[str, tuple[list[int], list[float]]], path: Path
     for i, (label, (epochs, values)) in enumerate(curves.items()):
         ax.plot(epochs, values, marker=".", color=colours(i), label=label)
     scale(ax)
-    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    ax.set(xlabel="epoch", ylabel=ylabel)
+    ax.set_title(title, loc="left")  # a long legend narrows the axes: a centred title would run off the left edge
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, path)
