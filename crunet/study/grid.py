@@ -224,15 +224,15 @@ def tier3(results: Path | None = None, models: set[str] | None = None) -> list[R
     runs at E): it decides whether E is long enough before the rest of the grid is spent on it. Then seed-major. Last
     (seed 0, added once E proved short): DSFB with the CIFAR-10 regularizer and ResNet-32 at 2E, the pair whose gap
     was still closing at E."""
-    base = tier3_option(TIER3_EPOCHS)
-    runs = (_grid(FM, (CONVERGENCE_CHECK_MODEL,), (0,), (tier3_option(2 * TIER3_EPOCHS),))
+    base, doubled = tier3_option(TIER3_EPOCHS), tier3_option(2 * TIER3_EPOCHS)
+    runs = (_grid(FM, (CONVERGENCE_CHECK_MODEL,), (0,), (doubled,))
             + _grid(FM, ("preresnext_small", "crunet_small", "crunet_small_plain_last", "resnet32_cifar"), range(3),
                     (base,))
             + _grid(FM, ("dsfb_resnet32_s16u1",), range(3),
                     (tier3_option(TIER3_EPOCHS, "orth_unique=1"), base, tier3_option(TIER3_EPOCHS, "orth_lambda=0")))
             + _grid(FM, ("preresnet_small",), range(2), (base,)))
     dsfb_pair_at_2e = (_grid(FM, ("dsfb_resnet32_s16u1",), (0,), (tier3_option(2 * TIER3_EPOCHS, "orth_unique=1"),))
-                       + _grid(FM, ("resnet32_cifar",), (0,), (tier3_option(2 * TIER3_EPOCHS),)))
+                       + _grid(FM, ("resnet32_cifar",), (0,), (doubled,)))
     rates = family_rates(results)
     return (sorted(_at_family_rates(runs, rates, models),
                    key=lambda run: (run.model != CONVERGENCE_CHECK_MODEL, run.seed))
