@@ -26,6 +26,7 @@ from crunet.study.epoch_series import (
     mean_error_by_epoch,
     tier3_regularizer_gradients,
 )
+from crunet.study.grid import TIER3_EPOCHS
 from crunet.study.seed_stats import mean_std
 
 
@@ -41,9 +42,9 @@ def _pyplot():
 Point = tuple[int, float, float]  # parameters, mean and sd of the test error
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, crop_to_contents: bool = False) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, **({"bbox_inches": "tight"} if crop_to_contents else {}))
     _pyplot().close(fig)
     return path
 
@@ -156,25 +157,35 @@ def plot_tier3_convergence(results: Path, rows: list[dict[str, str]], path: Path
         ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.yaxis.set_minor_formatter(ScalarFormatter())
 
-    return _lines_by_epoch(curves, path, "test error % (mean over seeds)", "tier 3: test error against epoch",
+    return _lines_by_epoch({"": curves}, path, "test error % (mean over seeds)", "tier 3: test error against epoch",
                            log_scale)
 
 
-def _lines_by_epoch(curves: dict[str, tuple[list[int], list[float]]], path: Path, ylabel: str, title: str,
-                    scale) -> Path:
-    """One line per curve (label: (epochs, values)) against epoch, the legend outside; ``scale(ax)`` sets the y
-    axis."""
+Curves = dict[str, tuple[list[int], list[float]]]  # label: (epochs, values)
+
+
+def _lines_by_epoch(panels: dict[str, Curves], path: Path, ylabel: str, title: str, scale) -> Path:
+    """One line per curve against epoch, in one panel per entry of ``panels`` (its title: its curves), side by side
+    on epoch axes of their own; one legend, outside; ``scale(ax)`` sets the y axis."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9.5, 4.8))
-    colours = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
-    for i, (label, (epochs, values)) in enumerate(curves.items()):
-        ax.plot(epochs, values, marker=".", color=colours(i), label=label)
-    scale(ax)
-    ax.set(xlabel="epoch", ylabel=ylabel)
-    ax.set_title(title, loc="left")  # a long legend narrows the axes: a centred title would run off the left edge
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _save(fig, path)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 + 4.5 * len(panels), 4.8), squeeze=False, sharey=True)
+    labels = [label for group in panels.values() for label in group]
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    for ax, (panel, group) in zip(axes[0], panels.items(), strict=True):
+        for label, (epochs, values) in group.items():
+            ax.plot(epochs, values, marker=".", color=cmap(labels.index(label)), label=label)
+        scale(ax)
+        ax.set(xlabel="epoch", title=panel)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    if len(panels) == 1:
+        axes[0][0].set_title(title, loc="left")  # a long legend narrows the axes: centred, it would run off the left
+        axes[0][0].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        fig.suptitle(title, fontsize=11)
+        handles = [h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]]
+        axes[0][-1].legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _save(fig, path, crop_to_contents=len(panels) > 1)  # tight_layout leaves out a legend beside two panels
 
 
 def plot_tier3_gaps(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:
@@ -193,8 +204,18 @@ def plot_tier3_gaps(results: Path, rows: list[dict[str, str]], path: Path) -> Pa
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(ScalarFormatter())
 
-    return _lines_by_epoch(gaps, path, "error gap, points (candidate - reference)",
+    return _lines_by_epoch(gap_panels(gaps), path, "error gap, points (candidate - reference)",
                            "tier 3: each comparison's gap against epoch (mean over seeds)", symlog_about_0)
+
+
+def gap_panels(gaps: Curves) -> dict[str, Curves]:
+    """The comparisons at E, and beside them those at 2E on an epoch axis of their own (on one axis they would squeeze
+    the 20-epoch lines into its left half); one untitled panel while there are none at 2E."""
+    at_e = {label: gap for label, gap in gaps.items() if max(gap[0]) <= TIER3_EPOCHS}
+    longer = {label: gap for label, gap in gaps.items() if label not in at_e}
+    if not longer or not at_e:
+        return {"": gaps}
+    return {f"at E ({TIER3_EPOCHS} epochs)": at_e, f"at 2E ({2 * TIER3_EPOCHS} epochs)": longer}
 
 
 def plot_tier3_grad_norms(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:

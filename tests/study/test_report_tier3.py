@@ -165,6 +165,26 @@ def test_the_dsfb_pair_at_2e_is_read_one_run_a_side_against_the_pooled_sd(tier3)
     assert row.startswith(f"{claim} +0.40 (") and row.endswith("| not resolved † | not yet (one run a side) |")
 
 
+def test_the_gap_plot_draws_the_2e_comparisons_on_an_axis_of_their_own(tier3):
+    from crunet.study.cells import load_tier3
+    from crunet.study.epoch_series import comparison_gaps
+    from crunet.study.plots import gap_panels, plot_tier3_gaps
+
+    gaps = comparison_gaps(tier3, load_tier3(tier3))
+    assert gap_panels(gaps) == {"": gaps}  # no 2E pair: one panel
+    for model, top1, extra in (("dsfb_resnet32_s16u1", 93.6, "orth_unique=1"), ("resnet32_cifar", 94.0, "")):
+        row = _record(tier3, _row(model, 0, top1, top1, extra=extra, epochs=2 * TIER3_EPOCHS))
+        _epochs(tier3, row, [80.0 + e / 4 for e in range(2 * TIER3_EPOCHS)])
+    panels = gap_panels(comparison_gaps(tier3, load_tier3(tier3)))
+    at_e, at_2e = panels.values()
+    assert list(panels) == [f"at E ({TIER3_EPOCHS} epochs)", f"at 2E ({2 * TIER3_EPOCHS} epochs)"]
+    assert [label.split(" (n=")[0] for label in at_2e] == [
+        f"DSFB S16U1 (CIFAR-10 regularizer) vs its unshared ResNet-32, at 2E ({2 * TIER3_EPOCHS} epochs)"]
+    assert at_2e[next(iter(at_2e))][0] == list(range(1, 2 * TIER3_EPOCHS + 1)) and at_e
+    assert all(max(epochs) <= TIER3_EPOCHS for epochs, _ in at_e.values())
+    assert plot_tier3_gaps(tier3, load_tier3(tier3), tier3 / "gaps.png").stat().st_size > 0
+
+
 def test_doubling_less_than_the_seed_sd_says_e_is_enough(tier3):
     assert "has not finished yet" in render_markdown(tier3)  # no 2E run yet
     _record(tier3, _row("preresnet_small", 0, 93.0, 93.1, epochs=2 * TIER3_EPOCHS))
