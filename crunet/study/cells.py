@@ -11,13 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crunet.study.grid import (
+    CIFAR_REGULARIZER,
+    CIFAR_REGULARIZER_LONG,
     CONVERGENCE_CHECK_MODEL,
     DEFAULT_LR,
+    NO_REGULARIZER,
+    TIER3_BASE,
     TIER3_EPOCHS,
+    TIER3_LONG,
     family_rates,
     parse_option,
     rate_of,
-    tier3_option,
 )
 from crunet.study.results_csv import epochs_file, read_epochs, read_rows
 from crunet.study.seed_stats import Difference, difference, mean_std
@@ -152,12 +156,7 @@ def pooled_seed_sd(table: Table, dataset: str) -> tuple[float, int]:
 # --- the questions ------------------------------------------------------------------------------------------------
 
 Cell = tuple[str, str]  # (model, option without its rate)
-TIER3_BASE = tier3_option(TIER3_EPOCHS)  # every tier-3 option, less its rate, is this one plus at most one change
-TIER3_LONG = tier3_option(2 * TIER3_EPOCHS)  # the 2E runs of CONVERGENCE_CHECK_MODEL and ResNet-32
 DSFB = "dsfb_resnet32_s16u1"
-CIFAR_REGULARIZER = tier3_option(TIER3_EPOCHS, "orth_unique=1")
-CIFAR_REGULARIZER_LONG = tier3_option(2 * TIER3_EPOCHS, "orth_unique=1")  # DSFB's 2E run
-NO_REGULARIZER = tier3_option(TIER3_EPOCHS, "orth_lambda=0")
 REGULARIZERS = {  # DSFB S16U1's three tier-3 regularizer settings (option without the rate): their names
     CIFAR_REGULARIZER: "CIFAR-10 regularizer (orth_unique=1)", TIER3_BASE: "shared-only regularizer",
     NO_REGULARIZER: "no regularizer (orth_lambda=0)"}

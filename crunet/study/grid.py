@@ -217,6 +217,14 @@ def tier3_option(epochs: int, extra: str = "") -> str:
     return ",".join(filter(None, (f"epochs={epochs},pad=2,amp=bf16", extra)))
 
 
+# tier 3's options, less their rates: the grid runs them and the report (cells.py) reads them by these names
+TIER3_BASE = tier3_option(TIER3_EPOCHS)  # every tier-3 option, less its rate, is this one plus at most one change
+TIER3_LONG = tier3_option(2 * TIER3_EPOCHS)  # the 2E runs of CONVERGENCE_CHECK_MODEL and ResNet-32
+CIFAR_REGULARIZER = tier3_option(TIER3_EPOCHS, "orth_unique=1")  # DSFB with the source's CIFAR-10 regularizer
+CIFAR_REGULARIZER_LONG = tier3_option(2 * TIER3_EPOCHS, "orth_unique=1")  # DSFB's 2E run
+NO_REGULARIZER = tier3_option(TIER3_EPOCHS, "orth_lambda=0")
+
+
 def tier3(results: Path | None = None, models: set[str] | None = None) -> list[RunSpec]:
     """The claims with the authors' configurations, trained longer: the CRU trio and the CRU network that shares as
     the released ones do (last stage plain); ResNet-32 and DSFB S16U1 with the CIFAR-10 regularizer, the shared-only
@@ -224,15 +232,13 @@ def tier3(results: Path | None = None, models: set[str] | None = None) -> list[R
     runs at E): it decides whether E is long enough before the rest of the grid is spent on it. Then seed-major. Last
     (seed 0, added once E proved short): DSFB with the CIFAR-10 regularizer and ResNet-32 at 2E, the pair whose gap
     was still closing at E."""
-    base, doubled = tier3_option(TIER3_EPOCHS), tier3_option(2 * TIER3_EPOCHS)
-    runs = (_grid(FM, (CONVERGENCE_CHECK_MODEL,), (0,), (doubled,))
+    runs = (_grid(FM, (CONVERGENCE_CHECK_MODEL,), (0,), (TIER3_LONG,))
             + _grid(FM, ("preresnext_small", "crunet_small", "crunet_small_plain_last", "resnet32_cifar"), range(3),
-                    (base,))
-            + _grid(FM, ("dsfb_resnet32_s16u1",), range(3),
-                    (tier3_option(TIER3_EPOCHS, "orth_unique=1"), base, tier3_option(TIER3_EPOCHS, "orth_lambda=0")))
-            + _grid(FM, ("preresnet_small",), range(2), (base,)))
-    dsfb_pair_at_2e = (_grid(FM, ("dsfb_resnet32_s16u1",), (0,), (tier3_option(2 * TIER3_EPOCHS, "orth_unique=1"),))
-                       + _grid(FM, ("resnet32_cifar",), (0,), (doubled,)))
+                    (TIER3_BASE,))
+            + _grid(FM, ("dsfb_resnet32_s16u1",), range(3), (CIFAR_REGULARIZER, TIER3_BASE, NO_REGULARIZER))
+            + _grid(FM, ("preresnet_small",), range(2), (TIER3_BASE,)))
+    dsfb_pair_at_2e = (_grid(FM, ("dsfb_resnet32_s16u1",), (0,), (CIFAR_REGULARIZER_LONG,))
+                       + _grid(FM, ("resnet32_cifar",), (0,), (TIER3_LONG,)))
     rates = family_rates(results)
     return (sorted(_at_family_rates(runs, rates, models),
                    key=lambda run: (run.model != CONVERGENCE_CHECK_MODEL, run.seed))
