@@ -69,9 +69,10 @@ def _positive(text: str) -> int:
 
 def _selected(args: argparse.Namespace):
     from crunet.study.grid import grid, with_seeds
+    from crunet.study.runner import GridPaths
 
     models = set(getattr(args, "model", None) or []) or None
-    check = Path(args.results) / "lr-check.csv"
+    check = GridPaths.of("lr-check", args.results).csv
     if args.grid != "lr-check" and not check.is_file():
         raise CliError(f"no learning-rate check in {args.results}/ ({check} does not exist), and grid {args.grid} "
                        "runs each family at the rate it chose: pass --results with the folder that holds it (the "
@@ -95,8 +96,6 @@ def _selected(args: argparse.Namespace):
                            "or tier2")
         specs = with_seeds(specs, args.seeds)
     if getattr(args, "whole_cells", False):
-        from crunet.study.runner import GridPaths
-
         specs = untouched_cells(specs, GridPaths.of(args.grid, args.results).csv)
     return specs
 
