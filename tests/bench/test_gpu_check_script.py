@@ -15,8 +15,8 @@ SCRIPT = ROOT / "scripts" / "gpu-check"
 PARTS = ("tests", "bench-train-eager", "bench-infer-eager", "loader", "train", "bench-train-compile-crunet_small")
 
 
-def _gpu_check(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHON": sys.executable}
+def _gpu_check(*args: str, timeout: int = 60, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, **env_vars}
     return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
 
 
@@ -35,9 +35,10 @@ def test_bad_arguments_print_the_usage(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_cpu_dry_run_passes_every_part_and_writes_each_result(tmp_path):
+def test_the_cpu_dry_run_passes_every_part_and_writes_each_result(tmp_path, fmnist):
+    # The look-alike data set, not data/fashion-mnist: a fresh clone (CI's) has no downloaded data.
     out = tmp_path / "out"
-    done = _gpu_check("--dry-run", str(out), timeout=600)
+    done = _gpu_check("--dry-run", str(out), timeout=600, DATA=str(fmnist))
     log = (out / "gpu-check.log").read_text()
     assert done.returncode == 0, log[-3000:]
     for part in PARTS:
