@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 from crunet.study.cells import (
+    CLAIMS,
     DSFB,
     FAMILIES,
     MEASURED_CPU_SHARE,
@@ -165,27 +166,43 @@ Curves = dict[str, tuple[list[int], list[float]]]  # label: (epochs, values)
 
 
 def _lines_by_epoch(panels: dict[str, Curves], path: Path, ylabel: str, title: str, scale) -> Path:
-    """One line per curve against epoch, in one panel per entry of ``panels`` (its title: its curves), side by side
-    on epoch axes of their own; one legend, outside; ``scale(ax)`` sets the y axis."""
+    """One line per curve against epoch, in one panel per entry of ``panels`` (its title: its curves), each on an
+    epoch axis of its own, three to a row; ``scale(ax)`` sets the y axis, shared by all. One panel has its legend
+    beside it; several have one each, below."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 + 4.5 * len(panels), 4.8), squeeze=False, sharey=True)
-    labels = [label for group in panels.values() for label in group]
-    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    for ax, (panel, group) in zip(axes[0], panels.items(), strict=True):
-        for label, (epochs, values) in group.items():
-            ax.plot(epochs, values, marker=".", color=cmap(labels.index(label)), label=label)
-        scale(ax)
-        ax.set(xlabel="epoch", title=panel)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel(ylabel)
     if len(panels) == 1:
-        axes[0][0].set_title(title, loc="left")  # a long legend narrows the axes: centred, it would run off the left
-        axes[0][0].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    else:
-        fig.suptitle(title, fontsize=11)
-        handles = [h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]]
-        axes[0][-1].legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _save(fig, path, crop_to_contents=len(panels) > 1)  # tight_layout leaves out a legend beside two panels
+        fig, ax = plt.subplots(figsize=(9.5, 4.8))
+        _draw_lines(ax, next(iter(panels.values())), scale)
+        ax.set(ylabel=ylabel)
+        ax.set_title(title, loc="left")  # a long legend narrows the axes: centred, it would run off the left
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        return _save(fig, path)
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    longest = max(len(group) for group in panels.values())
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, (3.4 + 0.16 * longest) * rows), squeeze=False,
+                             sharey=True, layout="constrained")
+    for ax, (panel, group) in zip(axes.flat, panels.items(), strict=False):  # a last row may have empty slots
+        _draw_lines(ax, group, scale)
+        ax.set_title(panel, fontsize=9)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel(ylabel)
+    fig.suptitle(title, fontsize=11)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _draw_lines(ax, curves: Curves, scale) -> None:
+    colours = _pyplot().get_cmap("tab10" if len(curves) <= 10 else "tab20")
+    for i, (label, (epochs, values)) in enumerate(curves.items()):
+        ax.plot(epochs, values, marker=".", color=colours(i), label=label)
+    scale(ax)
+    ax.set(xlabel="epoch")
+    ax.grid(True, which="both", alpha=0.3)
 
 
 def plot_tier3_gaps(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:
@@ -209,13 +226,21 @@ def plot_tier3_gaps(results: Path, rows: list[dict[str, str]], path: Path) -> Pa
 
 
 def gap_panels(gaps: Curves) -> dict[str, Curves]:
-    """The comparisons at E, and beside them those at 2E on an epoch axis of their own (on one axis they would squeeze
-    the 20-epoch lines into its left half); one untitled panel while there are none at 2E."""
-    at_e = {label: gap for label, gap in gaps.items() if max(gap[0]) <= TIER3_EPOCHS}
-    longer = {label: gap for label, gap in gaps.items() if label not in at_e}
-    if not longer or not at_e:
-        return {"": gaps}
-    return {f"at E ({TIER3_EPOCHS} epochs)": at_e, f"at 2E ({2 * TIER3_EPOCHS} epochs)": longer}
+    """The comparisons in one panel per claim they read (``CLAIMS``), the rest in one of their own. Those at 2E get
+    a panel beside their claim's, since on one epoch axis they would squeeze the 20-epoch lines into its left half."""
+    claim_of = {c.question: claim.claim for claim in CLAIMS for _, c in claim.long}
+    panels: dict[str, Curves] = {name: {} for claim in CLAIMS for name in (claim.claim, _at_2e(claim.claim))}
+    for label, gap in gaps.items():
+        panel = claim_of.get(label.rsplit(" (n=", 1)[0], OTHER_COMPARISONS)
+        panels.setdefault(_at_2e(panel) if max(gap[0]) > TIER3_EPOCHS else panel, {})[label] = gap
+    return {panel: group for panel, group in panels.items() if group}
+
+
+def _at_2e(panel: str) -> str:
+    return f"{panel}, at 2E ({2 * TIER3_EPOCHS} epochs)"
+
+
+OTHER_COMPARISONS = "the other comparisons (no claim of the papers)"
 
 
 def plot_tier3_grad_norms(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:

@@ -165,23 +165,32 @@ def test_the_dsfb_pair_at_2e_is_read_one_run_a_side_against_the_pooled_sd(tier3)
     assert row.startswith(f"{claim} +0.40 (") and row.endswith("| not resolved † | not yet (one run a side) |")
 
 
-def test_the_gap_plot_draws_the_2e_comparisons_on_an_axis_of_their_own(tier3):
-    from crunet.study.cells import load_tier3
+def test_the_gap_plot_has_a_panel_per_claim_and_the_2e_comparisons_beside_theirs(tier3):
+    from crunet.study.cells import CLAIMS, load_tier3
     from crunet.study.epoch_series import comparison_gaps
-    from crunet.study.plots import gap_panels, plot_tier3_gaps
+    from crunet.study.plots import OTHER_COMPARISONS, gap_panels, plot_tier3_gaps
 
+    for row in load_tier3(tier3):
+        if row["model"] == "preresnext_small":
+            _epochs(tier3, row, [86.0, 91.0, float(row["test_top1"])])
     gaps = comparison_gaps(tier3, load_tier3(tier3))
-    assert gap_panels(gaps) == {"": gaps}  # no 2E pair: one panel
+    panels = gap_panels(gaps)
+    # no ResNet-32 run at E, nor any run at 2E: the DSFB-vs-ResNet claim has no panel yet
+    assert list(panels) == [CLAIMS[0].claim, CLAIMS[2].claim, OTHER_COMPARISONS]
+    assert sorted(label for group in panels.values() for label in group) == sorted(gaps)  # each line drawn once
+    assert [label.split(" (n=")[0] for label in panels[CLAIMS[0].claim]] == ["CRU vs ResNeXt units at equal size"]
+    assert "ResNeXt vs ResNet units" in [label.split(" (n=")[0] for label in panels[OTHER_COMPARISONS]]
     for model, top1, extra in (("dsfb_resnet32_s16u1", 93.6, "orth_unique=1"), ("resnet32_cifar", 94.0, "")):
         row = _record(tier3, _row(model, 0, top1, top1, extra=extra, epochs=2 * TIER3_EPOCHS))
         _epochs(tier3, row, [80.0 + e / 4 for e in range(2 * TIER3_EPOCHS)])
     panels = gap_panels(comparison_gaps(tier3, load_tier3(tier3)))
-    at_e, at_2e = panels.values()
-    assert list(panels) == [f"at E ({TIER3_EPOCHS} epochs)", f"at 2E ({2 * TIER3_EPOCHS} epochs)"]
-    assert [label.split(" (n=")[0] for label in at_2e] == [
+    at_2e = f"{CLAIMS[1].claim}, at 2E ({2 * TIER3_EPOCHS} epochs)"
+    assert list(panels) == [CLAIMS[0].claim, at_2e, CLAIMS[2].claim, OTHER_COMPARISONS]
+    assert [label.split(" (n=")[0] for label in panels[at_2e]] == [
         f"DSFB S16U1 (CIFAR-10 regularizer) vs its unshared ResNet-32, at 2E ({2 * TIER3_EPOCHS} epochs)"]
-    assert at_2e[next(iter(at_2e))][0] == list(range(1, 2 * TIER3_EPOCHS + 1)) and at_e
-    assert all(max(epochs) <= TIER3_EPOCHS for epochs, _ in at_e.values())
+    assert next(iter(panels[at_2e].values()))[0] == list(range(1, 2 * TIER3_EPOCHS + 1))
+    assert all(max(epochs) <= TIER3_EPOCHS for panel, group in panels.items() if panel != at_2e
+               for epochs, _ in group.values())
     assert plot_tier3_gaps(tier3, load_tier3(tier3), tier3 / "gaps.png").stat().st_size > 0
 
 
