@@ -69,11 +69,12 @@ def _positive(text: str) -> int:
 
 def _selected(args: argparse.Namespace):
     from crunet.study.grid import grid, with_seeds
+    from crunet.study.results_csv import LR_CHECK
     from crunet.study.runner import GridPaths
 
     models = set(getattr(args, "model", None) or []) or None
-    check = GridPaths.of("lr-check", args.results).csv
-    if args.grid != "lr-check" and not check.is_file():
+    check = GridPaths.of(LR_CHECK, args.results).csv
+    if args.grid != LR_CHECK and not check.is_file():
         raise CliError(f"no learning-rate check in {args.results}/ ({check} does not exist), and grid {args.grid} "
                        "runs each family at the rate it chose: pass --results with the folder that holds it (the "
                        "repository's results/), or run `crunet study run lr-check` there first")
@@ -91,7 +92,7 @@ def _selected(args: argparse.Namespace):
             raise CliError(f"--{flag} {', '.join(w or '-' for w in unknown)} is not in grid {args.grid}")
         specs = [s for s in specs if getattr(s, field) in wanted]
     if getattr(args, "seeds", None):
-        if args.grid == "lr-check":
+        if args.grid == LR_CHECK:
             raise CliError("--seeds: the learning-rate check runs one seed per rate by design; give --seeds to tier1 "
                            "or tier2")
         specs = with_seeds(specs, args.seeds)

@@ -23,13 +23,13 @@ from crunet.study.grid import (
     parse_option,
     rate_of,
 )
-from crunet.study.results_csv import epochs_file, read_epochs, read_rows
+from crunet.study.results_csv import LR_CHECK, epochs_file, grid_csv, read_epochs, read_rows
 from crunet.study.seed_stats import Difference, difference, mean_std
 
 Row = dict[str, str]
 Table = dict[tuple[str, str, str, str], list[Row]]  # (data set, model, option without its rate, rate): its runs
 
-GRID_FILES = ("tier1.csv", "tier2.csv")  # the claims and the rest; lr-check.csv is the fairness check
+GRID_FILES = ("tier1.csv", "tier2.csv")  # the claims and the rest; the lr check is the fairness check
 TIER3_FILE = "tier3.csv"
 REPORTED = ("key", "test_top1")  # what a row needs to be reported on
 TIER3_REPORTED = ("key", "model", "option", "seed", "params", "test_top1", "best_top1", "best_epoch")
@@ -45,7 +45,7 @@ def load(results: Path) -> list[Row]:
 
 
 def load_lr_check(results: Path) -> list[Row]:
-    return read_rows(Path(results) / "lr-check.csv", REPORTED)
+    return read_rows(grid_csv(results, LR_CHECK), REPORTED)
 
 
 def load_tier3(results: Path) -> list[Row]:

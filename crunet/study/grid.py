@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from crunet.errors import ConfigError, CrunetError
-from crunet.study.results_csv import read_rows
+from crunet.study.results_csv import LR_CHECK, grid_csv, read_rows
 from crunet.train.config import TrainConfig
 
 OPTION_NAMES = ("lr", "orth_lambda", "orth_unique", "size", "amp", "holdout", "epochs", "pad")
@@ -137,7 +137,7 @@ def lr_check(results: Path | None = None, models: set[str] | None = None) -> lis
     extends the search until the best rate is inside the range."""
     specs = _grid(FM, LR_CHECK_MODELS, (0,), tuple(lr_option(lr) for lr in LR_CHOICES))
     scores: dict[str, dict[float, float]] = {}
-    for row in read_rows(results / "lr-check.csv", LR_CHECK_READ) if results else []:
+    for row in read_rows(grid_csv(results, LR_CHECK), LR_CHECK_READ) if results else []:
         lr = float(parse_option(row["option"])["lr"])
         scores.setdefault(row["model"], {})[lr] = float(row["test_top1"])
     for model, by_lr in scores.items():
@@ -154,7 +154,7 @@ def lr_check(results: Path | None = None, models: set[str] | None = None) -> lis
 def family_rates(results: Path | None) -> dict[str, str]:
     """The learning rate of each family whose check has finished: the default, unless another rate beat it on the
     held-out images by more than ``CLEARLY_BETTER`` points; then the best one."""
-    rows = read_rows(results / "lr-check.csv", LR_CHECK_READ) if results else []
+    rows = read_rows(grid_csv(results, LR_CHECK), LR_CHECK_READ) if results else []
     pending = {(s.model, s.option) for s in lr_check(results)} - {(r["model"], r["option"]) for r in rows}
     rates = {}
     for model in LR_CHECK_MODELS:
@@ -245,7 +245,7 @@ def tier3(results: Path | None = None, models: set[str] | None = None) -> list[R
             + _at_family_rates(dsfb_pair_at_2e, rates, models))
 
 
-GRIDS = {"lr-check": lr_check, "tier1": tier1, "tier2": tier2, "tier3": tier3}
+GRIDS = {LR_CHECK: lr_check, "tier1": tier1, "tier2": tier2, "tier3": tier3}
 
 
 def with_seeds(runs: list[RunSpec], seeds: int) -> list[RunSpec]:

@@ -27,10 +27,16 @@ COLUMNS = ("key", "dataset", "model", "option", "seed", "params", "macs", "test_
            "concurrent_runs", "git_commit", "torch_version", "finished_at", "device", "processor")
 # the optional columns, "" where absent: every run before "device" was on the CPU; "processor": not recorded
 LATER_COLUMNS = ("device", "processor")
-STUDY_CSVS = ("lr-check.csv", "tier1.csv", "tier2.csv", "tier3.csv")  # the fairness check and the grids
+LR_CHECK = "lr-check"  # the fairness check's grid: the rate each family trains at in the others
+STUDY_CSVS = (f"{LR_CHECK}.csv", "tier1.csv", "tier2.csv", "tier3.csv")  # the fairness check and the grids
 REQUIRED = ("key",)  # what every row holds (a report asks for more: ``required=``)
 NUMERIC_COLUMNS = {"seed": int, "params": int, "macs": int, "test_top1": float, "best_epoch": int, "best_top1": float,
                    "train_seconds": float, "images_per_s": float, "cpu_share": float}
+
+
+def grid_csv(results: str | os.PathLike, grid: str) -> Path:
+    """The CSV of grid ``grid`` (one row per finished run) in the results folder ``results``."""
+    return Path(results) / f"{grid}.csv"
 
 
 def epochs_file(key: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from crunet.errors import ConfigError, MissingFileError
 from crunet.study.grid import RECIPES, Recipe, RunSpec
-from crunet.study.results_csv import done_keys, read_rows
+from crunet.study.results_csv import done_keys, grid_csv, read_rows
 from crunet.train.signals import StopRequests
 
 ELSEWHERE = 75  # a worker's exit status: another process is training the run (and will record it) or has recorded it
@@ -35,8 +35,7 @@ class GridPaths:
     @classmethod
     def of(cls, grid: str, results: str | Path = RESULTS_DIR, runs: str | Path = RUNS_DIR) -> GridPaths:
         """Grid ``grid``'s paths: its CSV and the epochs in ``results``, its runs in ``runs``."""
-        results = Path(results)
-        return cls(results / f"{grid}.csv", results / "epochs", Path(runs))
+        return cls(grid_csv(results, grid), Path(results) / "epochs", Path(runs))
 
 
 def check_data(specs: Sequence[RunSpec], recipes: dict[str, Recipe]) -> None:
