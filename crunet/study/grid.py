@@ -114,6 +114,7 @@ def _grid(datasets: tuple[str, ...], models: tuple[str, ...], seeds: range | tup
 
 FM, MNIST = ("fashion-mnist",), ("mnist",)
 CRU_TRIO = ("preresnet_small", "preresnext_small", "crunet_small")
+CRU_CLAIM_MODELS = ("preresnext_small", "crunet_small", "crunet_small_plain_last")  # tier 3's CRU claim, both patterns
 DSFB_PAIR = ("resnet32_cifar", "dsfb_resnet32_s16u1")
 LR_CHECK_MODELS = ("crunet_small", "preresnext_small", "resnet32_cifar", "dsfb_resnet32_s16u1", "preresnet_small")
 LR_CHOICES = ("0.2", "0.1", "0.4")  # the default first; the range grows past an edge that wins (see lr_check)
@@ -229,20 +230,21 @@ def tier3(results: Path | None = None, models: set[str] | None = None) -> list[R
     """The claims with the authors' configurations, trained longer: the CRU trio and the CRU network that shares as
     the released ones do (last stage plain); ResNet-32 and DSFB S16U1 with the CIFAR-10 regularizer, the shared-only
     one and none; each family at its rate. The E-versus-2E check comes first (the cheapest family's 2E run and its
-    runs at E): it decides whether E is long enough before the rest of the grid is spent on it. Then seed-major. Last
-    (seed 0, added once E proved short): DSFB with the CIFAR-10 regularizer and ResNet-32 at 2E, the pair whose gap
-    was still closing at E."""
+    runs at E): it decides whether E is long enough before the rest of the grid is spent on it. Then seed-major. Then,
+    added later: DSFB with the CIFAR-10 regularizer and ResNet-32 at 2E (seed 0, once E proved short), the pair whose
+    gap was still closing at E; and seeds 3 and 4 of the CRU claim's cells, seed-major, whose verdict three seeds left
+    undecided."""
     runs = (_grid(FM, (CONVERGENCE_CHECK_MODEL,), (0,), (TIER3_LONG,))
-            + _grid(FM, ("preresnext_small", "crunet_small", "crunet_small_plain_last", "resnet32_cifar"), range(3),
-                    (TIER3_BASE,))
+            + _grid(FM, CRU_CLAIM_MODELS + ("resnet32_cifar",), range(3), (TIER3_BASE,))
             + _grid(FM, ("dsfb_resnet32_s16u1",), range(3), (CIFAR_REGULARIZER, TIER3_BASE, NO_REGULARIZER))
             + _grid(FM, ("preresnet_small",), range(2), (TIER3_BASE,)))
     dsfb_pair_at_2e = (_grid(FM, ("dsfb_resnet32_s16u1",), (0,), (CIFAR_REGULARIZER_LONG,))
                        + _grid(FM, ("resnet32_cifar",), (0,), (TIER3_LONG,)))
+    more_cru_seeds = sorted(_grid(FM, CRU_CLAIM_MODELS, (3, 4), (TIER3_BASE,)), key=lambda run: run.seed)
     rates = family_rates(results)
     return (sorted(_at_family_rates(runs, rates, models),
                    key=lambda run: (run.model != CONVERGENCE_CHECK_MODEL, run.seed))
-            + _at_family_rates(dsfb_pair_at_2e, rates, models))
+            + _at_family_rates(dsfb_pair_at_2e + more_cru_seeds, rates, models))
 
 
 GRIDS = {LR_CHECK: lr_check, "tier1": tier1, "tier2": tier2, "tier3": tier3}

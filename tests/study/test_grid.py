@@ -36,7 +36,7 @@ def test_tier3_has_its_cells_at_their_seed_counts(checked_rates):
     runs = tier3(checked_rates)
     e = f"epochs={TIER3_EPOCHS},pad=2,amp=bf16"
     assert Counter((r.model, r.option) for r in runs) == {
-        ("preresnext_small", e): 3, ("crunet_small", f"lr=0.4,{e}"): 3, ("crunet_small_plain_last", f"lr=0.4,{e}"): 3,
+        ("preresnext_small", e): 5, ("crunet_small", f"lr=0.4,{e}"): 5, ("crunet_small_plain_last", f"lr=0.4,{e}"): 5,
         ("preresnet_small", e): 2, ("resnet32_cifar", e): 3, ("dsfb_resnet32_s16u1", f"{e},orth_unique=1"): 3,
         ("dsfb_resnet32_s16u1", e): 3, ("dsfb_resnet32_s16u1", f"{e},orth_lambda=0"): 3,
         (CONVERGENCE_CHECK_MODEL, f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16"): 1,
@@ -44,10 +44,12 @@ def test_tier3_has_its_cells_at_their_seed_counts(checked_rates):
         ("resnet32_cifar", f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16"): 1}
     assert TIER3_EPOCHS >= 20 and runs[0].option.startswith(f"epochs={2 * TIER3_EPOCHS}")  # the longest run first
     assert [r.model for r in runs[:3]] == [CONVERGENCE_CHECK_MODEL] * 3  # the E-versus-2E check before the rest
-    assert [r.seed for r in runs[3:-2]] == sorted(r.seed for r in runs[3:-2])
-    # the DSFB pair at 2E comes last, added after the rest had run: DSFB, the longer one, first
-    assert [(r.model, r.seed) for r in runs[-2:]] == [("dsfb_resnet32_s16u1", 0), ("resnet32_cifar", 0)]
-    assert all(r.option.startswith(f"epochs={2 * TIER3_EPOCHS}") for r in runs[-2:])
+    assert [r.seed for r in runs[3:-8]] == sorted(r.seed for r in runs[3:-8])
+    # added after the rest had run: the DSFB pair at 2E (DSFB, the longer one, first), then the CRU claim's seeds 3-4
+    assert [(r.model, r.seed) for r in runs[-8:-6]] == [("dsfb_resnet32_s16u1", 0), ("resnet32_cifar", 0)]
+    assert all(r.option.startswith(f"epochs={2 * TIER3_EPOCHS}") for r in runs[-8:-6])
+    assert [(r.model, r.seed) for r in runs[-6:]] == [(model, seed) for seed in (3, 4) for model in (
+        "preresnext_small", "crunet_small", "crunet_small_plain_last")]
 
 
 @pytest.mark.parametrize("option", ["lr", "width=2", "lr=", "=3"])
