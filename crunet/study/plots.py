@@ -140,26 +140,39 @@ def plot_ablation(results: Path, rows: list[dict[str, str]], path: Path, model: 
 
 
 def plot_tier3_convergence(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:
-    """Test error (100 - val_top1) against epoch, averaged over seeds, one line per tier-3 cell (the 2E run its
-    own), from each run's per-epoch metrics."""
-    curves = {}
-    for (_, model, option, rate), group in cells(rows).items():
-        if by_epoch := mean_error_by_epoch(results, group):
-            epochs = sorted(by_epoch)
-            curves[f"{cell_label(model, option).replace('`', '')} lr {rate} (n={len(group)})"] = (
-                epochs, [by_epoch[e] for e in epochs])
-    if not curves:
+    """Test error (100 - val_top1) against epoch, averaged over seeds, one line per tier-3 cell, in the panels of
+    ``convergence_panels``."""
+    if not (panels := convergence_panels(results, rows)):
         return None
 
     def log_scale(ax) -> None:
-        from matplotlib.ticker import ScalarFormatter
+        from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.yaxis.set_minor_formatter(ScalarFormatter())
 
-    return _lines_by_epoch({"": curves}, path, "test error % (mean over seeds)", "tier 3: test error against epoch",
+    return _lines_by_epoch(panels, path, "test error % (mean over seeds)", "tier 3: test error against epoch",
                            log_scale)
+
+
+def convergence_panels(results: Path, rows: list[dict[str, str]]) -> dict[str, Curves]:
+    """Each tier-3 cell's mean test error by epoch: the CRU claim's cells in one panel, DSFB's in another, the 2E
+    runs in a third, on an epoch axis of their own; a panel with no logged cell is left out."""
+    panels: dict[str, Curves] = {CRU_CELLS: {}, DSFB_CELLS: {}}
+    for (_, model, option, rate), group in cells(rows).items():
+        if by_epoch := mean_error_by_epoch(results, group):
+            epochs = sorted(by_epoch)
+            panel = (f"at 2E ({2 * TIER3_EPOCHS} epochs)" if epochs[-1] > TIER3_EPOCHS else
+                     DSFB_CELLS if model in (DSFB, "resnet32_cifar") else CRU_CELLS)
+            label = f"{cell_label(model, option).replace('`', '')} lr {rate} (n={len(group)})"
+            panels.setdefault(panel, {})[label] = (epochs, [by_epoch[e] for e in epochs])
+    return {panel: curves for panel, curves in panels.items() if curves}
+
+
+CRU_CELLS = "CRU-Net's claim: CRU, ResNeXt and ResNet units"
+DSFB_CELLS = "DSFB's claims: S16U1 and its unshared ResNet-32"
 
 
 Curves = dict[str, tuple[list[int], list[float]]]  # label: (epochs, values)

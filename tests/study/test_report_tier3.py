@@ -194,6 +194,24 @@ def test_the_gap_plot_has_a_panel_per_claim_and_the_2e_comparisons_beside_theirs
     assert plot_tier3_gaps(tier3, load_tier3(tier3), tier3 / "gaps.png").stat().st_size > 0
 
 
+def test_the_convergence_plot_has_a_panel_for_each_claims_cells_and_one_for_the_2e_runs(tier3):
+    from crunet.study.cells import load_tier3
+    from crunet.study.plots import CRU_CELLS, DSFB_CELLS, convergence_panels
+
+    panels = convergence_panels(tier3, load_tier3(tier3))
+    assert list(panels) == [CRU_CELLS, DSFB_CELLS]  # no 2E run logged yet
+    assert [label.split(" lr ")[0] for label in panels[CRU_CELLS]] == ["crunet_small", "preresnet_small"]
+    assert all(label.startswith("dsfb_resnet32_s16u1") for label in panels[DSFB_CELLS]) and len(panels[DSFB_CELLS]) == 3
+    epochs, errors = panels[CRU_CELLS][next(iter(panels[CRU_CELLS]))]  # crunet_small: 85, 90, then its own top-1
+    assert epochs == [1, 2, 3] and errors[:2] == pytest.approx([15.0, 10.0])
+    row = _record(tier3, _row("preresnet_small", 0, 94.0, 94.0, epochs=2 * TIER3_EPOCHS))
+    _epochs(tier3, row, [80.0 + e / 4 for e in range(2 * TIER3_EPOCHS)])
+    panels = convergence_panels(tier3, load_tier3(tier3))
+    assert list(panels) == [CRU_CELLS, DSFB_CELLS, f"at 2E ({2 * TIER3_EPOCHS} epochs)"]
+    assert [label.split(" lr ")[0] for label in panels[f"at 2E ({2 * TIER3_EPOCHS} epochs)"]] == [
+        f"preresnet_small 2E ({2 * TIER3_EPOCHS} epochs)"]
+
+
 def test_doubling_less_than_the_seed_sd_says_e_is_enough(tier3):
     assert "has not finished yet" in render_markdown(tier3)  # no 2E run yet
     _record(tier3, _row("preresnet_small", 0, 93.0, 93.1, epochs=2 * TIER3_EPOCHS))
