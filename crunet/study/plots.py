@@ -41,6 +41,11 @@ def _pyplot():
 
 
 Point = tuple[int, float, float]  # parameters, mean and sd of the test error
+Curves = dict[str, tuple[list[int], list[float]]]  # label: (epochs, values)
+# the panels of tier 3's plots
+CRU_CELLS = "CRU-Net's claim: CRU, ResNeXt and ResNet units"
+DSFB_CELLS = "DSFB's claims: S16U1 and its unshared ResNet-32"
+OTHER_COMPARISONS = "the other comparisons (no claim of the papers)"
 
 
 def _save(fig, path: Path, crop_to_contents: bool = False) -> Path:
@@ -171,13 +176,6 @@ def convergence_panels(results: Path, rows: list[dict[str, str]]) -> dict[str, C
     return {panel: curves for panel, curves in panels.items() if curves}
 
 
-CRU_CELLS = "CRU-Net's claim: CRU, ResNeXt and ResNet units"
-DSFB_CELLS = "DSFB's claims: S16U1 and its unshared ResNet-32"
-
-
-Curves = dict[str, tuple[list[int], list[float]]]  # label: (epochs, values)
-
-
 def _lines_by_epoch(panels: dict[str, Curves], path: Path, ylabel: str, title: str, scale) -> Path:
     """One line per curve against epoch, in one panel per entry of ``panels`` (its title: its curves), each on an
     epoch axis of its own, three to a row; ``scale(ax)`` sets the y axis, shared by all. One panel has its legend
@@ -251,9 +249,6 @@ def gap_panels(gaps: Curves) -> dict[str, Curves]:
 
 def _at_2e(panel: str) -> str:
     return f"{panel}, at 2E ({2 * TIER3_EPOCHS} epochs)"
-
-
-OTHER_COMPARISONS = "the other comparisons (no claim of the papers)"
 
 
 def plot_tier3_grad_norms(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:
