@@ -264,18 +264,21 @@ class Claim:
     claim: str
     short: Comparison
     long: tuple[tuple[str, Comparison], ...]
+    expects: str  # the candidate's reading the claim predicts: "better", "worse", or "equal" (no difference)
 
 
 CLAIMS = (
     Claim("CRU-Net: at equal size, CRU units beat ResNeXt units", CRU_VS_RESNEXT,
           ((TIER3_RECIPE, T3_CRU_VS_RESNEXT),
-           (f"{TIER3_RECIPE}, the released sharing pattern (last stage plain)", T3_RELEASED_VS_RESNEXT))),
+           (f"{TIER3_RECIPE}, the released sharing pattern (last stage plain)", T3_RELEASED_VS_RESNEXT)), "better"),
     Claim("DSFB: a shared basis matches the unshared ResNet-32", DSFB_VS_RESNET,
           ((TIER3_RECIPE, T3_DSFB_SHARED_ONLY_VS_RESNET),
            (f"{TIER3_RECIPE}, the CIFAR-10 regularizer", T3_DSFB_CIFAR_VS_RESNET),
-           (f"{2 * TIER3_EPOCHS} epochs (2E), shifts, bf16, the CIFAR-10 regularizer", T3_DSFB_CIFAR_VS_RESNET_2E))),
+           (f"{2 * TIER3_EPOCHS} epochs (2E), shifts, bf16, the CIFAR-10 regularizer", T3_DSFB_CIFAR_VS_RESNET_2E)),
+          "equal"),
     Claim("DSFB: the orthogonality regularizer helps (no regularizer vs with)", DSFB_ABLATION,
-          ((TIER3_RECIPE, T3_NONE_VS_SHARED_ONLY), (f"{TIER3_RECIPE}, the CIFAR-10 regularizer", T3_NONE_VS_CIFAR))),
+          ((TIER3_RECIPE, T3_NONE_VS_SHARED_ONLY), (f"{TIER3_RECIPE}, the CIFAR-10 regularizer", T3_NONE_VS_CIFAR)),
+          "worse"),
 )
 
 
@@ -307,6 +310,21 @@ def reading(d: Difference) -> str:
     if d.low > 0:
         return "worse, resolved"
     return "not resolved"
+
+
+def for_the_claim(expects: str, d: Difference) -> str:
+    """What a reading says of a claim that predicts the candidate ``expects`` ("better", "worse" or "equal"): a
+    resolved difference the predicted way supports it, the other way contradicts it; for "equal", any resolved
+    difference contradicts it, and none leaves it "not contradicted" (an interval round 0 is not a proof of
+    equality). "†" where the reading is (one run a side, the pooled sd)."""
+    found = reading(d)
+    if found == "no interval yet":
+        return "-"
+    if found == "not resolved":
+        verdict = "not contradicted" if expects == "equal" else "not shown"
+    else:
+        verdict = "supported" if found.startswith(expects) else "contradicted"
+    return verdict + (" †" if d.pooled else "")
 
 
 def verdict_change(short: Difference, long: Difference) -> str:

@@ -35,6 +35,7 @@ from crunet.study.cells import (
     convergence_checks,
     errors,
     find,
+    for_the_claim,
     on_cpu,
     pooled_seed_sd,
     reading,
@@ -221,7 +222,9 @@ def tier3_section(study: Study) -> list[str]:
                 "interval excludes 0 († with one run on a side: the pooled seed-to-seed sd, an indication). A "
                 "verdict changed when its reading did: reversed, newly resolved, or a gap closed (the tier-3 interval "
                 "excludes the 5-epoch difference). A tier-3 interval that holds both 0 and the 5-epoch difference is "
-                "undecided, not a change; with one run on a side in tier 3, nothing is judged yet.", ""] + claims
+                "undecided, not a change; with one run on a side in tier 3, nothing is judged yet. The last column "
+                "reads the tier-3 difference against what the claim predicts: supported or contradicted where it is "
+                "resolved; not shown where it is not (for \"matches\", not contradicted).", ""] + claims
     gradients = gradient_table(tier3_regularizer_gradients(study.results, rows))
     if gradients:
         out += ["", "### DSFB's shared bases under each regularizer setting", "",
@@ -280,8 +283,8 @@ def claims_table(short_table: Table, rates: dict[str, str], table: Table) -> lis
     """Each claim at 5 epochs (``short_table``: tiers 1 and 2 at ``rates``) beside each of its tier-3 readings
     (``table``), and whether the reading changed; none until a tier-3 comparison has both its cells."""
     lines = ["| claim | what tier 3 changes | 5 epochs: difference (95% interval) | reading | "
-             "tier 3: difference (95% interval) | reading | verdict changed? |",
-             "|---|---|---:|---|---:|---|---|"]
+             "tier 3: difference (95% interval) | reading | verdict changed? | the claim, in tier 3 |",
+             "|---|---|---:|---|---:|---|---|---|"]
     for claim in CLAIMS:
         short = short_difference(short_table, claim.short, rates)
         for change, comparison in claim.long:
@@ -291,7 +294,8 @@ def claims_table(short_table: Table, rates: dict[str, str], table: Table) -> lis
             before, after = (_reading(short[1]) if short else "-"), _reading(long[1])
             changed = verdict_change(short[1], long[1]) if short else "-"
             lines.append(f"| {claim.claim} | {change} | {_with_interval(short[1]) if short else '-'} | {before} | "
-                         f"{_with_interval(long[1])} | {after} | {changed} |")
+                         f"{_with_interval(long[1])} | {after} | {changed} | "
+                         f"{for_the_claim(claim.expects, long[1])} |")
     return lines if len(lines) > 2 else []
 
 

@@ -120,15 +120,16 @@ def test_each_claim_shows_its_5_epoch_reading_beside_each_tier3_one(tier3):
     low_r, high_r = difference_interval(released, rex)
     assert low5 > 0 and low > 0 and low_r < 0 < high_r  # the data below mean what the expected readings say
     short = f"+1.00 ({low5:+.2f} to {high5:+.2f}) | worse, resolved |"
+    # the claim predicts CRU better: resolved worse contradicts it, unresolved does not show it
     assert (f"{claim} {TIER3_EPOCHS} epochs, shifts, bf16 | {short} +0.50 ({low:+.2f} to {high:+.2f}) | "
-            "worse, resolved | no |") in md
+            "worse, resolved | no | contradicted |") in md
     assert (f"{claim} {TIER3_EPOCHS} epochs, shifts, bf16, the released sharing pattern (last stage plain) | {short} "
             f"+0.00 ({low_r:+.2f} to {high_r:+.2f}) | not resolved | yes: the gap closed (this interval excludes the "
-            "5-epoch +1.00) |") in md
+            "5-epoch +1.00) | not shown |") in md
     # the DSFB claims have tier-3 cells but no 5-epoch ones: their tier-3 readings stand alone, one run a side (†)
     assert ("| DSFB: the orthogonality regularizer helps (no regularizer vs with) | "
             f"{TIER3_EPOCHS} epochs, shifts, bf16, the CIFAR-10 regularizer | - | - | +0.00 (") in md
-    assert "| not resolved † | - |" in md
+    assert "| not resolved † | - | not shown † |" in md
     _record_tier1(tier3, "dsfb_resnet32_s16u1", (93.0, 92.8))  # the shared-only regularizer at 5 epochs
     for seed, top1 in enumerate((92.6, 92.7)):
         append_row(tier3 / "tier1.csv", {"key": f"fashion-mnist/dsfb_resnet32_s16u1/orth_lambda=0/seed{seed}",
@@ -138,8 +139,30 @@ def test_each_claim_shows_its_5_epoch_reading_beside_each_tier3_one(tier3):
     md = render_markdown(tier3)  # a 5-epoch reading beside tier 3's one run a side: no verdict on a change yet
     assert ("| DSFB: the orthogonality regularizer helps (no regularizer vs with) | "
             f"{TIER3_EPOCHS} epochs, shifts, bf16, the CIFAR-10 regularizer | +0.25 (") in md
-    assert "| not resolved † | not yet (one run a side) |" in md
+    assert "| not resolved † | not yet (one run a side) | not shown † |" in md
     assert "DSFB: a shared basis matches" not in md  # resnet32_cifar has not run in tier 3
+
+
+@pytest.mark.parametrize(("expects", "low", "high", "verdict"), [
+    ("better", -0.9, -0.1, "supported"), ("better", 0.1, 0.9, "contradicted"), ("better", -0.4, 0.4, "not shown"),
+    ("worse", 0.1, 0.9, "supported"), ("worse", -0.9, -0.1, "contradicted"), ("worse", -0.4, 0.4, "not shown"),
+    ("equal", -0.4, 0.4, "not contradicted"), ("equal", 0.1, 0.9, "contradicted"),
+    ("equal", -0.9, -0.1, "contradicted")])
+def test_a_tier3_reading_supports_or_contradicts_what_its_claim_predicts(expects, low, high, verdict):
+    from crunet.study.cells import for_the_claim
+
+    def reading(pooled: bool, interval=(low, high)) -> Difference:
+        return Difference([7.0], [7.0], *interval, p=0.05, spread=0.1, df=0, pooled=pooled)
+
+    assert for_the_claim(expects, reading(False)) == verdict
+    assert for_the_claim(expects, reading(True)) == verdict + " †"  # one run a side: an indication
+    assert for_the_claim(expects, reading(False, (float("nan"), float("nan")))) == "-"  # no interval yet
+
+
+def test_each_claim_says_what_it_predicts():
+    from crunet.study.cells import CLAIMS
+
+    assert [claim.expects for claim in CLAIMS] == ["better", "equal", "worse"]  # CRU beats; DSFB matches; none is worse
 
 
 def test_the_dsfb_pair_at_2e_is_read_one_run_a_side_against_the_pooled_sd(tier3):
@@ -158,11 +181,13 @@ def test_the_dsfb_pair_at_2e_is_read_one_run_a_side_against_the_pooled_sd(tier3)
     claim = ("| DSFB: a shared basis matches the unshared ResNet-32 | 40 epochs (2E), shifts, bf16, the CIFAR-10 "
              "regularizer |")
     row = next(line for line in md.splitlines() if line.startswith(claim))
-    assert row.startswith(f"{claim} - | - | +0.40 (") and row.endswith("| not resolved † | - |")
+    # the claim predicts no difference: an unresolved one does not contradict it
+    assert row.startswith(f"{claim} - | - | +0.40 (") and row.endswith("| not resolved † | - | not contradicted † |")
     _record_tier1(tier3, "dsfb_resnet32_s16u1", (93.0, 92.8))
     _record_tier1(tier3, "resnet32_cifar", (93.4, 93.2))  # at 5 epochs: +0.40 too
     row = next(line for line in render_markdown(tier3).splitlines() if line.startswith(claim))
-    assert row.startswith(f"{claim} +0.40 (") and row.endswith("| not resolved † | not yet (one run a side) |")
+    assert row.startswith(f"{claim} +0.40 (") and row.endswith(
+        "| not resolved † | not yet (one run a side) | not contradicted † |")
 
 
 def test_the_gap_plot_has_a_panel_per_claim_and_the_2e_comparisons_beside_theirs(tier3):
