@@ -32,6 +32,8 @@ def test_a_landed_row_is_committed_with_its_report_and_nothing_else(tmp_path):
     shutil.copy(ROOT / "scripts" / "study-lander", repo / "scripts")
     append_row(repo / "results" / "tier3.csv", _row(0))
     (repo / "notes.txt").write_text("work in progress\n")
+    (repo / "tests").mkdir()  # a README whose verdicts the new report no longer holds
+    (repo / "tests" / "test_readme.py").write_text("def test_verdicts():\n    assert False\n")
     _git(repo, "init", "-q")
     _git(repo, "add", ".")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
@@ -39,17 +41,22 @@ def test_a_landed_row_is_committed_with_its_report_and_nothing_else(tmp_path):
     _git(repo, "add", "notes.txt")
     env = {**os.environ, "INTERVAL": "0.2", "PYTHON": sys.executable, "PYTHONPATH": str(ROOT),
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    lander = subprocess.Popen([str(repo / "scripts" / "study-lander"), "tier3"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = repo / "lander.log"
+    with open(log, "w") as out:
+        lander = subprocess.Popen([str(repo / "scripts" / "study-lander"), "tier3"], env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
     try:
         time.sleep(1)  # it counts the rows there at its start
         append_row(repo / "results" / "tier3.csv", _row(1))
         deadline = time.time() + 120
         while "Study:" not in _git(repo, "log", "-1", "--format=%s") and time.time() < deadline:
             time.sleep(0.2)
+        while "README.md is stale" not in log.read_text() and time.time() < deadline:
+            time.sleep(0.2)
     finally:
         os.killpg(lander.pid, signal.SIGTERM)
         lander.wait(10)
+    assert "README.md is stale: tests/test_readme.py fails" in log.read_text()
     assert _git(repo, "log", "-1", "--format=%s") == f"Study: {_row(1)['key']}\n"
     committed = set(_git(repo, "show", "--name-only", "--format=", "HEAD").split())
     assert {"results/tier3.csv", "results/results.md"} <= committed and all(p.startswith("results/") for p in committed)
