@@ -69,11 +69,11 @@ def _positive(text: str) -> int:
 
 def _selected(args: argparse.Namespace):
     from crunet.study.grid import grid, with_seeds
-    from crunet.study.results_csv import LR_CHECK
+    from crunet.study.results_csv import LR_CHECK, grid_csv
     from crunet.study.runner import GridPaths
 
     models = set(getattr(args, "model", None) or []) or None
-    check = GridPaths.of(LR_CHECK, args.results).csv
+    check = grid_csv(args.results, LR_CHECK)
     if args.grid != LR_CHECK and not check.is_file():
         raise CliError(f"no learning-rate check in {args.results}/ ({check} does not exist), and grid {args.grid} "
                        "runs each family at the rate it chose: pass --results with the folder that holds it (the "

@@ -10,7 +10,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from crunet.study.cells import TIER3_COMPARISONS, Row, cells, epoch_metrics, find, regularizer_setting
+from crunet.study.cells import (
+    TIER3_COMPARISONS,
+    Comparison,
+    Row,
+    cells,
+    epoch_metrics,
+    find,
+    regularizer_setting,
+)
 
 # (label, metric column): each logged epoch's values, one per run; the columns are the shared tensors' mean gradient
 # norm per step ("grad_<tensor>") and the orthogonality penalty
@@ -28,11 +36,12 @@ def mean_error_by_epoch(results: Path, group: list[Row]) -> dict[int, float]:
     return {e: statistics.fmean(v) for e, v in by_epoch.items()}
 
 
-def comparison_gaps(results: Path, rows: list[Row]) -> dict[str, tuple[list[int], list[float]]]:
-    """Each tier-3 comparison with both cells logged: (its epochs, the gap at each), labelled with its question and
+def comparison_gaps(results: Path, rows: list[Row], comparisons: Iterable[Comparison] = TIER3_COMPARISONS
+                    ) -> dict[str, tuple[list[int], list[float]]]:
+    """Each of ``comparisons`` with both cells logged: (its epochs, the gap at each), labelled with its question and
     run counts."""
     table, gaps = cells(rows), {}
-    for c in TIER3_COMPARISONS:
+    for c in comparisons:
         a, b = find(table, c.candidate, c.dataset), find(table, c.reference, c.dataset)
         if not a or not b:
             continue

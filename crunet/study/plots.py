@@ -14,6 +14,7 @@ from crunet.study.cells import (
     MEASURED_CPU_SHARE,
     REGULARIZERS,
     SIZE_OPTIONS,
+    TIER3_COMPARISONS,
     cell_label,
     cells,
     errors,
@@ -46,6 +47,7 @@ Curves = dict[str, tuple[list[int], list[float]]]  # label: (epochs, values)
 CRU_CELLS = "CRU-Net's claim: CRU, ResNeXt and ResNet units"
 DSFB_CELLS = "DSFB's claims: S16U1 and its unshared ResNet-32"
 OTHER_COMPARISONS = "the other comparisons (no claim of the papers)"
+AT_2E = f"at 2E ({2 * TIER3_EPOCHS} epochs)"  # the 2E runs' panel, or the suffix of a claim's 2E panel
 
 
 def _save(fig, path: Path, crop_to_contents: bool = False) -> Path:
@@ -169,7 +171,7 @@ def convergence_panels(results: Path, rows: list[dict[str, str]]) -> dict[str, C
     for (_, model, option, rate), group in cells(rows).items():
         if by_epoch := mean_error_by_epoch(results, group):
             epochs = sorted(by_epoch)
-            panel = (f"at 2E ({2 * TIER3_EPOCHS} epochs)" if epochs[-1] > TIER3_EPOCHS else
+            panel = (AT_2E if epochs[-1] > TIER3_EPOCHS else
                      DSFB_CELLS if model in (DSFB, "resnet32_cifar") else CRU_CELLS)
             label = f"{cell_label(model, option).replace('`', '')} lr {rate} (n={len(group)})"
             panels.setdefault(panel, {})[label] = (epochs, [by_epoch[e] for e in epochs])
@@ -220,8 +222,7 @@ def plot_tier3_gaps(results: Path, rows: list[dict[str, str]], path: Path) -> Pa
     """Each tier-3 comparison's gap against epoch: the candidate cell's mean test error minus the reference's, at
     the epochs both logged. The convergence plot's scale hides gaps of a tenth of a point; here one can see whether
     each closes, opens or holds. Linear within 1 point of 0, logarithmic beyond (the high-rate epochs swing by tens)."""
-    gaps = comparison_gaps(results, rows)
-    if not gaps:
+    if not (panels := gap_panels(results, rows)):
         return None
 
     def symlog_about_0(ax) -> None:
@@ -232,23 +233,25 @@ def plot_tier3_gaps(results: Path, rows: list[dict[str, str]], path: Path) -> Pa
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(ScalarFormatter())
 
-    return _lines_by_epoch(gap_panels(gaps), path, "error gap, points (candidate - reference)",
+    return _lines_by_epoch(panels, path, "error gap, points (candidate - reference)",
                            "tier 3: each comparison's gap against epoch (mean over seeds)", symlog_about_0)
 
 
-def gap_panels(gaps: Curves) -> dict[str, Curves]:
-    """The comparisons in one panel per claim they read (``CLAIMS``), the rest in one of their own. Those at 2E get
-    a panel beside their claim's, since on one epoch axis they would squeeze the 20-epoch lines into its left half."""
-    claim_of = {c.question: claim.claim for claim in CLAIMS for _, c in claim.long}
+def gap_panels(results: Path, rows: list[dict[str, str]]) -> dict[str, Curves]:
+    """The tier-3 comparisons' gaps (``comparison_gaps``) in one panel per claim they read (``CLAIMS``), the rest in
+    one of their own. Those at 2E get a panel beside their claim's, since on one epoch axis they would squeeze the
+    20-epoch lines into its left half."""
+    claim_of = {c: claim.claim for claim in CLAIMS for _, c in claim.long}
     panels: dict[str, Curves] = {name: {} for claim in CLAIMS for name in (claim.claim, _at_2e(claim.claim))}
-    for label, gap in gaps.items():
-        panel = claim_of.get(label.rsplit(" (n=", 1)[0], OTHER_COMPARISONS)
-        panels.setdefault(_at_2e(panel) if max(gap[0]) > TIER3_EPOCHS else panel, {})[label] = gap
+    for c in TIER3_COMPARISONS:
+        for label, gap in comparison_gaps(results, rows, (c,)).items():
+            panel = claim_of.get(c, OTHER_COMPARISONS)
+            panels.setdefault(_at_2e(panel) if max(gap[0]) > TIER3_EPOCHS else panel, {})[label] = gap
     return {panel: group for panel, group in panels.items() if group}
 
 
 def _at_2e(panel: str) -> str:
-    return f"{panel}, at 2E ({2 * TIER3_EPOCHS} epochs)"
+    return f"{panel}, {AT_2E}"
 
 
 def plot_tier3_grad_norms(results: Path, rows: list[dict[str, str]], path: Path) -> Path | None:

@@ -199,7 +199,7 @@ def test_the_gap_plot_has_a_panel_per_claim_and_the_2e_comparisons_beside_theirs
         if row["model"] == "preresnext_small":
             _epochs(tier3, row, [86.0, 91.0, float(row["test_top1"])])
     gaps = comparison_gaps(tier3, load_tier3(tier3))
-    panels = gap_panels(gaps)
+    panels = gap_panels(tier3, load_tier3(tier3))
     # no ResNet-32 run at E, nor any run at 2E: the DSFB-vs-ResNet claim has no panel yet
     assert list(panels) == [CLAIMS[0].claim, CLAIMS[2].claim, OTHER_COMPARISONS]
     assert sorted(label for group in panels.values() for label in group) == sorted(gaps)  # each line drawn once
@@ -208,7 +208,7 @@ def test_the_gap_plot_has_a_panel_per_claim_and_the_2e_comparisons_beside_theirs
     for model, top1, extra in (("dsfb_resnet32_s16u1", 93.6, "orth_unique=1"), ("resnet32_cifar", 94.0, "")):
         row = _record(tier3, _row(model, 0, top1, top1, extra=extra, epochs=2 * TIER3_EPOCHS))
         _epochs(tier3, row, [80.0 + e / 4 for e in range(2 * TIER3_EPOCHS)])
-    panels = gap_panels(comparison_gaps(tier3, load_tier3(tier3)))
+    panels = gap_panels(tier3, load_tier3(tier3))
     at_2e = f"{CLAIMS[1].claim}, at 2E ({2 * TIER3_EPOCHS} epochs)"
     assert list(panels) == [CLAIMS[0].claim, at_2e, CLAIMS[2].claim, OTHER_COMPARISONS]
     assert [label.split(" (n=")[0] for label in panels[at_2e]] == [
