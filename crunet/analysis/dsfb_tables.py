@@ -1,7 +1,9 @@
 """The size and cost columns of the DSFB paper (Kang & Kim, NeurIPS 2021) beside the numbers our models give.
 
-ImageNet rows are counted at 224x224 with 1000 classes, CIFAR-10 rows at 32x32 with 10 classes. The source's "FLOPs"
-are multiply-accumulates; its table gives none for CIFAR. Same columns as ``paper_tables.COLUMNS``.
+ImageNet rows are counted at 224x224 with 1000 classes, CIFAR-10 rows at 32x32 with 10 classes, CIFAR-100 rows at
+32x32 with 100 classes. The source's ImageNet "FLOPs" are multiply-accumulates; the paper's table gives none for CIFAR.
+The CIFAR-100 rows are the source README's (ssregibility/Net_RL2 at 699db5a; later commits dropped the table). Same
+columns as ``paper_tables.COLUMNS``.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from crunet.analysis.paper_tables import COLUMNS, PaperEntry, table_rows
 __all__ = ["COLUMNS", "DSFB_ENTRIES", "dsfb_table_rows"]
 
 
-_IN, _C10 = "DSFB ImageNet", "DSFB CIFAR-10"
+_IN, _C10, _C100 = "DSFB ImageNet", "DSFB CIFAR-10", "DSFB CIFAR-100"
 _MACS = "published MACs are 0.3-0.6% above ours, which count convolutions and linear layers only"
 _MV2 = ("the source's MACs for MobileNetV2-Shared exceed its own baseline's although sharing adds no computation; "
         "ours are equal")
 _S16 = ("the source's table says 0.22 M; its definition (s=16/32/64, u=1/2/4, one basis per stage) gives 0.271 M "
         "(S16U0 or S10U1 would give 0.22 M)")
+
+
+_C100_FLOPS = ("the source README's CIFAR-100 FLOPs (0.79, 1.05, 1.55 G) count a multiply-add as two: twice our MACs, "
+               "within 1%")
 
 
 def _cifar(method: str, setting: str, model: str, params_m: float, note: str = "") -> PaperEntry:
@@ -42,9 +48,15 @@ DSFB_ENTRIES = (
     _cifar("ResNet56-DSFB", "S8U1", "dsfb_resnet56_s8u1", 0.202),
     _cifar("ResNet56-DSFB", "S16U1", "dsfb_resnet56_s16u1", 0.22, note=_S16),
     _cifar("ResNet56-DSFB", "S16U1* (double)", "dsfb_resnet56_s16u1_double", 0.319),
+    PaperEntry(_C100, "ResNet34-DSFB", "S8U1", "dsfb_resnet34_cifar100_s8u1", 5.87, num_classes=100, image_size=32,
+               note=_C100_FLOPS),
+    PaperEntry(_C100, "ResNet34-DSFB", "S16U1", "dsfb_resnet34_cifar100_s16u1", 6.49, num_classes=100,
+               image_size=32, note=_C100_FLOPS),
+    PaperEntry(_C100, "ResNet34-DSFB", "S32U1", "dsfb_resnet34_cifar100_s32u1", 7.73, num_classes=100,
+               image_size=32, note=_C100_FLOPS),
 )
 
 
 def dsfb_table_rows() -> list[dict]:
-    """The DSFB paper's ImageNet and CIFAR-10 figures beside our models."""
+    """The DSFB paper's ImageNet and CIFAR-10 figures, and the source's CIFAR-100 ones, beside our models."""
     return table_rows(DSFB_ENTRIES)

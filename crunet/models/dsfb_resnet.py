@@ -4,11 +4,12 @@ BasicBlock nets (CIFAR ResNet-32/56, ImageNet ResNet-34): within a stage every b
 3x3 on a basis of ``u_g`` unique and ``s_g`` shared filters, s_g = s * 2^g and u_g = u * 2^g (stage g = 0, 1, ...).
 "single" shares one basis per stage, "double" (the source's ``*``) one per convolution position. Bottleneck nets
 (ImageNet ResNet-50/101): "shared" shares the 3x3 of blocks 2..n of a stage, "shared++" also their last 1x1.
-Name pattern: ``s48u1`` is S48U1, ``_double`` the ``*`` variant.
+Name pattern: ``s48u1`` is S48U1, ``_double`` the ``*`` variant. The source's CIFAR-100 ResNet-34s
+(``dsfb_resnet34_cifar100_*``) are ResNet-34 on a 3x3 stem without max-pool: planes 64-512, projection shortcuts.
 
-The orthogonality regularizer follows the source's scripts: the CIFAR DSFB nets default to the form of its CIFAR-10
-script (``orth_unique=True``: the unique filters of blocks 2..n too), the ImageNet ones to the shared-only form
-(``crunet.layers.orthogonality``).
+The orthogonality regularizer follows the source's scripts: the CIFAR-10 DSFB nets default to the form of its
+CIFAR-10 script (``orth_unique=True``: the unique filters of blocks 2..n too), the ImageNet and CIFAR-100 ones to the
+shared-only form (``crunet.layers.orthogonality``).
 """
 
 from __future__ import annotations
@@ -147,6 +148,10 @@ def _bottleneck_stage(cfg: DSFBResNetCfg, g: int, in_chs: int, stride: int) -> D
 D34, D50, D101, D32, D56 = (3, 4, 6, 3), (3, 4, 6, 3), (3, 4, 23, 3), (5, 5, 5), (9, 9, 9)
 CIFAR = {"stem": "cifar", "widths": (16, 32, 64), "shortcut": "A"}
 CIFAR_DSFB = {**CIFAR, "orth_unique": True}  # regularized as by the source's CIFAR-10 script
+# The source's CIFAR-100 ResNet-34 (models/cifar100/resnet.py): ImageNet planes and projection shortcuts on the 3x3
+# stem, no max-pool; its script (train_cifar100.py) regularizes the shared bases only, and normalizes with these.
+CIFAR100_MEAN, CIFAR100_STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
+CIFAR100 = {"stem": "cifar"}
 
 RESNET34 = DSFBResNetCfg(D34)
 RESNET50 = DSFBResNetCfg(D50, "bottleneck")
@@ -163,6 +168,7 @@ DSFB_RESNET32_S16U1_DOUBLE = DSFBResNetCfg(D32, "basic", "double", 16, 1, **CIFA
 DSFB_RESNET56_S8U1 = DSFBResNetCfg(D56, "basic", "single", 8, 1, **CIFAR_DSFB)
 DSFB_RESNET56_S16U1 = DSFBResNetCfg(D56, "basic", "single", 16, 1, **CIFAR_DSFB)
 DSFB_RESNET56_S16U1_DOUBLE = DSFBResNetCfg(D56, "basic", "double", 16, 1, **CIFAR_DSFB)
+DSFB_RESNET34_CIFAR100 = {s: DSFBResNetCfg(D34, "basic", "single", s, 1, **CIFAR100) for s in (8, 16, 32)}
 
 
 @register_model
@@ -253,3 +259,26 @@ def dsfb_resnet56_s16u1(**kwargs):
 def dsfb_resnet56_s16u1_double(**kwargs):
     """DSFB CIFAR ResNet56-S16U1* (two shared bases per stage)."""
     return DSFBResNet.create("dsfb_resnet56_s16u1_double", DSFB_RESNET56_S16U1_DOUBLE, **kwargs)
+
+
+def _cifar100(name: str, cfg: DSFBResNetCfg, kwargs: dict[str, Any]):
+    kwargs["pretrained_cfg"] = {"mean": CIFAR100_MEAN, "std": CIFAR100_STD, **(kwargs.get("pretrained_cfg") or {})}
+    return DSFBResNet.create(name, cfg, **kwargs)
+
+
+@register_model
+def dsfb_resnet34_cifar100_s8u1(**kwargs):
+    """DSFB CIFAR-100 ResNet34-S8U1 (3x3 stem, planes 64-512, one shared basis per stage; 5.87 M)."""
+    return _cifar100("dsfb_resnet34_cifar100_s8u1", DSFB_RESNET34_CIFAR100[8], kwargs)
+
+
+@register_model
+def dsfb_resnet34_cifar100_s16u1(**kwargs):
+    """DSFB CIFAR-100 ResNet34-S16U1 (3x3 stem, planes 64-512, one shared basis per stage; 6.49 M)."""
+    return _cifar100("dsfb_resnet34_cifar100_s16u1", DSFB_RESNET34_CIFAR100[16], kwargs)
+
+
+@register_model
+def dsfb_resnet34_cifar100_s32u1(**kwargs):
+    """DSFB CIFAR-100 ResNet34-S32U1 (3x3 stem, planes 64-512, one shared basis per stage; 7.73 M)."""
+    return _cifar100("dsfb_resnet34_cifar100_s32u1", DSFB_RESNET34_CIFAR100[32], kwargs)
