@@ -12,8 +12,9 @@ from crunet.train.config import PRESETS, UNSET_DEFAULTS, TrainConfig
 
 HELP = {
     "model": "registered model name (crunet models lists them)",
-    "data": "data folder: the 4 IDX files of Fashion-MNIST or MNIST, train/ + val/ class folders, or Places365 file "
-            "lists (default: /usr/share/datasets/fashion-mnist)",
+    "data": "data folder: the 4 IDX files of Fashion-MNIST or MNIST, CIFAR-10 or CIFAR-100 (either published format: "
+            "the .tar.gz as downloaded or its folder), train/ + val/ class folders, or Places365 file lists "
+            "(default: /usr/share/datasets/fashion-mnist)",
     "out": "run directory (default runs/<model>-<date>; with --resume, the checkpoint's folder)",
     "batch_size": "images per process per micro-batch",
     "accum": "micro-batches per optimizer step (gradient accumulation)",
@@ -37,6 +38,7 @@ HELP = {
                 "model takes it, else the model config's size)",
     "pad": "with --augment light on IDX data: random shifts of up to N pixels (default 0: flips only)",
     "crops": "evaluation crops per image: 1 or 10",
+    "cifar100_labels": "CIFAR-100's labels: fine (100 classes, the default) or coarse (20 superclasses)",
     "decode": "where image files are decoded: " + "; ".join(f"{name}: {what}" for name, what in DECODES.items())
               + " (default cpu)",
     "strict_data": "fail on an unreadable image or an empty class folder instead of skipping and counting it",
@@ -50,6 +52,10 @@ HELP = {
     "progress": "auto (a bar on a terminal, lines otherwise), bar, lines, none",
     "compile": "torch.compile the model for the training steps (GPU: faster after the first, slow, step); "
                "checkpoints, EMA and evaluation use the eager module",
+    "teacher": "distil from this teacher: a crunet checkpoint (RUN_DIR/best.pt) or safetensors file of the same "
+               "classes; it runs frozen, in eval mode, on the same batches (default: none)",
+    "kd_temperature": "distillation temperature T: the soft term is KL(teacher/T || student/T) * T^2",
+    "kd_weight": "the soft term's weight w: loss = (1 - w) * label loss + w * soft term",
 }
 
 
@@ -66,7 +72,8 @@ def add_parser(subparsers) -> None:
             p.add_argument(flag, type=_json_object, default=None, metavar="JSON", help=HELP.get(f.name))
         else:
             kind = {"lr": float, "momentum": float, "weight_decay": float, "warmup_epochs": float, "gamma": float,
-                    "label_smoothing": float, "ema_decay": float, "clip_grad": float}.get(f.name)
+                    "label_smoothing": float, "ema_decay": float, "clip_grad": float, "kd_temperature": float,
+                    "kd_weight": float}.get(f.name)
             kind = kind or (int if isinstance(default, int) or f.name == "img_size" else str)
             p.add_argument(flag, type=kind, default=default, help=HELP.get(f.name))
     p.set_defaults(func=run)

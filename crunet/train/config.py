@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from crunet.data.sources import AUGMENTS, DECODES
 from crunet.errors import ConfigError
@@ -52,6 +53,7 @@ class TrainConfig:
     crops: int = 1
     workers: int = 2
     decode: str = "cpu"  # cpu (Pillow in the workers) or device: crunet.data.sources.DECODES says what each does
+    cifar100_labels: str = "fine"  # CIFAR-100: fine (100 classes) or coarse (20); refused on other data
     seed: int = 0
     strict_data: bool = False
     sync_bn: bool = False
@@ -65,6 +67,10 @@ class TrainConfig:
     progress: str = "auto"  # auto (bar on a terminal), bar, lines, none
     device: str = "auto"
     compile: bool = False  # torch.compile the training forward (checkpoints and EMA keep the eager module)
+    # distillation (crunet.train.distill): loss = (1 - kd_weight) * labels + kd_weight * KL(teacher/T || student/T) T^2
+    teacher: str | None = None  # a crunet checkpoint or safetensors file of the same classes; None: off
+    kd_temperature: float = 4.0
+    kd_weight: float = 0.5
 
     def apply_preset(self) -> TrainConfig:
         """Fill the options left unset (None) from ``preset``, then from ``UNSET_DEFAULTS``: ``--preset paper50
@@ -83,7 +89,8 @@ class TrainConfig:
         """Every option checked up front (range, finiteness, choices): one ConfigError naming the option."""
         self._preset_values()
         choices = {"schedule": ("cosine", "step", "plateau", "constant"), "amp": ("none", "bf16", "fp16"),
-                   "augment": tuple(AUGMENTS), "decode": tuple(DECODES), "progress": ("auto", "bar", "lines", "none")}
+                   "augment": tuple(AUGMENTS), "decode": tuple(DECODES), "progress": ("auto", "bar", "lines", "none"),
+                   "cifar100_labels": ("fine", "coarse")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed and not (key in UNSET_DEFAULTS and getattr(self, key) is None):
                 raise ConfigError(f"{_flag(key)} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
@@ -103,6 +110,9 @@ class TrainConfig:
         from crunet.train.checkpoint import parse_every
 
         parse_every(self.checkpoint_every)
+        if self.teacher is not None and not Path(self.teacher).is_file():
+            raise ConfigError(f"--teacher {self.teacher} does not exist: give a crunet checkpoint (RUN_DIR/best.pt) "
+                              "or a safetensors file written by crunet export")
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda") or (
                 self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
@@ -139,9 +149,9 @@ RANGES = (
     ("momentum", 0.0, 1.0), ("weight_decay", 0.0, None), ("warmup_epochs", 0.0, None), ("gamma", 0.0, 1.0),
     ("plateau_patience", 0, None), ("label_smoothing", 0.0, 1.0), ("ema_decay", 0.0, 1.0), ("clip_grad", 0.0, None),
     ("subset", 0, None), ("val_subset", 0, None), ("holdout", 0, None), ("pad", 0, 1024), ("workers", 0, 256),
-    ("seed", 0, 2**63 - 1), ("log_every", 1, None),
+    ("seed", 0, 2**63 - 1), ("log_every", 1, None), ("kd_temperature", 0.0, None), ("kd_weight", 0.0, 1.0),
 )
-_OPEN_BELOW = {"lr", "gamma"}  # must be > lowest
+_OPEN_BELOW = {"lr", "gamma", "kd_temperature"}  # must be > lowest
 _OPEN_ABOVE = {"momentum", "label_smoothing", "ema_decay"}  # must be < highest
 
 

@@ -15,6 +15,7 @@ from crunet.errors import ConfigError
 from crunet.train.checkpoint import Checkpointer, CheckpointPolicy
 from crunet.train.config import TrainConfig
 from crunet.train.dist import DistInfo
+from crunet.train.distill import Teacher, load_teacher
 from crunet.train.ema import ModelEma
 from crunet.train.inputs import data_spec
 from crunet.train.optim import LrSchedule, build_optimizer, scaled_lr
@@ -43,6 +44,7 @@ class Run:
     policy: CheckpointPolicy
     records: RunDir | None  # rank 0's run directory; None on the other ranks
     grad_probe: SharedGradProbe | None
+    teacher: Teacher | None = None  # --teacher: distillation (crunet.train.distill)
 
     def say(self, message: str) -> None:
         if self.info.main:
@@ -72,17 +74,18 @@ def setup(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info: 
     if resume is not None:
         state.load_state_dict(resume, cfg.resume, info.main)
     meta = {"config": cfg.to_dict(), "model_name": unwrap(model).name, "num_classes": num_classes,
-            "in_chans": spec.in_chans, "classes": class_names(cfg.data, train_data),  # for crunet predict
+            "in_chans": spec.in_chans, "classes": class_names(cfg.data, train_data, cfg.cifar100_labels),  # for predict
             "img_size": spec.size}
     resolved = {"lr": lr, "global_batch": sampler.global_batch, "world": info.world,
                 "channels_last": uses_channels_last(cfg), "num_classes": num_classes, "in_chans": spec.in_chans,
                 "img_size": spec.size, "train_images": len(train_data), "val_images": len(val_data),
                 "device": str(info.device), "backend": info.backend}
+    teacher = open_teacher(cfg, meta, spec, info)  # a teacher that does not fit is refused before any record
     records = open_records(cfg, info, run_path, resolved, state) if info.main else None
     ddp_model = nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
     run = Run(cfg, info, run_path, model, ddp_model, torch.compile(ddp_model) if cfg.compile else ddp_model, train_data,
               val_data, sampler, state, Checkpointer(run_path, meta, state, info),
-              CheckpointPolicy(cfg.checkpoint_every), records, grad_probe)
+              CheckpointPolicy(cfg.checkpoint_every), records, grad_probe, teacher)
     run.say(f"training {meta['model_name']} ({sum(p.numel() for p in model.parameters()):,} params) on "
             f"{len(train_data)} images, {info.world} process(es), global batch {sampler.global_batch}, lr {lr:.4g}; "
             f"run directory {run_path}" + (f"; resumed at step {state.step} from {cfg.resume}" if resume else ""))
@@ -99,6 +102,8 @@ def open_data(cfg: TrainConfig, model: nn.Module | None, info: DistInfo):
     probe = model or create(cfg, 10 if idx_data else 1000, 1 if idx_data else 3)
     spec = data_spec(cfg, probe)
     train_data, val_data = open_split(cfg.data, "train", spec), open_split(cfg.data, "val", spec)
+    for note in getattr(train_data, "notes", []) if info.main else []:  # CIFAR files not the published ones
+        print(note)
     if cfg.holdout:
         train_data, val_data = hold_out(train_data, val_data, cfg.holdout)
     num_classes = num_classes_of(train_data)
@@ -114,6 +119,15 @@ def open_data(cfg: TrainConfig, model: nn.Module | None, info: DistInfo):
         if info.main:
             print(f"warning: class folder {name!r} is empty (its label is kept; --strict-data makes this an error)")
     return model, train_data, val_data, spec, num_classes
+
+
+def open_teacher(cfg: TrainConfig, meta: dict, spec, info: DistInfo) -> Teacher | None:
+    """``--teacher``'s model on the training device (in the student's memory format), or None without one."""
+    if not cfg.teacher:
+        return None
+    teacher = load_teacher(cfg.teacher, meta["num_classes"], meta["in_chans"], spec.mean, spec.std, meta["classes"])
+    fmt = torch.channels_last if uses_channels_last(cfg) else torch.contiguous_format
+    return teacher.to(info.device, memory_format=fmt)
 
 
 def place_model(cfg: TrainConfig, model: nn.Module, info: DistInfo) -> nn.Module:

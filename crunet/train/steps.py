@@ -10,6 +10,7 @@ from torch import nn
 
 from crunet.train.config import TrainConfig
 from crunet.train.dist import DistInfo, any_rank
+from crunet.train.distill import Teacher, distill_terms
 
 SINGLE = DistInfo()  # one process on the CPU
 
@@ -50,9 +51,10 @@ def to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> tor
 
 
 def train_step(model: nn.Module, optimizer, micro_batches, cfg: TrainConfig, info: DistInfo = SINGLE, *, step: int = 0,
-               scaler=None, ema=None, grad_probe=None) -> dict:
+               scaler=None, ema=None, grad_probe=None, teacher: Teacher | None = None) -> dict:
     """Forward/backward over the micro-batches (gradients synchronised once, on the last), clip, step, EMA; ``cfg``
-    gives amp, channels-last, label smoothing and clipping, ``info`` the device.
+    gives amp, channels-last, label smoothing, clipping and distillation, ``info`` the device; a ``teacher`` adds
+    the soft term ``loss_kd`` (``crunet.train.distill``).
 
     Returns sums over the step: ``loss`` (data term), ``correct``, ``count``, each extra loss term and, with a
     ``grad_probe``, its gradient statistics (taken before clipping) weighted by the step's image count.
@@ -61,7 +63,7 @@ def train_step(model: nn.Module, optimizer, micro_batches, cfg: TrainConfig, inf
     good step. Collective when ``info.world > 1``: every rank calls it for every step, runs every backward (DDP's
     collectives stay in step), and the ranks agree on a non-finite loss with one all-reduce, so all raise together."""
     optimizer.zero_grad(set_to_none=True)
-    stats, bad = _forward_backward(model, micro_batches, cfg, info, scaler, step)
+    stats, bad = _forward_backward(model, micro_batches, cfg, info, scaler, step, teacher)
     if any_rank([bad is not None], info)[0]:
         optimizer.zero_grad(set_to_none=True)
         raise NonFiniteLossError(f"{bad or f'the loss is not finite on another process at step {step}'}; training "
@@ -82,7 +84,7 @@ def train_step(model: nn.Module, optimizer, micro_batches, cfg: TrainConfig, inf
     return stats
 
 
-def _forward_backward(model, micro_batches, cfg: TrainConfig, info: DistInfo, scaler, step: int):
+def _forward_backward(model, micro_batches, cfg: TrainConfig, info: DistInfo, scaler, step: int, teacher=None):
     """The step's sums, and what went wrong if a loss was not finite (None if all were). One process stops at the
     first bad micro-batch; several run every backward."""
     stats: dict[str, float] = {"loss": 0.0, "correct": 0.0, "count": 0.0}
@@ -95,7 +97,11 @@ def _forward_backward(model, micro_batches, cfg: TrainConfig, info: DistInfo, sc
                 logits = model(x)
                 data_loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
                 extras = extra_loss_terms(model)
-            loss = data_loss + sum(extras.values()) if extras else data_loss
+                label_weight = 1.0
+                if teacher is not None:
+                    label_weight, soft = distill_terms(teacher, x, logits, cfg.kd_temperature, cfg.kd_weight)
+                    extras.update(soft)
+            loss = label_weight * data_loss + sum(extras.values()) if extras else data_loss
             if bad is None and not torch.isfinite(loss):
                 bad = f"the loss is {loss.item()} at step {step} (micro-batch {i})"
                 if info.world == 1:

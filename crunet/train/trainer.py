@@ -106,7 +106,7 @@ def step(run: Run, micro: list, progress: Progress) -> dict:
     state, optimizer = run.state, run.state.optimizer
     state.schedule.set(state.step)
     stats = train_step(run.train_model, optimizer, micro, run.cfg, run.info, step=state.step, scaler=state.scaler,
-                       ema=state.ema, grad_probe=run.grad_probe)
+                       ema=state.ema, grad_probe=run.grad_probe, teacher=run.teacher)
     progress.update(int(stats["count"]) * run.info.world, loss=stats["loss"] / stats["count"],
                     lr=optimizer.param_groups[0]["lr"])
     return stats
