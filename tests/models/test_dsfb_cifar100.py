@@ -2,6 +2,7 @@
 exact counts, the regularizer and normalization of its ``train_cifar100.py``, and the source's own model built from
 the mirror (when this machine has it) giving the same logits on the same weights."""
 
+import os
 import subprocess
 import types
 from pathlib import Path
@@ -16,7 +17,7 @@ from tests.helpers import meta_model
 # name, the source README's parameters (M) and FLOPs (G) for ResNet34-S<s>U1 (its CIFAR-100 table)
 CIFAR100 = [("dsfb_resnet34_cifar100_s8u1", 8, 5.87, 0.79), ("dsfb_resnet34_cifar100_s16u1", 16, 6.49, 1.05),
             ("dsfb_resnet34_cifar100_s32u1", 32, 7.73, 1.55)]
-MIRROR = Path("/work/.mirror/ssregibility+Net_RL2/repo")
+MIRROR = Path(os.environ.get("CRUNET_DSFB_SOURCE", "/work/.mirror/ssregibility+Net_RL2/repo"))  # a git clone
 
 
 def resnet34_cifar100_params(s: int, u: int, classes: int = 100) -> int:
