@@ -1,8 +1,9 @@
 """Find a data set from ``--data`` and open its train or evaluation split as a loader.
 
-Kinds: ``fashion-mnist`` and ``mnist`` (the same four IDX files, in memory; told apart by their images), ``folder``
-(``train/<class>/``, ``val/<class>/``), and ``places365`` (file lists ``places365_train_standard.txt`` /
-``places365_val.txt`` beside the image folders).
+Kinds: ``fashion-mnist`` and ``mnist`` (the same four IDX files, in memory; told apart by their images),
+``cifar10`` and ``cifar100`` (either published format, folder or archive, in memory), ``folder`` (``train/<class>/``,
+``val/<class>/``), and ``places365`` (file lists ``places365_train_standard.txt`` / ``places365_val.txt`` beside the
+image folders).
 """
 
 from __future__ import annotations
@@ -11,16 +12,20 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from crunet.data import folders, idx
+from crunet.data import cifar, folders, idx
+from crunet.data.cifar_files import find_cifar
 from crunet.data.device_decode import DeviceDecodeLoader
 from crunet.data.tensor_data import TensorLoader
 from crunet.data.transforms import EvalCrops, PaperAugment, RandomResizedCropFlip
 from crunet.errors import ConfigError, DataError, MissingFileError
 
-IDX_KINDS = ("fashion-mnist", "mnist")  # in memory, 28x28 grey; every other kind is decoded from image files
+IDX_KINDS = ("fashion-mnist", "mnist")  # in memory, 28x28 grey
+CIFAR_KINDS = ("cifar10", "cifar100")  # in memory, 32x32 RGB
+IN_MEMORY_KINDS = IDX_KINDS + CIFAR_KINDS  # every other kind is decoded from image files
 AUGMENTS = {  # --augment: what each value does on which data; check_augment refuses the others
-    "auto": "light on IDX data (Fashion-MNIST, MNIST), rrc on image folders and Places365",
-    "light": "IDX data only: horizontal flips, plus random shifts of up to --pad pixels (default 0: flips only)",
+    "auto": "light on in-memory data (Fashion-MNIST, MNIST, CIFAR), rrc on image folders and Places365",
+    "light": "in-memory data only: horizontal flips, plus random shifts of up to --pad pixels (default 0: flips only; "
+             "CIFAR's recipe: --pad 4)",
     "rrc": "image files only: RandomResizedCrop (0.08 to all of the area, aspect 3/4 to 4/3) and horizontal flips",
     "paper": "image files only: the CRU-Net recipe (aspect and area jitter, HLS noise, flips)",
     "none": "no augmentation",
@@ -49,6 +54,7 @@ class DataSpec:
     workers: int = 2
     seed: int = 0
     decode: str = "cpu"  # one of DECODES
+    cifar100_labels: str = "fine"  # CIFAR-100: fine (100 classes) or coarse (20)
 
 
 def model_spec(pretrained_cfg: dict, in_chans: int, size: int | None = None, **options) -> DataSpec:
@@ -103,7 +109,8 @@ class FolderLoader:
 
 
 def detect_kind(data: str | os.PathLike | None) -> str:
-    """``fashion-mnist`` (also for ``None``: the Debian package's), ``mnist``, ``folder`` or ``places365``."""
+    """``fashion-mnist`` (also for ``None``: the Debian package's), ``mnist``, ``cifar10``, ``cifar100``, ``folder``
+    or ``places365``."""
     if data is None:
         return "fashion-mnist"
     root = Path(data)
@@ -113,31 +120,35 @@ def detect_kind(data: str | os.PathLike | None) -> str:
         return "places365"
     if (root / "train").is_dir() or (root / "val").is_dir():
         return "folder"
+    source = find_cifar(root)
+    if source:
+        return source.layout.kind
     try:
         folder = idx.find_fashion_mnist(root)
     except FileNotFoundError:
         raise MissingFileError(
-            f"--data {data}: no data set recognised; expected the four IDX files of Fashion-MNIST or MNIST, class "
-            f"folders {data}/train/<class>/ and {data}/val/<class>/, or Places365 file lists") from None
+            f"--data {data}: no data set recognised; expected the four IDX files of Fashion-MNIST or MNIST, CIFAR-10 "
+            f"or CIFAR-100 (a folder or .tar.gz as downloaded), class folders {data}/train/<class>/ and "
+            f"{data}/val/<class>/, or Places365 file lists") from None
     return "mnist" if idx.looks_like_digits(folder) else "fashion-mnist"
 
 
 def check_augment(kind: str, augment: str, pad: int) -> str:
     """What ``--augment`` means on data of ``kind`` (``auto`` resolved); an augmentation or a ``--pad`` that cannot
     apply there is refused with one line naming the option and what applies."""
-    idx_data = kind in IDX_KINDS
+    in_memory = kind in IN_MEMORY_KINDS
     if augment == "auto":
-        augment = "light" if idx_data else "rrc"
+        augment = "light" if in_memory else "rrc"
     if augment not in AUGMENTS:
         raise ConfigError(f"--augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
-    if idx_data and augment in ("rrc", "paper"):
-        raise ConfigError(f"--augment {augment} applies to image files; {kind} (IDX images in memory) takes --augment "
+    if in_memory and augment in ("rrc", "paper"):
+        raise ConfigError(f"--augment {augment} applies to image files; {kind} (images in memory) takes --augment "
                           f"light (flips, and shifts with --pad) or none")
-    if not idx_data and augment == "light":
-        raise ConfigError(f"--augment light applies to IDX data (Fashion-MNIST, MNIST); {kind} data takes --augment "
-                          f"rrc (its default), paper or none")
+    if not in_memory and augment == "light":
+        raise ConfigError(f"--augment light applies to in-memory data (Fashion-MNIST, MNIST, CIFAR); {kind} data "
+                          f"takes --augment rrc (its default), paper or none")
     if pad and augment != "light":
-        raise ConfigError(f"--pad {pad} applies with --augment light on IDX data only (it shifts the 28x28 images); "
+        raise ConfigError(f"--pad {pad} applies with --augment light on in-memory data only (it shifts the images); "
                           f"this run uses --augment {augment} on {kind} data: leave --pad out")
     return augment
 
@@ -147,8 +158,8 @@ def check_decode(kind: str, decode: str, augment: str) -> None:
     one line naming the option and what applies."""
     if decode not in DECODES:
         raise ConfigError(f"--decode must be one of {', '.join(DECODES)}, got {decode!r}")
-    if decode == "device" and kind in IDX_KINDS:
-        raise ConfigError(f"--decode device decodes image files (class folders, Places365); {kind} is IDX images "
+    if decode == "device" and kind in IN_MEMORY_KINDS:
+        raise ConfigError(f"--decode device decodes image files (class folders, Places365); {kind} is images "
                           f"already decoded in memory (kept on the GPU with --device cuda): leave --decode out")
     if decode == "device" and augment == "paper":
         raise ConfigError("--augment paper (HLS noise) runs in Pillow, in the workers: with --decode device use "
@@ -178,12 +189,20 @@ def open_split(data: str | os.PathLike | None, split: str, spec: DataSpec):
     if train:
         spec = replace(spec, augment=check_augment(kind, spec.augment, spec.pad))
     check_decode(kind, spec.decode, spec.augment if train else "none")
-    if kind in IDX_KINDS:
-        images, labels = idx.load_idx_split(idx.find_fashion_mnist(data), "train" if train else "test")
+    cifar.check_label_set(kind, spec.cifar100_labels)
+    if kind in IN_MEMORY_KINDS:
+        notes, classes = [], None
+        if kind in CIFAR_KINDS:
+            split_data = cifar.read_split(find_cifar(data), "train" if train else "test", spec.cifar100_labels)
+            images, labels, notes, classes = split_data.images, split_data.labels, split_data.notes, split_data.classes
+        else:
+            images, labels = idx.load_idx_split(idx.find_fashion_mnist(data), "train" if train else "test")
         aug = train and spec.augment != "none"
-        return TensorLoader(images, labels, spec.mean, spec.std, pad=spec.pad if aug else 0, flip=aug,
-                            crops=1 if train else spec.crops, resize=None if train else spec.resize, size=spec.size,
-                            seed=spec.seed)
+        loader = TensorLoader(images, labels, spec.mean, spec.std, pad=spec.pad if aug else 0, flip=aug,
+                              crops=1 if train else spec.crops, resize=None if train else spec.resize,
+                              size=spec.size, seed=spec.seed)
+        loader.notes, loader.classes = notes, classes  # the data set's own; a subset() keeps neither
+        return loader
     root, empty = Path(data), []
     if kind == "folder":
         sub = "train" if train else next((s for s in ("val", "test") if (root / s).is_dir()), "val")
@@ -219,6 +238,8 @@ def check_labels(loader, num_classes: int, split: str) -> None:
 
 
 def num_classes_of(loader) -> int:
+    if getattr(loader, "classes", None):  # CIFAR: every class the data set names, present in a subset or not
+        return len(loader.classes)
     if isinstance(loader, TensorLoader):
         return int(loader.labels.max()) + 1
     return len(loader.dataset.classes)

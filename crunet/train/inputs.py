@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from crunet.data import IDX_KINDS, DataSpec, detect_kind
+from crunet.data import CIFAR_KINDS, IN_MEMORY_KINDS, DataSpec, detect_kind
 from crunet.data.idx import find_fashion_mnist, idx_image_size
 from crunet.data.sources import model_spec
 from crunet.train.config import TrainConfig
@@ -14,13 +14,16 @@ from crunet.train.config import TrainConfig
 def data_spec(cfg: TrainConfig, model: nn.Module) -> DataSpec:
     size = cfg.img_size or in_memory_image_size(cfg.data, model)
     return model_spec(model.pretrained_cfg, model.in_chans, size, augment=cfg.augment, pad=cfg.pad, crops=cfg.crops,
-                      strict=cfg.strict_data, workers=cfg.workers, seed=cfg.seed, decode=cfg.decode)
+                      strict=cfg.strict_data, workers=cfg.workers, seed=cfg.seed, decode=cfg.decode,
+                      cifar100_labels=cfg.cifar100_labels)
 
 
 def in_memory_image_size(data: str | None, model: nn.Module) -> int | None:
-    """IDX images (Fashion-MNIST, MNIST) keep their own size when the model can take it: resizing 28x28 images to
-    the 32x32 of a CIFAR model's config adds pixels, not information, and costs 1.3x the compute."""
-    if detect_kind(data) not in IDX_KINDS:
+    """In-memory images (Fashion-MNIST, MNIST, CIFAR) keep their own size when the model can take it: resizing
+    28x28 images to the 32x32 of a CIFAR model's config adds pixels, not information, and costs 1.3x the compute;
+    resizing CIFAR to an ImageNet model's 224 costs 49x."""
+    kind = detect_kind(data)
+    if kind not in IN_MEMORY_KINDS:
         return None
-    side = idx_image_size(find_fashion_mnist(data))
+    side = 32 if kind in CIFAR_KINDS else idx_image_size(find_fashion_mnist(data))
     return side if side >= model.min_input_size else None
