@@ -9,6 +9,7 @@ import json
 from crunet.cli.main import CliError
 from crunet.data.sources import AUGMENTS, DECODES
 from crunet.train.config import PRESETS, UNSET_DEFAULTS, TrainConfig
+from crunet.train.recipes import names as recipe_names
 
 HELP = {
     "model": "registered model name (crunet models lists them)",
@@ -22,6 +23,12 @@ HELP = {
     "preset": "the paper's optimizer settings, for the options not given: " + "; ".join(
         f"{name}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
         for name, values in PRESETS.items()),
+    "recipe": "a paper's training recipe, for the options not given: " + ", ".join(recipe_names())
+              + ", or an edited copy (a .toml file); crunet recipe show NAME prints its knobs and their sources",
+    "mean": "input normalization mean, one value per channel (default: the recipe's, else the model's)",
+    "std": "input normalization std, one value per channel (default: the recipe's, else the model's)",
+    "crop_pct": "evaluation: short side = input size / this, then the centre crop (default: the model's)",
+    "step_gammas": "with --schedule step: one lr factor per --step-epochs milestone (default: --gamma at each)",
     "lr": f"learning rate (default: the --preset's, else {UNSET_DEFAULTS['lr']})",
     "weight_decay": f"weight decay (default: the --preset's, else {UNSET_DEFAULTS['weight_decay']})",
     "schedule": f"cosine, step, plateau or constant (default: the --preset's, else {UNSET_DEFAULTS['schedule']})",
@@ -61,21 +68,22 @@ HELP = {
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model (default: crunet_small on Fashion-MNIST)",
-                              description="Train a model. With no arguments: crunet_small on Fashion-MNIST.")
+                              description="Train a model. With no arguments: crunet_small on Fashion-MNIST.",
+                              argument_default=argparse.SUPPRESS)  # only the options given reach TrainConfig.given
     for f in dataclasses.fields(TrainConfig):
         flag, default = "--" + f.name.replace("_", "-"), f.default
         if isinstance(default, bool) or f.name == "channels_last":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=HELP.get(f.name))
-        elif f.name == "step_epochs":
-            p.add_argument(flag, type=int, nargs="+", default=None, help=HELP.get(f.name))
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=HELP.get(f.name))
+        elif f.name in ("step_epochs", "step_gammas", "mean", "std"):
+            p.add_argument(flag, type=int if f.name == "step_epochs" else float, nargs="+", help=HELP.get(f.name))
         elif f.name == "model_kwargs":
-            p.add_argument(flag, type=_json_object, default=None, metavar="JSON", help=HELP.get(f.name))
+            p.add_argument(flag, type=_json_object, metavar="JSON", help=HELP.get(f.name))
         else:
             kind = {"lr": float, "momentum": float, "weight_decay": float, "warmup_epochs": float, "gamma": float,
                     "label_smoothing": float, "ema_decay": float, "clip_grad": float, "kd_temperature": float,
-                    "kd_weight": float}.get(f.name)
+                    "kd_weight": float, "crop_pct": float}.get(f.name)
             kind = kind or (int if isinstance(default, int) or f.name == "img_size" else str)
-            p.add_argument(flag, type=kind, default=default, help=HELP.get(f.name))
+            p.add_argument(flag, type=kind, help=HELP.get(f.name))
     p.set_defaults(func=run)
 
 
@@ -94,8 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from crunet.train.trainer import train
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    cfg = TrainConfig(**values)
+    cfg = TrainConfig.given(**{k: v for k, v in vars(args).items() if k in names})
     try:
         train(cfg)
     except NonFiniteLossError as err:

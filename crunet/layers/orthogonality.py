@@ -12,7 +12,13 @@ elementwise takes D_g's shared rows against all columns plus each convolution's 
     lambda * sum_g (sum D_g[:n_g, :] + sum_k sum D_g[U_gk, U_gk])  /  sum_g (n_g * n_all + sum_k u^2)
 
 so the unique filters are pulled to unit norm and orthogonal to the shared ones (not to each other across
-convolutions). Without unique filters both forms agree. A model declares extra loss terms with
+convolutions). Without unique filters both forms agree. Its ImageNet script trains the Shared++ nets (two kinds of
+shared tensor per stage: ResNet-50's 3x3 and last 1x1, MobileNetV2's expansion and projection 1x1) with
+``train_basis_double_separate`` (``orth_separate=True``): each kind averaged on its own, then the averages added,
+
+    lambda * (sum_g ||S1_g S1_g^T - I||^2 / sum_g n1_g^2  +  sum_g ||S2_g S2_g^T - I||^2 / sum_g n2_g^2)
+
+A model declares extra loss terms with
 ``extra_losses() -> dict[str, Tensor]``; the trainer adds their sum to the loss and logs each one as ``loss_<key>``.
 """
 
@@ -72,34 +78,62 @@ def orthogonality_groups(model: nn.Module, unique: bool | None = None) -> list[T
     """Every group of ``model``'s sharing owners: modules with an ``orthogonality_groups(unique)`` method, the
     outermost one answering for what it holds (a stage for its owners and their users' unique filters). ``unique``:
     the CIFAR-10 form; by default the model's ``orth_unique``."""
+    return [group for groups in _answers(model, unique) for group in groups]
+
+
+def orthogonality_kinds(model: nn.Module, unique: bool | None = None) -> list[list[Tensor | BasisGroup]]:
+    """The groups by kind: ``kinds[i]`` holds the i-th owner of every sharing stage (the source's
+    ``shared_basis_<g>_<i+1>``: ResNet-50 Shared++'s 3x3, then its last 1x1; MobileNetV2's expansion, then its
+    projection)."""
+    kinds: list[list[Tensor | BasisGroup]] = []
+    for groups in _answers(model, unique):
+        for i, group in enumerate(groups):
+            if i == len(kinds):
+                kinds.append([])
+            kinds[i].append(group)
+    return kinds
+
+
+def model_orthogonality(model: nn.Module) -> Tensor | None:
+    """The unweighted term in ``model``'s form: with ``orth_separate`` one average per kind of shared tensor, the
+    averages added; else one average over every group (``orth_unique``: the CIFAR-10 form). None: no shared bases."""
+    if getattr(model, "orth_separate", False):
+        terms = [orthogonality_penalty(groups) for groups in orthogonality_kinds(model)]
+        return torch.stack(terms).sum() if terms else None
+    groups = orthogonality_groups(model)
+    return orthogonality_penalty(groups) if groups else None
+
+
+def _answers(model: nn.Module, unique: bool | None) -> list[list[Tensor | BasisGroup]]:
+    """The groups of each outermost module that answers ``orthogonality_groups``, one list per module."""
     unique = bool(getattr(model, "orth_unique", False)) if unique is None else unique
-    groups: list[Tensor | BasisGroup] = []
+    answers: list[list[Tensor | BasisGroup]] = []
 
     def visit(module: nn.Module) -> None:
         for child in module.children():
             if hasattr(child, "orthogonality_groups"):
-                groups.extend(child.orthogonality_groups(unique))
+                answers.append(child.orthogonality_groups(unique))
             else:
                 visit(child)
 
     visit(model)
-    return groups
+    return answers
 
 
 class OrthogonalityLossMixin:
     """For models with shared bases: ``extra_losses()`` returns ``{"orth": lambda * penalty}``.
 
-    The model sets ``orth_lambda`` (10 in the source; 0 disables the term) and ``orth_unique`` (the CIFAR-10 form,
-    which also regularizes the unique filters); a model without shared bases declares no extra loss.
+    The model sets ``orth_lambda`` (10 in the source; 0 disables the term), ``orth_unique`` (the CIFAR-10 form,
+    which also regularizes the unique filters) and ``orth_separate`` (Shared++: one average per kind of shared
+    tensor); a model without shared bases declares no extra loss.
     """
 
     orth_lambda: float = 10.0
     orth_unique: bool = False
+    orth_separate: bool = False
 
     def extra_losses(self) -> dict[str, Tensor]:
         if not self.orth_lambda:
             return {}
-        groups = orthogonality_groups(self)  # type: ignore[arg-type]
-        if not groups:
-            return {}
-        return {"orth": self.orth_lambda * orthogonality_penalty(groups)}
+        penalty = model_orthogonality(self)  # type: ignore[arg-type]
+        return {} if penalty is None else {"orth": self.orth_lambda * penalty}

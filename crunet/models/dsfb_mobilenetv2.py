@@ -42,6 +42,7 @@ class DSFBMobileNetV2Cfg:
     drop_rate: float = 0.2
     orth_lambda: float = 10.0
     orth_unique: bool = False  # the shared-only regularizer, as the source's ImageNet script (no unique filters here)
+    orth_separate: bool = False  # Shared++: each kind of shared tensor averaged alone (train_basis_double_separate)
 
     def __post_init__(self) -> None:
         name = "DSFBMobileNetV2Cfg"
@@ -57,6 +58,8 @@ class DSFBMobileNetV2Cfg:
             raise ConfigError(f"{name}.eca=True gates the sharing blocks, but sharing={self.sharing!r}")
         check_positive(name, stem_chs=self.stem_chs, head_chs=self.head_chs)
         check_common(name, self.bn_eps, self.drop_rate, self.orth_lambda)
+        if not isinstance(self.orth_separate, bool):
+            raise ConfigError(f"{name}.orth_separate must be True or False, got {self.orth_separate!r}")
         if self.orth_unique is not False:
             raise ConfigError(f"{name}.orth_unique must be False: MobileNetV2 shares whole 1x1 convolutions, with no "
                              f"unique filters for the CIFAR-10 form of the regularizer, got {self.orth_unique!r}")
@@ -116,7 +119,7 @@ class DSFBMobileNetV2(OrthogonalityLossMixin, StagedClassifier):
     def __init__(self, cfg: DSFBMobileNetV2Cfg, num_classes: int = 1000, in_chans: int = 3,
                  name: str = "dsfb_mobilenetv2", pretrained_cfg: dict[str, Any] | None = None):
         super().__init__(name, in_chans)
-        self.cfg, self.orth_lambda = cfg, float(cfg.orth_lambda)
+        self.cfg, self.orth_lambda, self.orth_separate = cfg, float(cfg.orth_lambda), cfg.orth_separate
         stem = nn.Sequential(nn.Conv2d(in_chans, cfg.stem_chs, 3, 2, 1), nn.BatchNorm2d(cfg.stem_chs, cfg.bn_eps),
                              nn.ReLU6(inplace=True))
         stages, chs = [], cfg.stem_chs
@@ -146,7 +149,7 @@ def _stage(cfg: DSFBMobileNetV2Cfg, in_chs: int, t: int, c: int, n: int, stride:
 
 MOBILENETV2 = DSFBMobileNetV2Cfg()
 DSFB_MOBILENETV2_SHARED = DSFBMobileNetV2Cfg("shared")
-DSFB_MOBILENETV2_SHAREDPP = DSFBMobileNetV2Cfg("shared++", eca=True)
+DSFB_MOBILENETV2_SHAREDPP = DSFBMobileNetV2Cfg("shared++", eca=True, orth_separate=True)  # train_ilsvrc.py:489
 
 
 @register_model

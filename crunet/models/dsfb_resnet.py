@@ -48,6 +48,7 @@ class DSFBResNetCfg:
     drop_rate: float = 0.0
     orth_lambda: float = 10.0
     orth_unique: bool = False  # the regularizer of the source's CIFAR-10 script: the unique filters too
+    orth_separate: bool = False  # Shared++: each kind of shared tensor averaged alone (train_basis_double_separate)
 
     def __post_init__(self) -> None:
         name = "DSFBResNetCfg"
@@ -69,8 +70,9 @@ class DSFBResNetCfg:
         check_int(name, "shared_rank", self.shared_rank, 1 if self.sharing in ("single", "double") else 0)
         check_int(name, "unique_rank", self.unique_rank, 0)
         check_common(name, self.bn_eps, self.drop_rate, self.orth_lambda)
-        if not isinstance(self.orth_unique, bool):
-            raise ConfigError(f"{name}.orth_unique must be True or False, got {self.orth_unique!r}")
+        for key in ("orth_unique", "orth_separate"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{name}.{key} must be True or False, got {getattr(self, key)!r}")
         if self.orth_unique and self.block == "bottleneck":
             raise ConfigError(f"{name}.orth_unique=True regularizes the unique filters of shared-basis convolutions, "
                              "but block='bottleneck' shares whole convolutions and has none: use orth_unique=False")
@@ -95,6 +97,7 @@ class DSFBResNet(OrthogonalityLossMixin, StagedClassifier):
                  pretrained_cfg: dict[str, Any] | None = None):
         super().__init__(name, in_chans)
         self.cfg, self.orth_lambda, self.orth_unique = cfg, float(cfg.orth_lambda), cfg.orth_unique
+        self.orth_separate = cfg.orth_separate
         stem = _stem(cfg.stem, in_chans, cfg.stem_chs, cfg.bn_eps)
         stages, chs = [], cfg.stem_chs
         make_stage = _basic_stage if cfg.block == "basic" else _bottleneck_stage
@@ -160,7 +163,7 @@ RESNET32_CIFAR = DSFBResNetCfg(D32, **CIFAR)
 RESNET56_CIFAR = DSFBResNetCfg(D56, **CIFAR)
 DSFB_RESNET34_S48U1_DOUBLE = DSFBResNetCfg(D34, "basic", "double", 48, 1)
 DSFB_RESNET50_SHARED = DSFBResNetCfg(D50, "bottleneck", "shared")
-DSFB_RESNET50_SHAREDPP = DSFBResNetCfg(D50, "bottleneck", "shared++")
+DSFB_RESNET50_SHAREDPP = DSFBResNetCfg(D50, "bottleneck", "shared++", orth_separate=True)  # as train_ilsvrc.py:473
 DSFB_RESNET101_SHARED = DSFBResNetCfg(D101, "bottleneck", "shared")
 DSFB_RESNET32_S8U1 = DSFBResNetCfg(D32, "basic", "single", 8, 1, **CIFAR_DSFB)
 DSFB_RESNET32_S16U1 = DSFBResNetCfg(D32, "basic", "single", 16, 1, **CIFAR_DSFB)

@@ -34,10 +34,12 @@ class TrainConfig:
     weight_decay: float | None = None  # None: the preset's, else 5e-4
     decay_norm_and_bias: bool = False
     preset: str | None = None  # fills lr, weight_decay and schedule where they are None (not given)
+    recipe: str | None = None  # a paper's recipe (crunet.train.recipes) or a TOML file: fills the options not given
     schedule: str | None = None  # cosine, step, plateau, constant; None: the preset's, else cosine
     warmup_epochs: float = 0.5
     step_epochs: list[int] = field(default_factory=lambda: [30, 60, 80])
     gamma: float = 0.1
+    step_gammas: list[float] | None = None  # one lr factor per step epoch (schedule step); None: gamma at each
     plateau_patience: int = 2
     label_smoothing: float = 0.1
     amp: str = "none"  # none, bf16, fp16 (CUDA only)
@@ -51,6 +53,9 @@ class TrainConfig:
     pad: int = 0  # augment light: random shifts of up to pad pixels (0: flips only, best for 5 epochs)
     img_size: int | None = None
     crops: int = 1
+    mean: list[float] | None = None  # input normalization, one value per channel; None: the model's pretrained_cfg
+    std: list[float] | None = None
+    crop_pct: float | None = None  # evaluation: short side = size / crop_pct; None: the model's pretrained_cfg
     workers: int = 2
     decode: str = "cpu"  # cpu (Pillow in the workers) or device: crunet.data.sources.DECODES says what each does
     cifar100_labels: str = "fine"  # CIFAR-100: fine (100 classes) or coarse (20); refused on other data
@@ -73,8 +78,45 @@ class TrainConfig:
     kd_weight: float = 0.5
 
     def apply_preset(self) -> TrainConfig:
-        """Fill the options left unset (None) from ``preset``, then from ``UNSET_DEFAULTS``: ``--preset paper50
-        --lr 0.05`` trains at 0.05 with the preset's weight decay and schedule. Returns this config."""
+        """A fresh run's config: the options not given filled from ``recipe`` (``apply_recipe``), then the options
+        left unset (None) from ``preset``, then from ``UNSET_DEFAULTS``: ``--preset paper50 --lr 0.05`` trains at
+        0.05 with the preset's weight decay and schedule. Returns this config."""
+        return self.apply_recipe()._fill_unset()
+
+    def apply_recipe(self) -> TrainConfig:
+        """Fill the options not given from ``recipe``, resolved for this data's kind and this model
+        (``crunet.train.recipes``); ``model_kwargs`` merge key by key, the given keys winning. Given: the options the
+        command line named (``given``), else those that differ from the defaults. Returns this config."""
+        if self.recipe is None:
+            return self
+        from crunet.data import detect_kind
+        from crunet.train.recipes import resolve
+
+        given = self.given_options()
+        for key, value in resolve(self.recipe, detect_kind(self.data), self.model).items():
+            if key == "model_kwargs":
+                self.model_kwargs = {**value, **(self.model_kwargs if key in given else {})}
+            elif key not in given:
+                setattr(self, key, value)
+        return self
+
+    def given_options(self) -> set[str]:
+        """The options given explicitly: those the command line named (``TrainConfig.given``, set by ``crunet
+        train``), else those that differ from the defaults. Recorded on first use, so filling is repeatable."""
+        if self.__dict__.get("_given") is None:
+            unset = TrainConfig()
+            self.__dict__["_given"] = {f.name for f in fields(self) if getattr(self, f.name) != getattr(unset, f.name)}
+        return set(self.__dict__["_given"])
+
+    @classmethod
+    def given(cls, **options) -> TrainConfig:
+        """A config of these options, remembered as the given ones (a recipe or a resumed run fills the rest,
+        even where a given option equals its default: ``--recipe dsfb-cifar --nesterov``)."""
+        cfg = cls(**options)
+        cfg.__dict__["_given"] = set(options)
+        return cfg
+
+    def _fill_unset(self) -> TrainConfig:
         for key, value in {**UNSET_DEFAULTS, **self._preset_values()}.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
@@ -88,6 +130,7 @@ class TrainConfig:
     def check(self) -> None:
         """Every option checked up front (range, finiteness, choices): one ConfigError naming the option."""
         self._preset_values()
+        self._check_recipe_options()
         choices = {"schedule": ("cosine", "step", "plateau", "constant"), "amp": ("none", "bf16", "fp16"),
                    "augment": tuple(AUGMENTS), "decode": tuple(DECODES), "progress": ("auto", "bar", "lines", "none"),
                    "cifar100_labels": ("fine", "coarse")}
@@ -117,25 +160,51 @@ class TrainConfig:
                 self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
+    def _check_recipe_options(self) -> None:
+        if self.recipe is not None and self.preset is not None:
+            raise ConfigError(f"--recipe {self.recipe} and --preset {self.preset}: give one (a recipe sets lr, weight "
+                              "decay and schedule too; options given explicitly still win over it)")
+        for key in ("mean", "std", "step_gammas"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, (list, tuple)) or not value or any(
+                    isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf for v in value)):
+                raise ConfigError(f"{_flag(key)} must be positive numbers, got {value!r}")
+        if self.mean is not None and (len(self.mean) not in (1, 3) or len(self.std or self.mean) != len(self.mean)):
+            raise ConfigError(f"--mean and --std take one value per channel (1 or 3, as many of each), got "
+                              f"{self.mean!r} and {self.std!r}")
+        if self.crop_pct is not None:
+            _check_number("crop_pct", self.crop_pct, 0.0, 1.0)
+        if self.step_gammas is not None and len(self.step_gammas) != len(self.step_epochs):
+            raise ConfigError(f"--step-gammas {self.step_gammas} needs one factor per --step-epochs "
+                              f"{self.step_epochs}: give both with as many values")
+        if self.recipe is not None:
+            from crunet.train.recipes import load
+
+            load(self.recipe)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     def merged_for_resume(self, saved: dict) -> TrainConfig:
         """The resumed run's config: the checkpoint's, except the options given here that differ from the defaults
         (so ``--resume last.pt`` alone continues the same run; ``--epochs 200`` extends it). A ``--preset`` given
-        here that differs from the run's fills the optimizer options not given here; an option given wins."""
-        defaults = TrainConfig()
+        here that differs from the run's fills the optimizer options not given here; an option given wins. The run's
+        recipe is not applied again (its values are in the checkpoint's config); a different ``--recipe`` given here
+        fills the options not given here."""
+        given = self.given_options()
         merged = TrainConfig.from_dict(saved)
         for f in fields(self):
-            value = getattr(self, f.name)
-            if value != getattr(defaults, f.name) or f.name not in saved:
-                setattr(merged, f.name, value)
+            if f.name in given or f.name not in saved:
+                setattr(merged, f.name, getattr(self, f.name))
         if self.preset is not None and self.preset != saved.get("preset"):
             for key, value in self._preset_values().items():
                 if getattr(self, key) is None:
                     setattr(merged, key, value)
+        if self.recipe is not None and self.recipe != saved.get("recipe"):
+            merged.__dict__["_given"] = given
+            merged.apply_recipe()
         merged.resume, merged.out = self.resume, self.out
-        return merged.apply_preset()
+        return merged._fill_unset()
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -151,7 +220,7 @@ RANGES = (
     ("subset", 0, None), ("val_subset", 0, None), ("holdout", 0, None), ("pad", 0, 1024), ("workers", 0, 256),
     ("seed", 0, 2**63 - 1), ("log_every", 1, None), ("kd_temperature", 0.0, None), ("kd_weight", 0.0, 1.0),
 )
-_OPEN_BELOW = {"lr", "gamma", "kd_temperature"}  # must be > lowest
+_OPEN_BELOW = {"lr", "gamma", "kd_temperature", "crop_pct"}  # must be > lowest
 _OPEN_ABOVE = {"momentum", "label_smoothing", "ema_decay"}  # must be < highest
 
 

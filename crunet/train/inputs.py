@@ -13,9 +13,14 @@ from crunet.train.config import TrainConfig
 
 def data_spec(cfg: TrainConfig, model: nn.Module) -> DataSpec:
     size = cfg.img_size or in_memory_image_size(cfg.data, model)
-    return model_spec(model.pretrained_cfg, model.in_chans, size, augment=cfg.augment, pad=cfg.pad, crops=cfg.crops,
-                      strict=cfg.strict_data, workers=cfg.workers, seed=cfg.seed, decode=cfg.decode,
-                      cifar100_labels=cfg.cifar100_labels)
+    return model_spec({**model.pretrained_cfg, **run_normalization(cfg)}, model.in_chans, size, augment=cfg.augment,
+                      pad=cfg.pad, crops=cfg.crops, strict=cfg.strict_data, workers=cfg.workers, seed=cfg.seed,
+                      decode=cfg.decode, cifar100_labels=cfg.cifar100_labels)
+
+
+def run_normalization(cfg: TrainConfig) -> dict:
+    """The run's own mean, std and evaluation crop_pct (a recipe's or given), over the model's pretrained_cfg."""
+    return {key: getattr(cfg, key) for key in ("mean", "std", "crop_pct") if getattr(cfg, key) is not None}
 
 
 def in_memory_image_size(data: str | None, model: nn.Module) -> int | None:

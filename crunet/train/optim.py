@@ -31,19 +31,21 @@ class LrSchedule:
     ``epoch_end(val_top1)`` after each evaluation."""
 
     def __init__(self, optimizer, base_lr: float, kind: str, steps_per_epoch: int, epochs: int,
-                 warmup_epochs: float = 0.0, step_epochs=(30, 60, 80), gamma: float = 0.1, patience: int = 2):
+                 warmup_epochs: float = 0.0, step_epochs=(30, 60, 80), gamma: float = 0.1, patience: int = 2,
+                 step_gammas=None):
         self.optimizer, self.base_lr, self.kind = optimizer, base_lr, kind
         self.steps_per_epoch, self.total = steps_per_epoch, steps_per_epoch * epochs
         self.warmup = int(round(warmup_epochs * steps_per_epoch))
         self.step_epochs, self.gamma, self.patience = list(step_epochs), gamma, patience
+        self.step_gammas = list(step_gammas) if step_gammas else [gamma] * len(self.step_epochs)  # one per step
         self.plateau_factor, self.best, self.bad_epochs = 1.0, -math.inf, 0
         self.set(0)
 
     @classmethod
     def for_run(cls, optimizer, base_lr: float, cfg: TrainConfig, steps_per_epoch: int) -> LrSchedule:
-        """The schedule ``cfg`` asks for (kind, epochs, warm-up, step epochs, gamma, plateau patience)."""
+        """The schedule ``cfg`` asks for (kind, epochs, warm-up, step epochs and gammas, plateau patience)."""
         return cls(optimizer, base_lr, cfg.schedule, steps_per_epoch, cfg.epochs, cfg.warmup_epochs, cfg.step_epochs,
-                   cfg.gamma, cfg.plateau_patience)
+                   cfg.gamma, cfg.plateau_patience, cfg.step_gammas)
 
     def lr_at(self, step: int) -> float:
         ramp = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0
@@ -51,7 +53,8 @@ class LrSchedule:
             t = min(1.0, max(0, step - self.warmup) / max(1, self.total - self.warmup))
             shape = 0.5 * (1 + math.cos(math.pi * t))
         elif self.kind == "step":
-            shape = self.gamma ** sum(step >= e * self.steps_per_epoch for e in self.step_epochs)
+            shape = math.prod(g for e, g in zip(self.step_epochs, self.step_gammas, strict=True)
+                              if step >= e * self.steps_per_epoch)
         else:
             shape = 1.0
         return self.base_lr * ramp * shape * self.plateau_factor

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from crunet.layers.orthogonality import orthogonality_groups, orthogonality_penalty
+from crunet.layers.orthogonality import model_orthogonality
 from crunet.layers.shared_basis import SharedBasis
 from crunet.layers.shared_factors import SharedFactors
 
@@ -43,7 +43,7 @@ class SharedGradProbe:
 
 @torch.no_grad()
 def orthogonality_of(model: nn.Module) -> float | None:
-    """The unweighted penalty of the model's shared bases in the model's form (``orth_unique``), whatever its
-    orth_lambda; None without."""
-    groups = orthogonality_groups(model)
-    return float(orthogonality_penalty(groups)) if groups else None
+    """The unweighted penalty of the model's shared bases in the model's form (``orth_unique``,
+    ``orth_separate``), whatever its orth_lambda; None without."""
+    penalty = model_orthogonality(model)
+    return None if penalty is None else float(penalty)
