@@ -53,7 +53,8 @@ def load_predictor(source: str | os.PathLike, model_name: str | None = None, cro
     weights = read_weights(source, model_name, use_ema)
     model = weights.build()
     trained_at = weights.img_size or (weights.config or {}).get("img_size")  # None: the model's own input size
-    spec = model_spec(model.pretrained_cfg, model.in_chans, trained_at, crops=crops, resize=resize)
+    run_norm = {k: v for k, v in (weights.config or {}).items() if k in ("mean", "std", "crop_pct") and v is not None}
+    spec = model_spec({**model.pretrained_cfg, **run_norm}, model.in_chans, trained_at, crops=crops, resize=resize)
     transform, size = eval_transform(spec), spec.size
     names = classes or _stored_classes(weights) or [str(i) for i in range(model.num_classes)]
     if len(names) != model.num_classes:

@@ -120,7 +120,7 @@ def _read(name_or_path: str) -> tuple[str, str]:
         return path.read_text(encoding="utf-8"), str(path)
     shipped = resources.files(__name__) / f"{name_or_path}.toml"
     if not shipped.is_file():
-        raise ConfigError(f"--recipe {name_or_path!r}: unknown recipe; known: {', '.join(names())} (or a .toml file)")
+        raise ConfigError(f"unknown recipe {name_or_path!r}; known: {', '.join(names())} (or a .toml file)")
     return shipped.read_text(encoding="utf-8"), name_or_path
 
 
