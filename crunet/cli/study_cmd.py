@@ -14,13 +14,16 @@ if TYPE_CHECKING:
 
 def add_parser(subparsers) -> None:
     from crunet.study.grid import GRIDS
+    from crunet.study.paper_grids import PAPER_GRIDS
     from crunet.study.runner import RESULTS_DIR, RUNS_DIR
+
+    names = sorted(GRIDS) + sorted(PAPER_GRIDS)  # the study's grids, then the papers' tables
 
     p = subparsers.add_parser("study", help="run the study grids and regenerate their report",
                               description="Grids of runs testing the papers' claims; results in results/.")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     run = sub.add_parser("run", help="run a grid; finished runs are skipped, interrupted ones resumed")
-    run.add_argument("grid", choices=sorted(GRIDS))
+    run.add_argument("grid", choices=names)
     run.add_argument("--workers", type=_positive, default=1, help="runs side by side (default 1)")
     run.add_argument("--threads", type=_positive, default=None, help="threads per run (default: cores / workers)")
     _results_argument(run, RESULTS_DIR)
@@ -28,25 +31,30 @@ def add_parser(subparsers) -> None:
     _filter_arguments(run)
     run.add_argument("--data", action="append", metavar="NAME=DIR",
                      help="where a data set's IDX files are, e.g. fashion-mnist=data/fashion-mnist (repeatable; "
-                          "default: fashion-mnist from the Debian package, mnist in data/mnist)")
+                          "default: fashion-mnist from the Debian package, mnist in data/mnist); a paper grid "
+                          f"({', '.join(sorted(PAPER_GRIDS))}) takes its data folder or archive: --data DIR")
     run.add_argument("--seeds", type=_seed_count, default=None, metavar="N",
                      help="run every cell of the grid at seeds 0..N-1 at least (default: the grid's own counts)")
     run.add_argument("--whole-cells", action="store_true",
                      help="only cells none of whose runs is recorded yet, so that each cell stays on one device "
                           "(a GPU session beside the CPUs' grid)")
     run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
+    _shortening_arguments(run)
     run.set_defaults(func=run_cmd)
     show = sub.add_parser("list", help="list a grid's runs: done, running, stopped part-way, or to do")
-    show.add_argument("grid", choices=sorted(GRIDS))
+    show.add_argument("grid", choices=names)
     _results_argument(show, RESULTS_DIR)
     show.add_argument("--runs", default=RUNS_DIR, help=f"the grid's run directories (default {RUNS_DIR}/)")
     _filter_arguments(show)
+    _shortening_arguments(show)
     show.set_defaults(func=list_cmd)
     merge = sub.add_parser("merge", help="add the runs of another results folder (another machine's) to ours")
     merge.add_argument("other", help="the other results folder (its grid CSVs and epochs/)")
     _results_argument(merge, RESULTS_DIR)
     merge.set_defaults(func=merge_cmd)
     report = sub.add_parser("report", help="regenerate results.md and the plots from the CSVs")
+    report.add_argument("grid", nargs="?", choices=sorted(PAPER_GRIDS),
+                        help="only this paper grid's report (default: results.md and every paper grid's present)")
     _results_argument(report, RESULTS_DIR)
     report.set_defaults(func=report_cmd)
 
@@ -55,6 +63,14 @@ def _filter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", help="only these models (repeatable)")
     parser.add_argument("--dataset", action="append", help="only these data sets (repeatable)")
     parser.add_argument("--option", action="append", help="only runs with this option, '-' for none (repeatable)")
+
+
+def _shortening_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=_positive, default=None, metavar="N",
+                        help="paper grids: train N epochs, the step milestones scaled in proportion (a smoke test: "
+                             "its rows are marked not comparable)")
+    parser.add_argument("--subset", type=_positive, default=None, metavar="N",
+                        help="paper grids: train on N training images (a smoke test, as --epochs)")
 
 
 def _results_argument(parser: argparse.ArgumentParser, default: str) -> None:
@@ -69,16 +85,22 @@ def _positive(text: str) -> int:
 
 def _selected(args: argparse.Namespace):
     from crunet.study.grid import grid, with_seeds
+    from crunet.study.paper_grids import PAPER_GRIDS
     from crunet.study.results_csv import LR_CHECK, grid_csv
     from crunet.study.runner import GridPaths
 
     models = set(getattr(args, "model", None) or []) or None
     check = grid_csv(args.results, LR_CHECK)
-    if args.grid != LR_CHECK and not check.is_file():
+    paper = PAPER_GRIDS.get(args.grid)
+    if paper is None and (args.epochs or args.subset):
+        raise CliError(f"--epochs and --subset shorten a paper grid ({', '.join(PAPER_GRIDS)}); grid {args.grid} "
+                       "takes its lengths from its options")
+    if paper is None and args.grid != LR_CHECK and not check.is_file():
         raise CliError(f"no learning-rate check in {args.results}/ ({check} does not exist), and grid {args.grid} "
                        "runs each family at the rate it chose: pass --results with the folder that holds it (the "
                        "repository's results/), or run `crunet study run lr-check` there first")
-    specs = grid(args.grid, Path(args.results), models)
+    specs = (paper.runs(1, args.epochs, args.subset, models) if paper else
+             grid(args.grid, Path(args.results), models))
     unknown = sorted((models or set()) - {s.model for s in specs})
     if unknown:
         raise CliError(f"--model {', '.join(unknown)} is not in grid {args.grid}")
@@ -117,17 +139,22 @@ def _seed_count(text: str) -> int:
 
 
 def run_cmd(args: argparse.Namespace) -> int:
+    from crunet.study.paper_grids import PAPER_GRIDS
     from crunet.study.results_csv import done_keys
     from crunet.study.runner import GridPaths, run_grid
 
     paths = GridPaths.of(args.grid, args.results, args.runs)
     specs = _selected(args)
+    paper = PAPER_GRIDS.get(args.grid)
+    if paper and paper.processes > 1:
+        print(f"grid {paper.name}: the published runs used {paper.processes} GPUs or more; this grid trains each run "
+              "in one process (one GPU); docs/reproducing.md gives each row's torchrun command for several")
     if args.dry_run:
         done = done_keys(paths.csv)
         for s in specs:
             print(("done " if s.key in done else "todo ") + s.key)
         return 0
-    counts = run_grid(specs, paths, workers=args.workers, threads=args.threads, recipes=_recipes(args.data))
+    counts = run_grid(specs, paths, workers=args.workers, threads=args.threads, recipes=_recipes(args.data, args.grid))
     elsewhere = f", {counts['elsewhere']} left to another grid process" if counts["elsewhere"] else ""
     stopped = f", {counts['stopped']} stopped by a signal (the next run resumes them)" if counts["stopped"] else ""
     print(f"grid {args.grid}: {counts['finished']} finished, {counts['failed']} failed{stopped}, {counts['skipped']} "
@@ -135,12 +162,22 @@ def run_cmd(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _recipes(places: list[str] | None):
-    """The recipes with the data folders given by ``--data NAME=DIR`` (the runs' keys do not change)."""
+def _recipes(places: list[str] | None, grid: str | None = None):
+    """The recipes with the data folders given by ``--data NAME=DIR`` (the runs' keys do not change); a paper grid's
+    with its one data folder, ``--data DIR``."""
     from dataclasses import replace
 
     from crunet.study.grid import RECIPES
+    from crunet.study.paper_grids import PAPER_GRIDS
 
+    if grid in PAPER_GRIDS:
+        paper = PAPER_GRIDS[grid]
+        if len(places or []) > 1:
+            raise CliError(f"grid {grid} trains on one data set: give one --data DIR")
+        data = (places or [None])[0]
+        data = data.partition("=")[2] if data and data.startswith(f"{paper.dataset}=") else data
+        paper.check_data(data)
+        return {paper.dataset: paper.recipe(data)}
     recipes = dict(RECIPES)
     for place in places or []:
         name, sep, folder = place.partition("=")
@@ -170,9 +207,10 @@ def list_cmd(args: argparse.Namespace) -> int:
 
 
 def merge_cmd(args: argparse.Namespace) -> int:
+    from crunet.study.paper_grids import PAPER_GRIDS
     from crunet.study.results_csv import STUDY_CSVS, merge_results
 
-    added = merge_results(Path(args.other), Path(args.results))
+    added = merge_results(Path(args.other), Path(args.results), STUDY_CSVS + tuple(f"{g}.csv" for g in PAPER_GRIDS))
     for name, n in added.items():
         print(f"{name}: {n} run(s) added")
     if not added:
@@ -181,8 +219,13 @@ def merge_cmd(args: argparse.Namespace) -> int:
 
 
 def report_cmd(args: argparse.Namespace) -> int:
+    from crunet.study.paper_report import present_paper_grids, write_paper_report
     from crunet.study.report import write_report
+    from crunet.study.results_csv import STUDY_CSVS
 
-    for path in write_report(Path(args.results)):
+    results = Path(args.results)
+    papers = [args.grid] if args.grid else present_paper_grids(results)
+    study = not args.grid and (not papers or any((results / n).is_file() for n in STUDY_CSVS))
+    for path in (write_report(results) if study else []) + [write_paper_report(results, g) for g in papers]:
         print(f"wrote {path}")
     return 0

@@ -4,7 +4,9 @@ An option is a comma-separated list of ``name=value`` changes to the recipe or t
 ``lr=0.1`` (learning rate), ``orth_lambda=0`` (DSFB's regularizer off), ``orth_unique=1`` (DSFB's regularizer in the
 form of the source's CIFAR-10 script, covering the unique filters too), ``size=2`` (about twice the parameters: every
 width times sqrt(2)), ``amp=bf16``, ``holdout=10000`` (validate on held-out training images, never the test set),
-``epochs=20`` and ``pad=2`` (random shifts of up to 2 pixels, with the flips), which replace the recipe's.
+``epochs=20`` and ``pad=2`` (random shifts of up to 2 pixels, with the flips), which replace the recipe's, and
+``subset=N`` (train on N images: a smoke test). A recipe with a training recipe (``crunet.train.recipes``, the paper
+grids') resolves it for each run's model; a shorter ``epochs=`` scales its step milestones in proportion.
 
 A DSFB cell without ``orth_unique=1`` runs the shared-only form of the regularizer, whatever the model's default:
 tiers 1 and 2 ran before the CIFAR-10 form existed, and their keys keep meaning what they ran.
@@ -23,7 +25,7 @@ from crunet.errors import ConfigError, CrunetError
 from crunet.study.results_csv import LR_CHECK, grid_csv, read_rows
 from crunet.train.config import TrainConfig
 
-OPTION_NAMES = ("lr", "orth_lambda", "orth_unique", "size", "amp", "holdout", "epochs", "pad")
+OPTION_NAMES = ("lr", "orth_lambda", "orth_unique", "size", "amp", "holdout", "epochs", "pad", "subset")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Recipe:
     data: str | None  # None: Fashion-MNIST from the Debian package
     epochs: int
     settings: dict[str, Any] = field(default_factory=dict)  # further TrainConfig fields (tests: subset, batch_size)
+    training: str | None = None  # a training recipe (crunet train --recipe), resolved per model under the settings
 
 
 RECIPES = {
@@ -53,11 +56,14 @@ class RunSpec:
         return "/".join((self.dataset, self.model, self.option or "-", f"seed{self.seed}"))
 
     def train_config(self, recipe: Recipe, out: str) -> TrainConfig:
-        values = {"model": self.model, "data": recipe.data, "epochs": recipe.epochs, "seed": self.seed, "out": out,
-                  "progress": "none", "tensorboard": False, "plot": False, "log_shared_grads": True,
+        trained = training_values(recipe, self.model)
+        values = {**trained, "model": self.model, "data": recipe.data, "epochs": recipe.epochs, "seed": self.seed,
+                  "out": out, "progress": "none", "tensorboard": False, "plot": False, "log_shared_grads": True,
                   **recipe.settings}
         cfg = TrainConfig(**values)
-        kwargs: dict[str, Any] = {"orth_unique": False} if has_unique_form(self.model) else {}
+        kwargs: dict[str, Any] = dict(trained.get("model_kwargs", {}))
+        if recipe.training is None and has_unique_form(self.model):
+            kwargs["orth_unique"] = False
         for name, value in parse_option(self.option).items():
             if name == "orth_lambda":
                 kwargs["orth_lambda"] = float(value)
@@ -66,9 +72,27 @@ class RunSpec:
             elif name == "size":
                 kwargs.update(size_overrides(self.model, float(value)))
             else:
-                setattr(cfg, name, {"lr": float, "holdout": int, "amp": str, "epochs": int, "pad": int}[name](value))
+                setattr(cfg, name, {"lr": float, "holdout": int, "amp": str, "epochs": int, "pad": int,
+                                    "subset": int}[name](value))
+        if "step_epochs" in trained and cfg.epochs != recipe.epochs:
+            cfg.step_epochs = scaled_milestones(trained["step_epochs"], recipe.epochs, cfg.epochs)
         cfg.model_kwargs = kwargs
         return cfg
+
+
+def training_values(recipe: Recipe, model: str) -> dict[str, Any]:
+    """The TrainConfig values of ``recipe``'s training recipe for ``model`` on its data (none without one)."""
+    if recipe.training is None:
+        return {}
+    from crunet.data import detect_kind
+    from crunet.train.recipes import resolve
+
+    return resolve(recipe.training, detect_kind(recipe.data), model)
+
+
+def scaled_milestones(milestones: list[int], epochs: int, shortened: int) -> list[int]:
+    """Step milestones of an ``epochs``-long schedule at the same fractions of a ``shortened`` one (at least 1)."""
+    return [max(1, round(m * shortened / epochs)) for m in milestones]
 
 
 def has_unique_form(model: str) -> bool:
