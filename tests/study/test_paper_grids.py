@@ -139,3 +139,17 @@ def test_the_shortened_grid_runs_through_the_runner(cifar10, tmp_path):
     counts = run_grid(specs, paths, threads=1, recipes={grid.dataset: recipe}, say=lambda _: None)
     assert counts["finished"] == 1
     _check_recorded_and_reported(tmp_path / "results", grid)
+
+
+@pytest.mark.slow
+def test_a_row_trained_outside_the_grid_into_its_run_directory_is_recorded_not_trained_again(cifar10, tmp_path):
+    # how a row is trained on several GPUs (torchrun ... crunet train --out <its run directory>): docs/reproducing.md
+    grid, recipe, (spec,) = _shortened(cifar10)
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    argv = ["train", "--recipe", grid.training, "--model", spec.model, "--data", cifar10, "--epochs", "1",
+            "--subset", "16", "--batch-size", "8", "--workers", "0", "--out", str(runs / spec.key), "--progress",
+            "none", "--no-tensorboard", "--no-plot", "--log-shared-grads"]
+    assert main(argv) == 0
+    run_one(spec, recipe, results / f"{grid.name}.csv", runs, results / "epochs", 1, 1)
+    assert not (runs / spec.key / "sittings.txt").exists()  # the worker found it finished: it only recorded it
+    _check_recorded_and_reported(results, grid)
