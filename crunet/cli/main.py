@@ -17,6 +17,7 @@ COMMANDS = {
     "gbtd": "crunet.cli.gbtd_cmd",
     "factorize": "crunet.cli.factorize_cmd",
     "train": "crunet.cli.train_cmd",
+    "compress": "crunet.cli.compress_cmd",
     "recipe": "crunet.cli.recipe_cmd",
     "eval": "crunet.cli.eval_cmd",
     "predict": "crunet.cli.predict_cmd",

@@ -63,6 +63,11 @@ HELP = {
                "classes; it runs frozen, in eval mode, on the same batches (default: none)",
     "kd_temperature": "distillation temperature T: the soft term is KL(teacher/T || student/T) * T^2",
     "kd_weight": "the soft term's weight w: loss = (1 - w) * label loss + w * soft term",
+    "init_from": "start from this trained crunet checkpoint converted into --model (its DSFB design, or a thinner "
+                 "copy): crunet compress",
+    "init_method": "with --init-from: svd or data (the DSFB bases fitted to the weights, or to the outputs on "
+                   "--init-images images), norm (a thinner copy: the filters of largest norm)",
+    "init_images": "with --init-from: training images for the BN calibration and the data-aware bases",
 }
 
 
@@ -70,7 +75,15 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model (default: crunet_small on Fashion-MNIST)",
                               description="Train a model. With no arguments: crunet_small on Fashion-MNIST.",
                               argument_default=argparse.SUPPRESS)  # only the options given reach TrainConfig.given
+    add_config_options(p)
+    p.set_defaults(func=run)
+
+
+def add_config_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Every TrainConfig field as an option (``crunet compress`` takes them too, less ``skip``)."""
     for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
         flag, default = "--" + f.name.replace("_", "-"), f.default
         if isinstance(default, bool) or f.name == "channels_last":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, help=HELP.get(f.name))
@@ -84,7 +97,6 @@ def add_parser(subparsers) -> None:
                     "kd_weight": float, "crop_pct": float}.get(f.name)
             kind = kind or (int if isinstance(default, int) or f.name == "img_size" else str)
             p.add_argument(flag, type=kind, help=HELP.get(f.name))
-    p.set_defaults(func=run)
 
 
 def _json_object(text: str) -> dict:

@@ -76,6 +76,10 @@ class TrainConfig:
     teacher: str | None = None  # a crunet checkpoint or safetensors file of the same classes; None: off
     kd_temperature: float = 4.0
     kd_weight: float = 0.5
+    # conversion (crunet.train.init_from, crunet compress): start from a trained network converted into --model
+    init_from: str | None = None  # a crunet checkpoint; None: a random init
+    init_method: str = "svd"  # svd or data (into its DSFB design), norm (a thinner copy: filters of largest norm)
+    init_images: int = 256  # training images for the BN calibration and the data-aware bases
 
     def apply_preset(self) -> TrainConfig:
         """A fresh run's config: the options not given filled from ``recipe`` (``apply_recipe``), then the options
@@ -133,7 +137,7 @@ class TrainConfig:
         self._check_recipe_options()
         choices = {"schedule": ("cosine", "step", "plateau", "constant"), "amp": ("none", "bf16", "fp16"),
                    "augment": tuple(AUGMENTS), "decode": tuple(DECODES), "progress": ("auto", "bar", "lines", "none"),
-                   "cifar100_labels": ("fine", "coarse")}
+                   "cifar100_labels": ("fine", "coarse"), "init_method": ("svd", "data", "norm")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed and not (key in UNSET_DEFAULTS and getattr(self, key) is None):
                 raise ConfigError(f"{_flag(key)} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
@@ -153,6 +157,8 @@ class TrainConfig:
         from crunet.train.checkpoint import parse_every
 
         parse_every(self.checkpoint_every)
+        if self.init_from is not None and not Path(self.init_from).is_file():
+            raise ConfigError(f"--init-from {self.init_from} does not exist: give a trained crunet checkpoint")
         if self.teacher is not None and not Path(self.teacher).is_file():
             raise ConfigError(f"--teacher {self.teacher} does not exist: give a crunet checkpoint (RUN_DIR/best.pt) "
                               "or a safetensors file written by crunet export")
@@ -219,6 +225,7 @@ RANGES = (
     ("plateau_patience", 0, None), ("label_smoothing", 0.0, 1.0), ("ema_decay", 0.0, 1.0), ("clip_grad", 0.0, None),
     ("subset", 0, None), ("val_subset", 0, None), ("holdout", 0, None), ("pad", 0, 1024), ("workers", 0, 256),
     ("seed", 0, 2**63 - 1), ("log_every", 1, None), ("kd_temperature", 0.0, None), ("kd_weight", 0.0, 1.0),
+    ("init_images", 1, None),
 )
 _OPEN_BELOW = {"lr", "gamma", "kd_temperature", "crop_pct"}  # must be > lowest
 _OPEN_ABOVE = {"momentum", "label_smoothing", "ema_decay"}  # must be < highest

@@ -17,6 +17,7 @@ from crunet.train.config import TrainConfig
 from crunet.train.dist import DistInfo
 from crunet.train.distill import Teacher, load_teacher
 from crunet.train.ema import ModelEma
+from crunet.train.init_from import convert_if_fresh, record_start
 from crunet.train.inputs import data_spec
 from crunet.train.optim import LrSchedule, build_optimizer, scaled_lr
 from crunet.train.run_dir import RunDir
@@ -62,6 +63,7 @@ def setup(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info: 
     """The run, ready for its first (or next) step; ``model``: train this one instead of ``cfg.model``."""
     seed_everything(cfg.seed)
     model, train_data, val_data, spec, num_classes = open_data(cfg, model, info)
+    converted = convert_if_fresh(cfg, model, train_data, resume)  # --init-from: crunet compress
     model = place_model(cfg, model, info)
     ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay else None
     grad_probe = SharedGradProbe(model) if cfg.log_shared_grads else None
@@ -89,6 +91,8 @@ def setup(cfg: TrainConfig, model: nn.Module | None, resume: dict | None, info: 
     run.say(f"training {meta['model_name']} ({sum(p.numel() for p in model.parameters()):,} params) on "
             f"{len(train_data)} images, {info.world} process(es), global batch {sampler.global_batch}, lr {lr:.4g}; "
             f"run directory {run_path}" + (f"; resumed at step {state.step} from {cfg.resume}" if resume else ""))
+    if converted is not None:
+        run.say(record_start(converted, model, val_data, cfg, info, run_path))
     return run
 
 
