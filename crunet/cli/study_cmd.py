@@ -85,7 +85,7 @@ def _positive(text: str) -> int:
 
 def _selected(args: argparse.Namespace):
     from crunet.study.grid import grid, with_seeds
-    from crunet.study.paper_grids import PAPER_GRIDS
+    from crunet.study.paper_grids import PAPER_GRIDS, check_subset
     from crunet.study.results_csv import LR_CHECK, grid_csv
     from crunet.study.runner import GridPaths
 
@@ -99,6 +99,8 @@ def _selected(args: argparse.Namespace):
         raise CliError(f"no learning-rate check in {args.results}/ ({check} does not exist), and grid {args.grid} "
                        "runs each family at the rate it chose: pass --results with the folder that holds it (the "
                        "repository's results/), or run `crunet study run lr-check` there first")
+    if paper:
+        check_subset(paper, args.subset)
     specs = (paper.runs(1, args.epochs, args.subset, models) if paper else
              grid(args.grid, Path(args.results), models))
     unknown = sorted((models or set()) - {s.model for s in specs})

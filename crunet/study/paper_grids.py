@@ -53,6 +53,16 @@ class PaperGrid:
             raise DataError(f"--data {data} holds {kind} data; grid {self.name} trains on {needs}")
 
 
+def check_subset(grid: PaperGrid, subset: int | None) -> None:
+    """A ``--subset`` of at least one of the recipe's batches (the trainer drops a last partial batch)."""
+    from crunet.train.recipes import resolve
+
+    batch = resolve(grid.training, None, None).get("batch_size")
+    if subset is not None and batch and subset < batch:
+        raise ConfigError(f"--subset {subset}: recipe {grid.training} trains batches of {batch} images; give "
+                          f"--subset {batch} or more")
+
+
 def shortening(grid: PaperGrid, epochs: int | None, subset: int | None) -> str:
     """The option of a shortened run (``epochs=N``, ``subset=N``); "" for the full recipe."""
     if epochs is not None and not 1 <= epochs <= grid.epochs:

@@ -2,18 +2,20 @@
 check, and the report beside the published numbers (from a tiny CIFAR fixture end to end)."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from crunet.analysis.published_results import PUBLISHED
 from crunet.cli.main import main
 from crunet.study.paper_grids import PAPER_GRIDS
-from crunet.study.paper_report import write_paper_report
+from crunet.study.paper_report import REPORTED, paper_markdown, present_paper_grids, write_paper_report
 from crunet.study.results_csv import append_row, read_rows
 from crunet.study.runner import GridPaths, run_grid
 from crunet.study.worker import run_one
 from tests.data.cifar_files import write_cifar_set
 
+REPO = Path(__file__).resolve().parents[2]
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
@@ -70,6 +72,7 @@ def test_shortened_runs_say_so_in_their_key_and_scale_the_milestones(cifar10, tm
     ([], "grid dsfb-cifar10 needs --data DIR"),
     (["--data", "FMNIST"], "holds fashion-mnist data; grid dsfb-cifar10 trains on cifar10"),
     (["--data", "CIFAR10", "--epochs", "301"], "--epochs 301: grid dsfb-cifar10 trains 300 epochs"),
+    (["--data", "CIFAR10", "--subset", "100"], "--subset 100: recipe dsfb-cifar trains batches of 256 images"),
 ])
 def test_a_wrong_data_folder_or_length_is_one_line(argv, message, tmp_path, fmnist, cifar10, capsys):
     argv = [{"FMNIST": str(fmnist), "CIFAR10": cifar10}.get(a, a) for a in argv]
@@ -77,6 +80,16 @@ def test_a_wrong_data_folder_or_length_is_one_line(argv, message, tmp_path, fmni
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_committed_paper_reports_are_the_reports_of_the_committed_csvs():
+    results = REPO / "results"
+    grids = present_paper_grids(results)
+    if not grids:
+        pytest.skip("no paper grid run committed yet")
+    for name in grids:
+        rows = read_rows(results / f"{name}.csv", REPORTED)
+        assert (results / f"{name}.md").read_text() == paper_markdown(PAPER_GRIDS[name], rows)
 
 
 def _row(key: str, model: str, option: str, top1: float, best: float, best_epoch: int, params: int) -> dict:
