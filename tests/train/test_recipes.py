@@ -162,6 +162,10 @@ def test_train_on_cifar_files_then_resume_keeps_the_runs_values(tmp_path):
     saved = json.loads((out / "config.json").read_text())
     assert {k: saved[k] for k in DSFB_CIFAR10} == {**DSFB_CIFAR10, "epochs": 2, "batch_size": 8}
     assert saved["recipe"] == "dsfb-cifar"
+    from crunet.interop.predict import load_predictor
+
+    transform = load_predictor(out / "last.pt").transform  # crunet predict normalizes as the run did
+    assert (list(transform.mean), list(transform.std)) == (DSFB_CIFAR10["mean"], DSFB_CIFAR10["std"])
 
 
 def test_the_runs_normalization_reaches_training_and_evaluation(fmnist):
