@@ -25,7 +25,8 @@ from crunet.errors import ConfigError, CrunetError
 from crunet.study.results_csv import LR_CHECK, grid_csv, read_rows
 from crunet.train.config import TrainConfig
 
-OPTION_NAMES = ("lr", "orth_lambda", "orth_unique", "size", "amp", "holdout", "epochs", "pad", "subset")
+OPTION_NAMES = ("lr", "orth_lambda", "orth_unique", "size", "amp", "holdout", "epochs", "pad", "subset",
+                "kd", "init")  # kd, init: the compress grid's (crunet.study.compress_grid)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,10 @@ class RunSpec:
                 kwargs["orth_unique"] = _flag(name, value)
             elif name == "size":
                 kwargs.update(size_overrides(self.model, float(value)))
+            elif name in ("kd", "init"):
+                from crunet.study.compress_grid import apply_option
+
+                apply_option(cfg, name, value)
             else:
                 setattr(cfg, name, {"lr": float, "holdout": int, "amp": str, "epochs": int, "pad": int,
                                     "subset": int}[name](value))
@@ -271,7 +276,14 @@ def tier3(results: Path | None = None, models: set[str] | None = None) -> list[R
             + _at_family_rates(dsfb_pair_at_2e + more_cru_seeds, rates, models))
 
 
-GRIDS = {LR_CHECK: lr_check, "tier1": tier1, "tier2": tier2, "tier3": tier3}
+def compress(results: Path | None = None, models: set[str] | None = None) -> list[RunSpec]:
+    """Issue 31's benchmark: sharing against thinning as ways to compress a trained network (compress_grid.py)."""
+    from crunet.study.compress_grid import compress as runs
+
+    return runs(results, models)
+
+
+GRIDS = {LR_CHECK: lr_check, "tier1": tier1, "tier2": tier2, "tier3": tier3, "compress": compress}
 
 
 def with_seeds(runs: list[RunSpec], seeds: int) -> list[RunSpec]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 from crunet.data.sources import AUGMENTS, DECODES
 from crunet.errors import ConfigError
@@ -157,11 +156,6 @@ class TrainConfig:
         from crunet.train.checkpoint import parse_every
 
         parse_every(self.checkpoint_every)
-        if self.init_from is not None and not Path(self.init_from).is_file():
-            raise ConfigError(f"--init-from {self.init_from} does not exist: give a trained crunet checkpoint")
-        if self.teacher is not None and not Path(self.teacher).is_file():
-            raise ConfigError(f"--teacher {self.teacher} does not exist: give a crunet checkpoint (RUN_DIR/best.pt) "
-                              "or a safetensors file written by crunet export")
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda") or (
                 self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from crunet.data import eval_shard
-from crunet.errors import ConfigError
+from crunet.errors import ConfigError, MissingFileError
 from crunet.io.atomic import atomic_open
 from crunet.io.checkpoint import checkpoint_weights, load_checkpoint, load_model_state, model_kwargs
 from crunet.train.config import TrainConfig
@@ -35,6 +35,8 @@ def source_model(path: str) -> nn.Module:
     """The trained network of a crunet checkpoint, in eval mode, built without drawing from the global RNG."""
     from crunet.models import create_model
 
+    if not Path(path).is_file():
+        raise MissingFileError(f"--init-from {path} does not exist: give a trained crunet checkpoint (RUN_DIR/last.pt)")
     ckpt = load_checkpoint(path)
     with torch.random.fork_rng(devices=[]):
         model = create_model(ckpt["model_name"], **model_kwargs(ckpt))

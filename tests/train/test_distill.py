@@ -131,7 +131,7 @@ def test_a_teacher_of_other_classes_is_refused_before_any_record(run_config, tin
 
 
 def test_a_missing_or_foreign_teacher_is_one_line(run_config, tiny_model, tmp_path):
-    with pytest.raises(ConfigError, match="--teacher .*nope.pt does not exist"):
+    with pytest.raises(MissingFileError, match="--teacher .*nope.pt does not exist"):
         train(run_config(tmp_path / "a", teacher=str(tmp_path / "nope.pt")), tiny_model())
     with pytest.raises(MissingFileError, match="does not exist"):
         load_teacher(str(tmp_path / "nope.pt"), 10, 1, (0.5,), (0.5,))

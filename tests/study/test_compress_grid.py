@@ -1,0 +1,47 @@
+"""The compress grid (issue 31's benchmark): its arms in order, cheapest first, and its study options (kd, init)
+turning into the trainer's teacher and conversion, refused in one line."""
+
+import pytest
+
+import crunet.study.compress_grid as compress_grid
+from crunet.errors import ConfigError
+from crunet.layers.complexity import count_parameters
+from crunet.models import create_model
+from crunet.study.grid import RECIPES, grid, parse_option, size_overrides
+
+
+def test_the_arms_run_cheapest_first_seed_major_with_three_seeds():
+    runs = grid("compress")
+    epochs = [int(parse_option(r.option)["epochs"]) for r in runs]
+    assert epochs == sorted(epochs) and set(epochs) == {2, 5, 20}
+    cells = {(r.model, r.option) for r in runs}
+    assert len(runs) == 3 * len(cells) == 24
+    first = runs[:3]
+    assert [parse_option(r.option)["init"] for r in first] == ["svd", "data", "norm"]
+    assert {r.seed for r in first} == {0}
+    scratch = [r for r in runs if "init" not in parse_option(r.option)]
+    assert all(parse_option(r.option)["kd"] == "1" for r in runs) and len(scratch) == 6
+
+
+def test_thinning_and_sharing_arms_hold_about_the_same_parameters():
+    shared = count_parameters(create_model(compress_grid.SHARED, num_classes=10, in_chans=1))
+    thin = create_model(compress_grid.PLAIN, num_classes=10, in_chans=1,
+                        **size_overrides(compress_grid.PLAIN, float(compress_grid.THIN_SIZE)))
+    assert abs(count_parameters(thin) / shared - 1) < 0.02
+
+
+def test_kd_and_init_become_the_teacher_and_the_conversion(tmp_path, monkeypatch):
+    teacher = tmp_path / "last.pt"
+    monkeypatch.setattr(compress_grid, "TEACHER", str(teacher))
+    spec = next(r for r in grid("compress") if "init=norm" in r.option)
+    cfg = spec.train_config(RECIPES["fashion-mnist"], str(tmp_path / "run"))
+    assert (cfg.teacher, cfg.init_from, cfg.init_method) == (str(teacher), str(teacher), "norm")
+    assert cfg.model_kwargs["widths"] == (10, 21, 42) and (cfg.epochs, cfg.lr, cfg.amp) == (2, 0.05, "bf16")
+    scratch = next(r for r in grid("compress") if "init" not in r.option and r.model == compress_grid.SHARED)
+    cfg = scratch.train_config(RECIPES["fashion-mnist"], str(tmp_path / "run"))
+    assert cfg.init_from is None and cfg.teacher == str(teacher) and cfg.model_kwargs["orth_unique"] is True
+
+
+def test_an_unknown_init_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="expected kd=1 or init=one of svd, data, norm"):
+        compress_grid.apply_option(None, "init", "qr")
