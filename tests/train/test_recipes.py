@@ -35,7 +35,7 @@ DSFB_CIFAR10 = {
     "mean": [0.485, 0.456, 0.406],  # utils.py:16, 61 CIFAR10 Normalize: ImageNet's mean
     "std": [0.229, 0.224, 0.225],  # utils.py:16, 61 ImageNet's std
     "model_kwargs": {"orth_lambda": 10.0,  # :21 --lambdaR default 10
-                     "orth_unique": True},  # :113-283 train_basis_*(include_unique_basis=True)
+                     "orth_unique": True},  # :113-301 train_basis_*(include_unique_basis=True)
 }
 DSFB_CIFAR100 = {
     **DSFB_CIFAR10,
