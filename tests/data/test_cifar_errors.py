@@ -62,6 +62,9 @@ CASES = {  # name: (make the data set under root, what the line must say)
     "missing batch": (lambda root: _without(root, "data_batch_3"), r"data_batch_3 missing"),
     "label out of range": (lambda root: write_cifar_set(root, "cifar10", binary=True, edit=_label_out_of_range).path,
                            r"test_batch\.bin: label 10 of image 2 is out of range"),
+    "class names": (lambda root: write_cifar_set(root, "cifar10", binary=True, edit=_replace(
+        "batches.meta.txt", b"a\nb\nc\nd\ne\nf\ng\nh\ni\n")).path,
+                    r"batches\.meta\.txt names 9 classes; CIFAR-10 binary's fine labels have 10"),
     "other keys": (lambda root: write_cifar_set(root, "cifar10", edit=_replace("data_batch_2", py2_pickle(
         {"images": np.zeros((4, 3072), np.uint8), "labels": [0] * 4}))).path,
                    r"data_batch_2 holds images, labels; a CIFAR-10 python batch is a dict with 'data'"),
@@ -93,8 +96,8 @@ def test_a_crafted_pickle_is_refused_and_its_command_never_runs(tmp_path, monkey
 
 def test_cifar100_labels_is_refused_on_other_data(tmp_path, monkeypatch, capsys, fmnist):
     monkeypatch.chdir(tmp_path)
-    status = main(["train", "--data", str(fmnist), "--cifar100-labels", "coarse", "--epochs", "1", "--subset", "8",
-                   "--out", str(tmp_path / "run")])
+    status = main(["train", "--model", "resnet32_cifar", "--data", str(fmnist), "--cifar100-labels", "coarse",
+                   "--epochs", "1", "--subset", "8", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert status == 2 and "--cifar100-labels coarse chooses CIFAR-100's label set" in err
     assert not (tmp_path / "run").exists()

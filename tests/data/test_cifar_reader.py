@@ -85,3 +85,10 @@ def test_cifar_takes_the_light_augmentation_with_padding_and_not_rrc():
     assert check_augment("cifar10", "auto", 4) == "light"
     with pytest.raises(ConfigError, match="--augment rrc"):
         check_augment("cifar100", "rrc", 0)
+
+
+def test_files_other_than_the_published_ones_get_one_note_not_an_error(tmp_path):
+    written = write_cifar_set(tmp_path, "cifar10")
+    notes = read_split(find_cifar(written.path), "test").notes
+    assert len(notes) == 1 and "test_batch, batches.meta differ from the published CIFAR-10 files" in notes[0]
+    assert read_split(find_cifar(write_cifar_set(tmp_path / "b", "cifar10", binary=True).path), "test").notes == []
