@@ -184,25 +184,14 @@ def _transform(spec: DataSpec, train: bool):
 
 
 def open_split(data: str | os.PathLike | None, split: str, spec: DataSpec):
-    """A loader for split 'train' or 'val' (Fashion-MNIST's test set is its 'val')."""
+    """A loader for split 'train' or 'val' (Fashion-MNIST's and CIFAR's test sets are their 'val')."""
     kind, train = detect_kind(data), split == "train"
     if train:
         spec = replace(spec, augment=check_augment(kind, spec.augment, spec.pad))
     check_decode(kind, spec.decode, spec.augment if train else "none")
     cifar.check_label_set(kind, spec.cifar100_labels)
     if kind in IN_MEMORY_KINDS:
-        notes, classes = [], None
-        if kind in CIFAR_KINDS:
-            split_data = cifar.read_split(find_cifar(data), "train" if train else "test", spec.cifar100_labels)
-            images, labels, notes, classes = split_data.images, split_data.labels, split_data.notes, split_data.classes
-        else:
-            images, labels = idx.load_idx_split(idx.find_fashion_mnist(data), "train" if train else "test")
-        aug = train and spec.augment != "none"
-        loader = TensorLoader(images, labels, spec.mean, spec.std, pad=spec.pad if aug else 0, flip=aug,
-                              crops=1 if train else spec.crops, resize=None if train else spec.resize,
-                              size=spec.size, seed=spec.seed)
-        loader.notes, loader.classes = notes, classes  # the data set's own; a subset() keeps neither
-        return loader
+        return _tensor_loader(kind, data, train, spec)
     root, empty = Path(data), []
     if kind == "folder":
         sub = "train" if train else next((s for s in ("val", "test") if (root / s).is_dir()), "val")
@@ -222,6 +211,23 @@ def open_split(data: str | os.PathLike | None, split: str, spec: DataSpec):
     if spec.decode == "device":
         return DeviceDecodeLoader(dataset, spec.workers)
     return FolderLoader(dataset, spec.workers)
+
+
+def _tensor_loader(kind: str, data, train: bool, spec: DataSpec) -> TensorLoader:
+    """An in-memory split; a CIFAR one also carries its class names and its notes (files other than the published
+    ones). A subset() keeps neither."""
+    notes, classes = [], None
+    if kind in CIFAR_KINDS:
+        split = cifar.read_split(find_cifar(data), "train" if train else "test", spec.cifar100_labels)
+        images, labels, notes, classes = split.images, split.labels, split.notes, split.classes
+    else:
+        images, labels = idx.load_idx_split(idx.find_fashion_mnist(data), "train" if train else "test")
+    aug = train and spec.augment != "none"
+    loader = TensorLoader(images, labels, spec.mean, spec.std, pad=spec.pad if aug else 0, flip=aug,
+                          crops=1 if train else spec.crops, resize=None if train else spec.resize, size=spec.size,
+                          seed=spec.seed)
+    loader.notes, loader.classes = notes, classes
+    return loader
 
 
 def check_labels(loader, num_classes: int, split: str) -> None:
