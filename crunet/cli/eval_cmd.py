@@ -9,7 +9,8 @@ import json
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint: top-1/top-5/loss with 1 or 10 crops")
-    p.add_argument("checkpoint", help="a crunet checkpoint (last.pt, best.pt)")
+    p.add_argument("checkpoint", help="a crunet checkpoint (last.pt, best.pt), or an ONNX file crunet export wrote "
+                   "(float32 or int8; run in onnxruntime with the input size and normalization it records)")
     p.add_argument("--data", default=None, help="data folder (default: the one the checkpoint was trained on)")
     p.add_argument("--crops", type=int, default=1, choices=(1, 10), help="1 centre crop or 10 crops")
     p.add_argument("--resize", type=int, default=None, help="short side before cropping (default: size / the "
@@ -33,7 +34,49 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < low:
             raise ConfigError(f"{flag} must be an integer >= {low}, got {value}")
 
+    if args.checkpoint.endswith(".onnx"):
+        result = evaluate_onnx_file(args)
+        print(json.dumps(result, indent=2))
+        return 0
     options = EvalOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalOptions)})
     result = evaluate_checkpoint(args.checkpoint, options)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def evaluate_onnx_file(args: argparse.Namespace) -> dict:
+    """An ONNX file on the evaluation split of ``--data`` (default: the data it trained on, from its metadata), fed
+    by the data pipeline with the file's channels, size and normalization, as a checkpoint is; JSON beside it."""
+    from pathlib import Path
+
+    import torch
+
+    from crunet.cli.main import CliError
+    from crunet.data import eval_shard, open_split
+    from crunet.interop.onnx_file import OnnxClassifier
+    from crunet.io.atomic import write_text_atomic
+    from crunet.train.evaluate import evaluate, finish_eval
+
+    if args.ema or args.amp != "none":
+        raise CliError("--ema and --amp apply to checkpoints; an ONNX file holds one set of weights, in its own "
+                       "precision")
+    try:
+        model = OnnxClassifier(args.checkpoint)
+    except ImportError as err:
+        raise CliError(str(err)) from err
+    info = model.info
+    spec = info.data_spec(crops=args.crops, workers=args.workers, strict=args.strict_data)
+    spec.resize = args.resize
+    data = args.data or info.data
+    loader = open_split(data, "val", spec)
+    loader = loader.subset(args.subset) if args.subset else loader
+    sums = evaluate(model, loader.iterate(eval_shard(len(loader), args.batch_size), 0, train=False),
+                    device=torch.device("cpu"))
+    result = {"onnx": str(args.checkpoint), "model": info.model, "graph": info.graph,
+              "precision": info.quantization or "float32", "data": data or "fashion-mnist", "crops": args.crops,
+              **finish_eval(sums)}
+    path = Path(args.out) if args.out else Path(args.checkpoint).with_name(
+        f"{Path(args.checkpoint).stem}-eval-{args.crops}crop.json")
+    write_text_atomic(path, json.dumps(result, indent=2) + "\n")
+    result["json"] = str(path)
+    return result

@@ -21,6 +21,7 @@ from crunet.layers.fused import FusedConv, fold_bn
 from crunet.layers.fused_unit import DeployedUnit
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+DESCRIBES = ("pretrained_cfg", "default_cfg", "name", "in_chans", "num_classes", "min_input_size", "design_overrides")
 
 
 class DeployedModel(nn.Module):
@@ -31,6 +32,16 @@ class DeployedModel(nn.Module):
         self.net, self.layout, self.layout_times = net, layout, layout_times or {}
         self.training = False
         self.net.to(memory_format=LAYOUTS[layout])
+
+    def __getattr__(self, name: str):
+        """What describes the model (``pretrained_cfg``, ``name``, ``in_chans``...) is the wrapped network's, so
+        exporters and the data pipeline take a deployed model where they take a model."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name not in DESCRIBES:
+                raise
+        return getattr(self.net, name)
 
     def _prepare(self, x: Tensor) -> Tensor:
         return x.contiguous(memory_format=LAYOUTS[self.layout]) if x.dim() == 4 else x

@@ -1,11 +1,22 @@
 """Deployment files: ONNX (opset >= 17, dynamic batch, checked in onnxruntime) and TorchScript (traced).
 
+An ONNX file holds the deployed model (``crunet.deploy``): ``graph="small"`` keeps each shared tensor once and folds
+the BNs where that keeps it so; ``graph="fast"`` folds every BN, giving each use its own copy of the shared tensors
+(what ``deploy`` runs by default). Two things would store a shared tensor more than once or bloat the file, and
+``export_onnx`` stops both: the exporter's optimizer folds any computation on weights into a new constant (the
+per-call ``cat`` of a use's unique filters and the shared ones became one copy per use), so a node reading a float
+initializer that several nodes read is never folded; and the exporter writes its debugging notes (stack trace, FX
+node, class names) on every node, a quarter of a small model's file, which are dropped. The file's metadata
+(``crunet.*`` keys, read back by ``crunet.interop.onnx_file``) names the model and its input: channels, size,
+normalization, crop, so ``crunet eval`` and the int8 calibration feed it as the model was fed in training.
+
 onnx, onnxscript and onnxruntime (the ``export`` extra) are imported inside the functions that need them.
 safetensors files are written by ``crunet.interop.weights.save_weights``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -15,10 +26,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from crunet.deploy import DeployedModel, deploy
 from crunet.errors import ConfigError
+from crunet.io.atomic import atomic_path
 
 FORMATS = ("safetensors", "onnx", "torchscript")
+GRAPHS = {"small": "sharing kept: each shared tensor stored once",
+          "fast": "sharing unrolled: every BN folded into a per-use copy of the shared tensors"}
 MIN_OPSET = 17
+META = "crunet."  # the prefix of crunet's keys in an ONNX file's metadata
 
 
 def example_input(model: nn.Module, batch: int = 2, input_size: tuple[int, int] | None = None,
@@ -30,20 +46,80 @@ def example_input(model: nn.Module, batch: int = 2, input_size: tuple[int, int] 
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int, int] | None = None,
-                opset: int = 18) -> Path:
-    """The model in eval mode as one ONNX file with a dynamic batch dimension (input ``x``, output ``logits``)."""
+                opset: int = 18, graph: str | None = None, metadata: dict[str, str] | None = None,
+                normalization: dict | None = None) -> Path:
+    """The model, deployed, as one ONNX file with a dynamic batch dimension (input ``x``, output ``logits``).
+
+    ``graph``: "small" (the default for a model) or "fast", see ``GRAPHS``; a ``DeployedModel`` is written as it was
+    deployed. ``metadata``: more ``crunet.*`` entries (class names, training data) beside the model's input;
+    ``normalization``: the mean, std or crop_pct the run used where they differ from the model's pretrained_cfg."""
     _require("onnxscript", "onnx")
     if opset < MIN_OPSET:
         raise ConfigError(f"opset must be {MIN_OPSET} or newer, got {opset}")
+    if graph is not None and graph not in GRAPHS:
+        raise ConfigError(f"graph must be one of {sorted(GRAPHS)}, got {graph!r}")
+    if isinstance(model, DeployedModel):
+        if graph is not None:
+            raise ConfigError("graph applies to a model, not a DeployedModel: it was deployed already "
+                              "(deploy(model, unshare=False) is the small graph)")
+        deployed, graph = model, "deployed"
+    else:
+        graph = graph or "small"
+        deployed = deploy(model.eval(), unshare=graph == "fast", layout="contiguous")
+    x = example_input(deployed, 2, input_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
-    x = example_input(model, 2, input_size)
     batch = torch.export.Dim("batch", min=1)
     with _quiet_exporter(), torch.no_grad():
-        torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["logits"], opset_version=opset,
-                          dynamo=True, dynamic_shapes=({0: batch},), external_data=False, verbose=False)
+        program = torch.onnx.export(deployed, (x,), None, input_names=["x"], output_names=["logits"],
+                                    opset_version=opset, dynamo=True, dynamic_shapes=({0: batch},), optimize=False,
+                                    verbose=False)
+        _optimize_keeping_shared(program.model)
+    _drop_debug_notes(program.model)
+    program.model.metadata_props.update(input_metadata(deployed, tuple(x.shape[1:]), graph, normalization))
+    program.model.metadata_props.update({META + k: v for k, v in (metadata or {}).items()})
+    with atomic_path(path) as tmp:
+        program.save(str(tmp), external_data=False)
     return path
+
+
+def input_metadata(model: nn.Module, input_shape: tuple[int, ...], graph: str,
+                   normalization: dict | None = None) -> dict[str, str]:
+    """The ``crunet.*`` entries that say what the file takes: channels, size, normalization, crop; and what it is."""
+    cfg = {**model.pretrained_cfg, **(normalization or {})}
+    entries = {"model": getattr(model, "name", type(model).__name__), "graph": graph,
+               "num_classes": str(getattr(model, "num_classes", "")),
+               "input": json.dumps({"in_chans": input_shape[0], "size": list(input_shape[1:]),
+                                    "mean": list(cfg["mean"]), "std": list(cfg["std"]),
+                                    "crop_pct": cfg.get("crop_pct", 0.875)})}
+    return {META + k: v for k, v in entries.items()}
+
+
+def _optimize_keeping_shared(model) -> None:
+    """onnxscript's optimizer (constant folding, rewrites, dead code), except that a node reading a float
+    initializer that other nodes read too is not folded: its result would be a per-use copy of a shared tensor."""
+    from onnxscript.optimizer import optimize_ir
+
+    def reads_shared(node) -> bool | None:
+        for value in node.inputs:
+            if (value is not None and value.is_initializer() and value.const_value is not None
+                    and value.const_value.dtype.is_floating_point() and len(value.uses()) > 1):
+                return False
+        return None  # the optimizer's own rules
+
+    optimize_ir(model, should_fold=reads_shared)
+
+
+def _drop_debug_notes(model) -> None:
+    """The exporter's notes on every node and value (stack trace, FX node, class hierarchy, graph signature)."""
+    graph = model.graph
+    graph.metadata_props.clear()
+    values = [*graph.inputs, *graph.outputs, *graph.initializers.values()]
+    for node in graph.all_nodes():
+        node.metadata_props.clear()
+        values += node.outputs
+    for value in values:
+        value.metadata_props.clear()
 
 
 def check_onnx(model: nn.Module, path: str | os.PathLike, batch: int = 3,

@@ -151,7 +151,10 @@ class SharedBasisConv(nn.Module):
 
 class SharedBasisConvInference(nn.Module):
     """``SharedBasisConv.fuse(unshare=False)``: the basis convolution on the owner's shared filters (still one tensor,
-    read at each call) and this use's unique ones, then the 1x1 with both BNs folded in (``coeff``, a FusedConv)."""
+    read at each call) and this use's unique ones, then the 1x1 with both BNs folded in (``coeff``, a FusedConv).
+    The two filter banks run as two convolutions whose outputs are joined, not as one over the joined banks: an
+    exported graph then reads the shared tensor itself, so exporters cannot fold the join into a per-use copy and
+    int8 quantizers see it as one weight (per channel), not as an activation."""
 
     def __init__(self, conv: SharedBasisConv, coeff: FusedConv):
         super().__init__()
@@ -162,10 +165,11 @@ class SharedBasisConvInference(nn.Module):
         self.coeff = coeff
 
     def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
-        weight = self._shared.weight(self.index)
+        basis = F.conv2d(x, self._shared.weight(self.index).to(x.dtype), None, self.stride, self.padding)
         if self.unique is not None:
-            weight = torch.cat((self.unique, weight))
-        return self.coeff(F.conv2d(x, weight.to(x.dtype), None, self.stride, self.padding), residual)
+            unique = F.conv2d(x, self.unique.to(x.dtype), None, self.stride, self.padding)
+            basis = torch.cat((unique, basis), 1)
+        return self.coeff(basis, residual)
 
 
 class ECA(nn.Module):
