@@ -4,11 +4,19 @@ For every sharing group of a chosen stage, the linear-view kernels of its units 
 are factorized collectively; the new CRU stage gets the shared A3 (``reduce``) and G (``spatial``), and each unit
 its own A4 as its last 1x1. What carries over unchanged: every other stage, the stem and the head; each unit's first
 BN (as the CRU unit's ``norm1``, or for the first unit of a stage as ``proj_in_norm``); the projection shortcut
-(as ``proj`` with ``proj_short_norm``). The extra 1x1 starts as the identity, the BNs after the core as identities
-carrying the kernel's bias (projected on A4's range).
+(as ``proj`` with ``proj_short_norm``); each unit's last 1x1 and the BN before it.
 
-The result equals the factorization in the linear view only: the CRU moves the original's middle BN-ReLU (a shared
-pair cannot have one) and has ReLUs before its last two 1x1s, so the factorized network needs fine-tuning.
+Where the factors go. The original unit is BN1-ReLU-1x1, BN2-ReLU-kxk, BN3-ReLU-1x1; a CRU unit is BN-ReLU, the
+shared 1x1 and kxk back to back (a shared pair cannot have a BN between them), then BN-ReLU-1x1 (the extra 1x1),
+BN-ReLU-1x1. What is factorized is each unit's kernel up to its BN3 (kxk, BN2's ReLU taken as the identity): its A4
+becomes the extra 1x1, so that the ReLU after it is the original's third ReLU (BN3 folded in, its shift carried by the
+last BN) and the original's last 1x1 is kept as it is. The ReLU between the core and the extra 1x1 has no counterpart:
+with ``calibration`` images its BN is shifted so that every value it sees on them is positive (the ReLU is the
+identity there), and the last BN takes the shift back. The converted unit then differs from the original only by the
+factorization error and the original's middle ReLU (BN2's), which the CRU moves: it cannot be kept.
+
+(Before, the whole unit's kernel, last 1x1 included, was factorized and A4 put in the last 1x1, behind two ReLUs that
+cut every negative value of the core: the network started at chance, 10.0 %.)
 
 BNs normalize with batch statistics in training, so a BN that starts as an identity would not be one when fine-tuning
 starts. ``calibration`` images fix that: every BN gets its input's statistics on them as running statistics and a
@@ -103,6 +111,7 @@ def factorize_model(model: PreActResNet, stages: Sequence[str | int], groups: in
         results.extend(_factorize_stage(model.stages[i], new.stages[i], stage_names(model)[i], max_iter, restarts))
     new.eval()
     if calibration is not None:
+        _shift_into_positive(new, indices, calibration)
         calibrate_norms(new, calibration)
     return new, FactorizeReport(count_parameters(model), count_parameters(new), tuple(results))
 
@@ -158,10 +167,15 @@ def _factorize_stage(old_stage, new_stage, name: str, max_iter: int, restarts: i
 
 
 def _unit_kernel(unit: ResidualUnit) -> tuple[Tensor, Tensor]:
-    """The kernel (out_chs, out_chs, k, k) and bias a CRU unit's shared part must reproduce for ``unit``."""
+    """The kernel (width, out_chs, k, k) and bias of ``unit`` up to its third BN (the input of its third ReLU), which
+    a CRU unit's shared part and extra 1x1 must reproduce."""
     if unit.factors is not None:
         raise ConfigError("factorize an unshared stage: this unit already uses shared factors")
-    weight, bias = factors(unit, keep_input_norm=True).kernel(include_input_map=False)
+    gbtd = factors(unit, keep_input_norm=True)
+    scale, shift = bn_affine(unit.conv3.norm.bn)
+    groups, width = unit.groups, unit.width
+    to_bn3 = torch.diag(scale).reshape(width, groups, width // groups).permute(1, 0, 2)  # A4 = BN3's scale
+    weight, bias = dataclasses.replace(gbtd, a4=to_bn3, bias4=shift).kernel(include_input_map=False)
     weight, bias = weight.to(torch.float64), bias.to(torch.float64)
     if unit.shortcut is not None:  # the projection P becomes the CRU's proj: read the kernel through P^+
         pinv = torch.linalg.pinv(conv1x1_matrix(unit.shortcut.conv.weight).to(torch.float64))
@@ -179,7 +193,40 @@ def _init_unit(old: ResidualUnit, new: ResidualUnit, a4: Tensor, bias: Tensor) -
     else:
         new.norm1.bn.load_state_dict(old.conv1.norm.bn.state_dict())
     set_identity_bn(new.conv_mix.norm.bn)
-    new.conv_mix.conv.weight.copy_(torch.eye(new.width, dtype=dtype)[:, :, None, None])
+    new.conv_mix.conv.weight.copy_(a4[:, :, None, None].to(dtype))
     set_identity_bn(new.conv3.norm.bn)
-    new.conv3.norm.bn.bias.copy_(torch.linalg.lstsq(a4, bias[:, None], driver="gelsd").solution[:, 0].to(dtype))
-    new.conv3.conv.weight.copy_(a4[:, :, None, None].to(dtype))
+    new.conv3.norm.bn.bias.copy_(bias.to(dtype))
+    new.conv3.conv.weight.copy_(old.conv3.conv.weight)
+
+
+SHIFT_MARGIN = 0.5  # of a channel's spread on the calibration images, added below its lowest value: headroom for
+# other images and for the batch statistics of train mode
+
+
+def _shift_into_positive(model: PreActResNet, indices: Sequence[int], images: Tensor) -> None:
+    """Shift each converted unit's BN before its extra 1x1 so that every value it passes on ``images`` is positive
+    (its ReLU the identity there), the last BN taking the shift back: the eval function is the factorization's.
+    Units are shifted in order, each measured with the earlier ones already shifted."""
+    dtype = next(model.parameters()).dtype
+    for i in indices:
+        for unit in model.stages[i].units:
+            bn = unit.conv_mix.norm.bn
+            x = _output_of(model, bn, images.to(dtype)).transpose(0, 1).flatten(1)  # its ReLU's input, per channel
+            shift = (SHIFT_MARGIN * x.std(1) - x.min(1).values).clamp_min(0)
+            with torch.no_grad():
+                bn.bias.add_(shift)
+                mix = conv1x1_matrix(unit.conv_mix.conv.weight) @ shift
+                last_scale, _ = bn_affine(unit.conv3.norm.bn)
+                unit.conv3.norm.bn.bias.sub_(last_scale * mix)
+
+
+def _output_of(model: torch.nn.Module, module: torch.nn.Module, images: Tensor) -> Tensor:
+    """What ``module`` outputs when ``model`` (eval mode) reads ``images``."""
+    seen: list[Tensor] = []
+    hook = module.register_forward_hook(lambda m, args, out: seen.append(out.clone()))  # before an in-place ReLU
+    try:
+        with torch.no_grad():
+            model.eval()(images)
+    finally:
+        hook.remove()
+    return seen[0]

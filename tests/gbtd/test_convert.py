@@ -1,4 +1,5 @@
-"""factorize_model: an unshared stage becomes a CRU stage whose linear view is the collective factorization."""
+"""factorize_model: an unshared stage becomes a CRU stage whose linear view is the collective factorization, and
+which, calibrated, computes the original wherever the original's middle ReLU (the one a CRU moves) is linear."""
 
 import pytest
 import torch
@@ -34,9 +35,10 @@ def test_new_units_are_the_factorization_in_the_linear_view():
     reconstructed = group.factors.kernels()
     for j, (old_unit, new_unit) in enumerate(zip(old.stages[2].units, units, strict=True)):
         new_kernel, _ = factors(new_unit).kernel(include_input_map=False)
-        assert _rel(new_kernel, reconstructed[j]) < 1e-10
+        last = old_unit.conv3.conv.weight[:, :, 0, 0]  # kept: the factorized kernel stops at the third BN
+        assert _rel(new_kernel, torch.einsum("dw,wiab->diab", last, reconstructed[j])) < 1e-10
         target, _ = _unit_kernel(old_unit)
-        assert _rel(new_kernel, target) == pytest.approx(float(group.errors[j]), rel=1e-8)
+        assert _rel(reconstructed[j], target) == pytest.approx(float(group.errors[j]), rel=1e-8)
     # the projection shortcut is carried over exactly
     for a, b in zip(shortcut_map(old.stages[2].units[0]), shortcut_map(units[0]), strict=True):
         torch.testing.assert_close(a, b)
@@ -66,17 +68,38 @@ def test_collectively_low_rank_stages_convert_exactly():
     assert report.params_after == sum(p.numel() for p in new.parameters())
 
 
-def test_calibration_keeps_the_eval_function_and_makes_train_mode_agree_on_its_images():
+def test_calibration_makes_train_mode_agree_with_eval_mode_on_its_images():
     old = _model(2)
     x = torch.randn(16, 1, 8, 8, dtype=torch.float64)
     plain, _ = factorize_model(old, ["conv3", "conv4"], max_iter=3)
     calibrated, _ = factorize_model(old, ["conv3", "conv4"], max_iter=3, calibration=x)
     with torch.no_grad():
         eval_out = calibrated.eval()(x)
-        torch.testing.assert_close(eval_out, plain.eval()(x))  # the same function in eval mode
         train_plain, train_calibrated = plain.train()(x), calibrated.train()(x)
+        eval_plain = plain.eval()(x)
     assert _rel(train_calibrated, eval_out) < 1e-9  # batch statistics = the calibrated ones
-    assert _rel(train_plain, eval_out) > 1e-2  # without calibration, train mode is another function
+    assert _rel(train_plain, eval_plain) > 1e-2  # without calibration, train mode is another function
+
+
+def test_calibrated_it_computes_the_original_where_the_middle_relu_is_linear():
+    """A collectively low-rank stage whose middle ReLU never sees a negative value: the converted network is the
+    original, in its real (non-linear) forward; the ReLU before the extra 1x1 is kept linear by its shift."""
+    old = _model(3)
+    stage = old.stages[1]
+    with torch.no_grad():
+        for unit in stage.units:
+            unit.conv1.conv.weight.copy_(stage.units[0].conv1.conv.weight.abs())  # ReLU(BN1 x) >= 0 in, >= 0 out
+            unit.conv2.conv.weight.copy_(stage.units[0].conv2.conv.weight)
+            bn = unit.conv2.norm.bn
+            bn.running_mean.zero_(), bn.running_var.fill_(1 - bn.eps), bn.weight.fill_(1), bn.bias.zero_()
+    x = torch.randn(16, 1, 8, 8, dtype=torch.float64)
+    new, report = factorize_model(old, ["conv3"], groups=2, max_iter=300, restarts=4, calibration=x)
+    assert float(report.groups[0].factors.total_errors[-1]) < 1e-6
+    with torch.no_grad():
+        torch.testing.assert_close(new.eval()(x), old(x), rtol=1e-6, atol=1e-6)
+        assert _rel(new.train()(x), old(x)) < 1e-6
+        uncalibrated, _ = factorize_model(old, ["conv3"], groups=2, max_iter=300, restarts=4)
+        assert _rel(uncalibrated.eval()(x), old(x)) > 1e-3  # no shift: the ReLU before the extra 1x1 cuts
 
 
 def test_factorized_models_save_and_load(tmp_path):
