@@ -1,0 +1,52 @@
+"""A trained ResNeXt factorized into a CRU network (``factorize_model``, conv3 and conv4, R = D as CRU-Net): test
+top-1 before any fine-tuning, with and without calibration images (issue 31 item 3).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/cru_init.py CHECKPOINT [--images 256] [--test 10000]
+
+Run it with ``PYTHONPATH`` pointing at an older crunet (``git archive COMMIT crunet | tar -x -C DIR``) to measure that
+version's initialization on the same network. Prints one markdown row per variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import crunet.gbtd.convert as convert
+from crunet.data import eval_shard, open_split
+from crunet.train.config import TrainConfig
+from crunet.train.evaluate import evaluate, finish_eval
+from crunet.train.init_from import calibration_images, source_model
+from crunet.train.inputs import data_spec
+
+
+def top1(model: torch.nn.Module, loader) -> float:
+    sums = evaluate(model.eval(), loader.iterate(eval_shard(len(loader), 250), 0, train=False),
+                    device=torch.device("cpu"))
+    return finish_eval(sums)["top1"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--test", type=int, default=10000)
+    parser.add_argument("--stages", default="conv3,conv4")
+    args = parser.parse_args()
+    source = source_model(args.checkpoint)
+    spec = data_spec(TrainConfig(model=source.name, augment="none"), source)
+    test = open_split(None, "val", spec).subset(args.test)
+    images = calibration_images(open_split(None, "train", spec), args.images).double()
+    print(f"| {source.name} (the original) | - | {top1(source, test):.2f} |", flush=True)
+    stages = args.stages.split(",")
+    for calibrated in (False, True):
+        new, report = convert.factorize_model(source.double(), stages, max_iter=30,
+                                              calibration=images if calibrated else None)
+        errors = torch.cat([g.errors for g in report.groups])
+        print(f"| factorized ({convert.__file__}), {'calibrated' if calibrated else 'as is'} | "
+              f"{float(errors.mean()):.3f} | {top1(new.float(), test):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""The compress report: arms by training budget, and sharing against thinning by Welch's interval over seeds."""
+
+from crunet.study.compress_grid import arm_options
+from crunet.study.compress_report import report
+from crunet.study.results_csv import COLUMNS, append_row
+
+
+def _row(model: str, option: str, seed: int, top1: float) -> dict:
+    row = dict.fromkeys(COLUMNS, "")
+    row.update(key=f"fashion-mnist/{model}/{option}/seed{seed}", dataset="fashion-mnist", model=model, option=option,
+               seed=seed, params=1, macs=1, test_top1=top1, best_epoch=1, best_top1=top1, train_seconds=1.0,
+               images_per_s=1.0, cpu_share=1.0)
+    return row
+
+
+def test_sharing_against_thinning_at_each_budget(tmp_path):
+    arms = arm_options(2)
+    for seed, (shared, thin) in enumerate(((93.0, 92.0), (93.2, 92.1), (92.9, 91.9))):
+        append_row(tmp_path / "compress.csv", _row(*arms["b_svd"][0], seed, shared))
+        append_row(tmp_path / "compress.csv", _row(*arms["e"][0], seed, thin))
+    append_row(tmp_path / "compress.csv", _row(*arms["b_data"][0], 0, 93.5))
+    text = report(tmp_path)
+    assert "| (b) teacher converted into DSFB (svd bases) | 2 | 3 | 93.03 ± 0.15 |" in text
+    line = next(x for x in text.splitlines() if x.startswith("| 2 | (b) teacher converted into DSFB (svd"))
+    assert "| -1.03 |" in line and line.endswith("| sharing better |")
+    assert "too few seeds (1 and 3)" in text  # the data-aware arm has one seed
