@@ -87,8 +87,8 @@ def test_a_safetensors_teacher_gives_the_checkpoints_logits(teacher_ckpt, tmp_pa
     assert torch.equal(load_teacher(str(path), 10, 1, mean, std)(x), model(x))
 
 
-def test_resume_with_a_teacher_is_exact_and_metrics_log_both_terms(run_config, tiny_model, teacher_ckpt, tmp_path):
-    settings = dict(teacher=str(teacher_ckpt), kd_temperature=2.0, kd_weight=0.5, subset=128)
+def test_resume_with_a_teacher_and_ema_is_exact_and_metrics_log_both_terms(run_config, tiny_model, teacher_ckpt, tmp_path):
+    settings = dict(teacher=str(teacher_ckpt), kd_temperature=2.0, kd_weight=0.5, subset=128, ema_decay=0.9)
     torch.manual_seed(1)
     start = tiny_model().state_dict()
     whole = tiny_model()
@@ -113,8 +113,9 @@ def test_resume_with_a_teacher_is_exact_and_metrics_log_both_terms(run_config, t
     train(run_config(tmp_path / "cut", resume="auto", **settings), tiny_model())
     ours, theirs = load_checkpoint(tmp_path / "cut" / "last.pt"), load_checkpoint(tmp_path / "whole" / "last.pt")
     assert ours["step"] == theirs["step"] == 8
-    for name, value in theirs["model"].items():
-        assert torch.equal(ours["model"][name], value), name
+    for part in ("model", "ema"):  # the EMA follows the student only, and resumes with it
+        for name, value in theirs[part].items():
+            assert torch.equal(ours[part][name], value), f"{part} {name}"
     rows = list(csv.DictReader(open(tmp_path / "whole" / "metrics.csv")))
     assert all(float(r["loss_kd"]) > 0 and float(r["train_loss"]) > 0 for r in rows)
     assert json.load(open(tmp_path / "whole" / "config.json"))["teacher"] == str(teacher_ckpt)
