@@ -87,7 +87,7 @@ def test_a_safetensors_teacher_gives_the_checkpoints_logits(teacher_ckpt, tmp_pa
     assert torch.equal(load_teacher(str(path), 10, 1, mean, std)(x), model(x))
 
 
-def test_resume_with_a_teacher_and_ema_is_exact_and_metrics_log_both_terms(run_config, tiny_model, teacher_ckpt, tmp_path):
+def test_resume_with_a_teacher_and_ema_is_exact_and_logs_both_terms(run_config, tiny_model, teacher_ckpt, tmp_path):
     settings = dict(teacher=str(teacher_ckpt), kd_temperature=2.0, kd_weight=0.5, subset=128, ema_decay=0.9)
     torch.manual_seed(1)
     start = tiny_model().state_dict()
