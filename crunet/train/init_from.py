@@ -100,7 +100,7 @@ def record_start(report: dict, model: nn.Module, val_data, cfg: TrainConfig, inf
 def compress_config(checkpoint: str, to: str, method: str | None = None, teacher: bool = True,
                     **options) -> TrainConfig:
     """The run of ``crunet compress``: ``checkpoint``'s network converted into ``to`` (``method``: svd for a DSFB
-    design, norm for a thinner copy, by default) and fine-tuned on the checkpoint's data, with the checkpoint as
+    design, norm for a thinner copy, by default) and fine-tuned on the checkpoint's data and normalization, with it as
     teacher unless ``teacher`` is False. ``options``: any other TrainConfig field, given (``lr`` defaults to
     ``COMPRESS_LR``: fine-tuning, not training from scratch)."""
     from crunet.models import create_model
@@ -111,7 +111,9 @@ def compress_config(checkpoint: str, to: str, method: str | None = None, teacher
             shares = getattr(getattr(create_model(to, **options.get("model_kwargs", {})), "cfg", None), "sharing",
                              "none") != "none"
         method = "svd" if shares else "norm"
-    values = {"data": saved.get("config", {}).get("data"), "lr": COMPRESS_LR, **options, "model": to,
+    trained = saved.get("config", {})
+    same_input = {k: trained[k] for k in ("mean", "std") if trained.get(k)}  # the converted weights expect them
+    values = {"data": trained.get("data"), "lr": COMPRESS_LR, **same_input, **options, "model": to,
               "init_from": str(checkpoint), "init_method": method, "teacher": str(checkpoint) if teacher else None}
     return TrainConfig.given(**values)
 
