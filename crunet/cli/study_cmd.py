@@ -25,7 +25,10 @@ def add_parser(subparsers) -> None:
     run = sub.add_parser("run", help="run a grid; finished runs are skipped, interrupted ones resumed")
     run.add_argument("grid", choices=names)
     run.add_argument("--workers", type=_positive, default=1, help="runs side by side (default 1)")
-    run.add_argument("--threads", type=_positive, default=None, help="threads per run (default: cores / workers)")
+    run.add_argument("--threads", type=_positive, default=None,
+                     help="threads per process (default: cores / (workers x nproc))")
+    run.add_argument("--nproc", type=_positive, default=1, metavar="N",
+                     help="processes per run, through torchrun: one per GPU (default 1)")
     _results_argument(run, RESULTS_DIR)
     run.add_argument("--runs", default=RUNS_DIR, help=f"run directories and logs (default {RUNS_DIR}/)")
     _filter_arguments(run)
@@ -148,15 +151,16 @@ def run_cmd(args: argparse.Namespace) -> int:
     paths = GridPaths.of(args.grid, args.results, args.runs)
     specs = _selected(args)
     paper = PAPER_GRIDS.get(args.grid)
-    if paper and paper.processes > 1:
-        print(f"grid {paper.name}: the published runs used {paper.processes} GPUs or more; this grid trains each run "
-              "in one process (one GPU); docs/reproducing.md gives each row's torchrun command for several")
+    if paper and paper.processes > args.nproc:
+        print(f"grid {paper.name}: the published runs used {paper.processes} GPUs or more; --nproc {paper.processes} "
+              f"trains each run on {paper.processes} (torchrun), this command on {args.nproc}")
     if args.dry_run:
         done = done_keys(paths.csv)
         for s in specs:
             print(("done " if s.key in done else "todo ") + s.key)
         return 0
-    counts = run_grid(specs, paths, workers=args.workers, threads=args.threads, recipes=_recipes(args.data, args.grid))
+    counts = run_grid(specs, paths, workers=args.workers, threads=args.threads, recipes=_recipes(args.data, args.grid),
+                      nproc=args.nproc)
     elsewhere = f", {counts['elsewhere']} left to another grid process" if counts["elsewhere"] else ""
     stopped = f", {counts['stopped']} stopped by a signal (the next run resumes them)" if counts["stopped"] else ""
     print(f"grid {args.grid}: {counts['finished']} finished, {counts['failed']} failed{stopped}, {counts['skipped']} "

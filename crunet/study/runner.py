@@ -58,13 +58,15 @@ def check_data(specs: Sequence[RunSpec], recipes: dict[str, Recipe]) -> None:
 
 
 def run_grid(specs: Sequence[RunSpec], paths: GridPaths, workers: int = 1, threads: int | None = None,
-             recipes: dict[str, Recipe] | None = None, say: Callable[[str], None] = print) -> dict[str, int]:
+             recipes: dict[str, Recipe] | None = None, say: Callable[[str], None] = print,
+             nproc: int = 1) -> dict[str, int]:
     """Run every spec not yet in ``paths.csv``; returns counts of finished, failed and skipped runs, and of runs left
-    to another grid process sharing the CSV ("elsewhere": found finished, or running, by the time their turn came)."""
+    to another grid process sharing the CSV ("elsewhere": found finished, or running, by the time their turn came).
+    ``nproc`` > 1: each run is ``nproc`` processes under torchrun (one per GPU), its rank 0 recording it."""
     recipes = recipes or RECIPES
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    if workers < 1 or nproc < 1:
+        raise ConfigError(f"--workers and --nproc must be at least 1, got {workers} and {nproc}")
+    threads = threads or max(1, (os.cpu_count() or 1) // (workers * nproc))
     done = done_keys(paths.csv)
     pending = [s for s in specs if s.key not in done]
     check_data(pending, recipes)
@@ -85,7 +87,7 @@ def run_grid(specs: Sequence[RunSpec], paths: GridPaths, workers: int = 1, threa
                     if spec.key in done_keys(paths.csv):  # another grid sharing this CSV has finished it
                         counts["elsewhere"] += 1
                         continue
-                    running[spec.key] = (_launch(spec, recipes[spec.dataset], paths, threads, workers), spec,
+                    running[spec.key] = (_launch(spec, recipes[spec.dataset], paths, threads, workers, nproc), spec,
                                          time.time())
                 time.sleep(0.2)
                 for key, (proc, spec, t0) in list(running.items()):
@@ -112,13 +114,15 @@ def run_grid(specs: Sequence[RunSpec], paths: GridPaths, workers: int = 1, threa
     return counts
 
 
-def _launch(spec: RunSpec, recipe: Recipe, paths: GridPaths, threads: int, concurrent: int) -> subprocess.Popen:
+def _launch(spec: RunSpec, recipe: Recipe, paths: GridPaths, threads: int, concurrent: int,
+            nproc: int = 1) -> subprocess.Popen:
     log = paths.runs / (spec.key + ".log")
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     job = job_json(spec, recipe, paths.csv, paths.runs, paths.epochs, threads, concurrent)
+    torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
     with open(log, "a") as out:
-        return subprocess.Popen([sys.executable, "-m", "crunet.study.worker", job], stdout=out,
+        return subprocess.Popen([sys.executable, *torchrun, "-m", "crunet.study.worker", job], stdout=out,
                                 stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
 
 

@@ -38,6 +38,8 @@ def run_one(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epoch
 
     torch.set_num_threads(threads)
     out = runs_dir / spec.key
+    if int(os.environ.get("RANK", "0")) > 0:
+        return _train_as_peer(spec, recipe, out)
     out.mkdir(parents=True, exist_ok=True)
     lock = os.open(runs_dir / (spec.key + ".lock"), os.O_WRONLY | os.O_CREAT, 0o644)
     try:
@@ -69,6 +71,19 @@ def run_one(spec: RunSpec, recipe: Recipe, csv_path: Path, runs_dir: Path, epoch
     row["cpu_share"] = cpu_share(out / "sittings.txt")
     append_row(csv_path, row)
     return row
+
+
+def _train_as_peer(spec: RunSpec, recipe: Recipe, out: Path) -> dict:
+    """A torchrun peer of the run (rank > 0): it trains beside rank 0, which holds the run's lock, starts it afresh
+    or resumes it (both see the same files: rank 0 removes only a run without a checkpoint) and records it."""
+    from crunet.train.trainer import train
+
+    cfg = spec.train_config(recipe, str(out))
+    if not (out / "summary.json").is_file():
+        if (out / "last.pt").is_file():
+            cfg.resume, cfg.out = str(out / "last.pt"), None
+        train(cfg)
+    return {}
 
 
 def make_row(spec: RunSpec, cfg, summary: dict, resolved: dict, epochs: list[dict], threads: int,

@@ -166,3 +166,14 @@ def test_a_row_trained_outside_the_grid_into_its_run_directory_is_recorded_not_t
     run_one(spec, recipe, results / f"{grid.name}.csv", runs, results / "epochs", 1, 1)
     assert not (runs / spec.key / "sittings.txt").exists()  # the worker found it finished: it only recorded it
     _check_recorded_and_reported(results, grid)
+
+
+@pytest.mark.slow
+def test_a_run_of_two_processes_under_torchrun_is_trained_by_both_and_recorded_once(cifar10, tmp_path):
+    grid, recipe, specs = _shortened(cifar10)
+    paths = GridPaths.of(grid.name, tmp_path / "results", tmp_path / "runs")
+    counts = run_grid(specs, paths, threads=1, recipes={grid.dataset: recipe}, say=lambda _: None, nproc=2)
+    assert counts["finished"] == 1
+    _check_recorded_and_reported(tmp_path / "results", grid)
+    log = (paths.runs / (specs[0].key + ".log")).read_text()
+    assert "2 process(es), global batch 16" in log  # two ranks of 8 images: the 16 images in one step
