@@ -24,7 +24,7 @@ class PaperGrid:
     epochs: int  # the recipe's length: a run with fewer epochs is a smoke test
     models: tuple[str, ...]
     kinds: tuple[str, ...]  # data kinds that hold this data set
-    processes: int = 1  # GPUs a run is meant for (torchrun --nproc_per_node): said in the docs and the dry run
+    processes: int = 1  # GPUs the published runs used: `crunet study run` suggests --nproc when given fewer
 
     @property
     def published(self) -> PublishedTable:

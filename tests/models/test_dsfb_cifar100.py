@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import crunet
-from crunet.analysis.dsfb_tables import dsfb_table_rows
+from crunet.analysis.dsfb_tables import DSFB_ENTRIES
+from crunet.analysis.paper_tables import table_rows
 from tests.helpers import meta_model
 
 # name, the source README's parameters (M) and FLOPs (G) for ResNet34-S<s>U1 (its CIFAR-100 table)
@@ -54,7 +55,7 @@ def test_regularizer_and_normalization_are_those_of_train_cifar100():
 
 
 def test_table_rows_hold_the_readme_figures():
-    rows = {r["model"]: r for r in dsfb_table_rows() if r["classes"] == 100}
+    rows = {r["model"]: r for r in table_rows(tuple(e for e in DSFB_ENTRIES if e.num_classes == 100))}
     assert {name: rows[name]["paper_params_m"] for name, *_ in CIFAR100} == {n: p for n, _, p, _ in CIFAR100}
     assert all(abs(rows[name]["params_diff_pct"]) <= 0.1 for name, *_ in CIFAR100)  # the README rounds to 0.01 M
 
