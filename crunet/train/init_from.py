@@ -52,6 +52,7 @@ def calibration_images(train_data, n: int) -> torch.Tensor:
 
 def initialize(cfg: TrainConfig, model: nn.Module, train_data) -> dict:
     """Write into ``model`` the conversion of ``cfg.init_from``; returns what it measured (errors per group)."""
+    from crunet.gbtd.convert import calibrate_norms
     from crunet.gbtd.dsfb_convert import dsfb_from_resnet
     from crunet.gbtd.thin import thin_from_resnet
 
@@ -67,8 +68,6 @@ def initialize(cfg: TrainConfig, model: nn.Module, train_data) -> dict:
         if cfg.init_method == "norm":
             thin_from_resnet(source, model)
             groups = []
-            from crunet.gbtd.convert import calibrate_norms
-
             calibrate_norms(model, images.double())
         else:
             groups = [dataclasses.asdict(g) for g in dsfb_from_resnet(source, model, cfg.init_method,
