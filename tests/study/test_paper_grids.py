@@ -177,3 +177,12 @@ def test_a_run_of_two_processes_under_torchrun_is_trained_by_both_and_recorded_o
     _check_recorded_and_reported(tmp_path / "results", grid)
     log = (paths.runs / (specs[0].key + ".log")).read_text()
     assert "2 process(es), global batch 16" in log  # two ranks of 8 images: the 16 images in one step
+
+
+def test_merge_adds_another_machines_paper_grid_rows(tmp_path, capsys):
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    row = _row("cifar10/resnet32_cifar/-/seed0", "resnet32_cifar", "", 92.0, 92.5, 280, 464_154)
+    append_row(theirs / "dsfb-cifar10.csv", row)
+    assert main(["study", "merge", str(theirs), "--results", str(ours)]) == 0
+    assert "dsfb-cifar10.csv: 1 run(s) added" in capsys.readouterr().out
+    assert [r["key"] for r in read_rows(ours / "dsfb-cifar10.csv")] == [row["key"]]
