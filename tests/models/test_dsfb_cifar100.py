@@ -70,7 +70,8 @@ def _source_module() -> types.ModuleType:
 
 
 @pytest.mark.skipif(not MIRROR.is_dir(), reason="the DSFB source's mirror is not on this machine")
-@pytest.mark.parametrize("name, s", [(name, s) for name, s, *_ in CIFAR100])
+@pytest.mark.parametrize("name, s", [pytest.param(name, s, marks=() if s == 8 else pytest.mark.slow)
+                                     for name, s, *_ in CIFAR100])
 def test_same_logits_as_the_source_model_on_the_same_weights(name, s):
     torch.manual_seed(0)
     theirs = _source_module().ResNet34_SingleShared(s, 1).double()
