@@ -52,7 +52,7 @@ def evaluate_onnx_file(args: argparse.Namespace) -> dict:
     import torch
 
     from crunet.cli.main import CliError
-    from crunet.data import eval_shard, open_split
+    from crunet.data import check_labels, eval_shard, open_split
     from crunet.interop.onnx_file import OnnxClassifier
     from crunet.io.atomic import write_text_atomic
     from crunet.train.evaluate import evaluate, finish_eval
@@ -70,6 +70,11 @@ def evaluate_onnx_file(args: argparse.Namespace) -> dict:
     data = args.data or info.data
     loader = open_split(data, "val", spec)
     loader = loader.subset(args.subset) if args.subset else loader
+    first = next(loader.iterate([torch.arange(1)], 0, train=False))[0]
+    info.check_batch(first, f"--data {data or '(default)'}")  # the images first: the more basic mistake
+    classes = model.session.get_outputs()[0].shape[-1]
+    if isinstance(classes, int):
+        check_labels(loader, classes, "evaluation")
     sums = evaluate(model, loader.iterate(eval_shard(len(loader), args.batch_size), 0, train=False),
                     device=torch.device("cpu"))
     result = {"onnx": str(args.checkpoint), "model": info.model, "graph": info.graph,

@@ -24,6 +24,7 @@ from crunet.interop.onnx_file import META, OnnxInfo, read_onnx_info, require_onn
 from crunet.io.atomic import atomic_path
 
 DEFAULT_IMAGES = 256
+QUANTIZED_OPS = None  # onnxruntime's QDQ list: Conv, Gemm, BatchNormalization, Relu, Pad, Slice, Reshape...
 QUANTIZATION = "int8 static QDQ: weights int8 per channel, activations uint8 per tensor (min/max over {n} images)"
 
 
@@ -83,7 +84,8 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
         try:
             quantize_static(str(fp32_path), str(raw), _Reader("x", iter(counted)), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+                            calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=QUANTIZED_OPS,
+                            extra_options={"QuantizeBias": False})
         finally:
             root.setLevel(level)
         if not counted.images:
@@ -105,6 +107,7 @@ def compact_names(graph) -> None:
     Conv attribute that says its default.
     QDQ doubles the nodes and the quantizer names each value after its source ("..._DequantizeLinear_Output"):
     written out, the names are a quarter of a small int8 file; onnxruntime needs none of them."""
+    _drop_zero_weight_offsets(graph)
     keep = {v.name for v in (*graph.input, *graph.output)}
     names: dict[str, str] = {}
 
@@ -128,6 +131,22 @@ def compact_names(graph) -> None:
         node.input[:] = [short(n) for n in node.input]
         node.output[:] = [short(n) for n in node.output]
     del graph.value_info[:]
+
+
+def _drop_zero_weight_offsets(graph) -> None:
+    """Symmetric int8 weights have zero points of 0, one per channel: DequantizeLinear takes 0 when none is given."""
+    import onnx
+
+    inits = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and len(node.input) == 3 and node.input[2] in inits:
+            zero = inits[node.input[2]]
+            if zero.data_type == onnx.TensorProto.INT8 and not onnx.numpy_helper.to_array(zero).any():
+                del node.input[2]
+    used = {name for node in graph.node for name in node.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
 
 
 class _Counted:

@@ -84,10 +84,35 @@ def test_eval_of_a_file_that_is_not_onnx_is_one_line(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_eval_of_a_file_the_data_cannot_feed_is_one_line(checkpoint, tmp_path, capsys):
-    wide = tmp_path / "wide.onnx"  # crunet's pipelines crop squares: a 28x32 file cannot be fed
-    assert _export(checkpoint, wide, "--input-size", "28", "32", "--no-check") == 0
-    capsys.readouterr()
-    assert main(["eval", str(wide), "--workers", "0", "--subset", "8"]) == 2
+def tiny_onnx(path, in_chans: int, size: tuple[int, int]):
+    """A crunet-labelled ONNX file without a model (the channel means as logits): eval's checks, without an export."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", in_chans, *size])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", in_chans])
+    pool = helper.make_node("GlobalAveragePool", ["x"], ["p"])
+    flat = helper.make_node("Flatten", ["p"], ["logits"])
+    model = helper.make_model(helper.make_graph([pool, flat], "tiny", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10
+    spec = {"in_chans": in_chans, "size": list(size), "mean": [0.5] * in_chans, "std": [0.25] * in_chans,
+            "crop_pct": 1.0}
+    helper.set_model_props(model, {"crunet.input": json.dumps(spec), "crunet.model": "tiny"})
+    onnx.save(model, str(path))
+    return path
+
+
+def test_eval_of_a_file_the_data_cannot_feed_is_one_line(fmnist, tmp_path, capsys):
+    wide = tiny_onnx(tmp_path / "wide.onnx", 1, (28, 32))  # crunet's pipelines crop squares
+    assert main(["eval", str(wide), "--data", str(fmnist), "--workers", "0", "--subset", "8"]) == 2
     err = capsys.readouterr().err
     assert "takes 28x32 images" in err and "--input-size" in err and len(err.strip().splitlines()) == 1
+    colour = tiny_onnx(tmp_path / "colour.onnx", 3, (28, 28))  # grey Fashion-MNIST cannot feed a colour model
+    assert main(["eval", str(colour), "--data", str(fmnist), "--workers", "0", "--subset", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "gives 1x28x28 images but" in err and "takes 3x28x28" in err and len(err.strip().splitlines()) == 1
+    grey = tiny_onnx(tmp_path / "grey.onnx", 1, (28, 28))  # the right images, but 1 class for 10 labels
+    assert main(["eval", str(grey), "--data", str(fmnist), "--workers", "0", "--subset", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "labels run from 0 to" in err and "1 classes" in err and len(err.strip().splitlines()) == 1
