@@ -92,3 +92,18 @@ def test_files_other_than_the_published_ones_get_one_note_not_an_error(tmp_path)
     notes = read_split(find_cifar(written.path), "test").notes
     assert len(notes) == 1 and "test_batch, batches.meta differ from the published CIFAR-10 files" in notes[0]
     assert read_split(find_cifar(write_cifar_set(tmp_path / "b", "cifar10", binary=True).path), "test").notes == []
+
+
+def test_a_batch_pickled_by_python3_and_numpy2_reads_too(tmp_path):
+    """numpy 2 names its rebuilder numpy._core.multiarray._reconstruct and Python 3 stores bytes through
+    _codecs.encode: both admitted, so CIFAR-format data written today reads as the originals do."""
+    import pickle
+
+    written = write_cifar_set(tmp_path, "cifar10", n_train=5)
+    batch = {"batch_label": "mine", "labels": [3], "data": written.train.images[:1].reshape(1, -1),
+             "filenames": [b"a.png"]}
+    data = pickle.dumps(batch, protocol=2)
+    assert b"numpy._core.multiarray" in data and b"_codecs" in data
+    (written.path / "data_batch_1").write_bytes(data)
+    got = read_split(find_cifar(written.path), "train")
+    assert torch.equal(got.images[0], torch.from_numpy(written.train.images[0])) and int(got.labels[0]) == 3
