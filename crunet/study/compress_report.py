@@ -3,8 +3,8 @@ spent after the teacher, and at each budget whether sharing beats thinning (Welc
 
     .venv/bin/python -m crunet.study.compress_report [--results results]
 
-Reads ``compress.csv`` (the grid's rows) and, for arm (a), tier 3's DSFB cell with the CIFAR-10 regularizer
-(``tier3.csv``). A cell with fewer than two seeds has no interval; the report says how many seeds each has.
+Reads ``compress.csv`` (the grid's rows; arm (a) runs there too, in float32 as every arm). A cell with fewer than two
+seeds has no interval; the report says how many seeds each has.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ import argparse
 from pathlib import Path
 
 from crunet.io.atomic import atomic_open
-from crunet.study.compress_grid import FINE_TUNE_EPOCHS, SHARED, arm_options
-from crunet.study.grid import CIFAR_REGULARIZER, TIER3_EPOCHS, parse_option
+from crunet.study.compress_grid import FINE_TUNE_EPOCHS, arm_options
+from crunet.study.grid import TIER3_EPOCHS
 from crunet.study.results_csv import grid_csv, read_rows
 from crunet.study.seed_stats import difference_interval, mean_std
 
-ARMS = {"a": "DSFB S16U1 from scratch, no teacher (tier 3)", "b_svd": "teacher converted into DSFB (svd bases)",
+ARMS = {"a": "DSFB S16U1 from scratch, no teacher", "b_svd": "teacher converted into DSFB (svd bases)",
         "b_data": "teacher converted into DSFB (data-aware bases)", "c": "DSFB S16U1 from scratch, distilled",
         "d": "thin ResNet-32 from scratch, distilled", "e": "thin ResNet-32 from the teacher's largest filters"}
 # at each budget: (sharing arm, thinning arm) compared as test error, sharing minus thinning
-COMPARISONS = (("b_svd", "e"), ("b_data", "e"), ("c", "d"), ("a", "d"))
+COMPARISONS = (("b_svd", "e"), ("b_data", "e"), ("c", "d"))
 
 
 def cells(results: Path) -> dict[tuple[str, int], list[float]]:
@@ -33,22 +33,15 @@ def cells(results: Path) -> dict[tuple[str, int], list[float]]:
         for arm, members in arm_options(epochs).items():
             wanted = {(model, option) for model, option in members}
             found[(arm, epochs)] = [float(r["test_top1"]) for r in rows if (r["model"], r["option"]) in wanted]
-    tier3 = read_rows(grid_csv(results, "tier3"), ("key", "model", "option", "test_top1"))
-    found[("a", TIER3_EPOCHS)] = [float(r["test_top1"]) for r in tier3 if r["model"] == SHARED and
-                                  _without_rate(r["option"]) == parse_option(CIFAR_REGULARIZER)]
     return found
-
-
-def _without_rate(option: str) -> dict[str, str]:
-    return {k: v for k, v in parse_option(option).items() if k != "lr"}
 
 
 def report(results: Path) -> str:
     found = cells(results)
     lines = ["# Sharing as compression: DSFB S16U1 against a thin ResNet-32, from a trained ResNet-32 (issue 31)", "",
              "Regenerate: `.venv/bin/python -m crunet.study.compress_report`; the rows: `crunet study run compress` "
-             "(docs/compress.md). Test top-1 (%) on Fashion-MNIST, mean ± sd over seeds (n), by training epochs spent "
-             "after the teacher.", "", "| arm | epochs | n | test top-1 |", "|---|---:|---:|---:|"]
+             "(docs/compress.md). Test top-1 (%) on Fashion-MNIST (float32), mean ± sd over seeds (n), by training "
+             "epochs spent after the teacher.", "", "| arm | epochs | n | test top-1 |", "|---|---:|---:|---:|"]
     for (arm, epochs), values in sorted(found.items(), key=lambda item: (item[0][1], item[0][0])):
         mean, sd = mean_std(values) if values else (float("nan"), float("nan"))
         lines.append(f"| ({arm[0]}) {ARMS[arm]} | {epochs} | {len(values)} | "

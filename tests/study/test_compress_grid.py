@@ -15,12 +15,13 @@ def test_the_arms_run_cheapest_first_seed_major_with_three_seeds():
     epochs = [int(parse_option(r.option)["epochs"]) for r in runs]
     assert epochs == sorted(epochs) and set(epochs) == {2, 5, 20}
     cells = {(r.model, r.option) for r in runs}
-    assert len(runs) == 3 * len(cells) == 24
+    assert len(runs) == 3 * len(cells) == 27
     first = runs[:3]
     assert [parse_option(r.option)["init"] for r in first] == ["svd", "data", "norm"]
     assert {r.seed for r in first} == {0}
     scratch = [r for r in runs if "init" not in parse_option(r.option)]
-    assert all(parse_option(r.option)["kd"] == "1" for r in runs) and len(scratch) == 6
+    assert len(scratch) == 9 and all(parse_option(r.option)["amp"] == "none" for r in runs)
+    assert sum("kd" not in parse_option(r.option) for r in runs) == 3  # arm (a): no teacher
 
 
 def test_thinning_and_sharing_arms_hold_about_the_same_parameters():
@@ -36,8 +37,9 @@ def test_kd_and_init_become_the_teacher_and_the_conversion(tmp_path, monkeypatch
     spec = next(r for r in grid("compress") if "init=norm" in r.option)
     cfg = spec.train_config(RECIPES["fashion-mnist"], str(tmp_path / "run"))
     assert (cfg.teacher, cfg.init_from, cfg.init_method) == (str(teacher), str(teacher), "norm")
-    assert cfg.model_kwargs["widths"] == (10, 21, 42) and (cfg.epochs, cfg.lr, cfg.amp) == (2, 0.05, "bf16")
-    scratch = next(r for r in grid("compress") if "init" not in r.option and r.model == compress_grid.SHARED)
+    assert cfg.model_kwargs["widths"] == (10, 21, 42) and (cfg.epochs, cfg.lr, cfg.amp) == (2, 0.05, "none")
+    scratch = next(r for r in grid("compress") if "kd=1" in r.option and "init" not in r.option
+                   and r.model == compress_grid.SHARED)
     cfg = scratch.train_config(RECIPES["fashion-mnist"], str(tmp_path / "run"))
     assert cfg.init_from is None and cfg.teacher == str(teacher) and cfg.model_kwargs["orth_unique"] is True
 
