@@ -28,13 +28,13 @@ from torch import nn
 
 from crunet.deploy import DeployedModel, deploy
 from crunet.errors import ConfigError
+from crunet.interop.onnx_file import META
 from crunet.io.atomic import atomic_path
 
 FORMATS = ("safetensors", "onnx", "torchscript")
 GRAPHS = {"small": "sharing kept: each shared tensor stored once",
           "fast": "sharing unrolled: every BN folded into a per-use copy of the shared tensors"}
 MIN_OPSET = 17
-META = "crunet."  # the prefix of crunet's keys in an ONNX file's metadata
 
 
 def example_input(model: nn.Module, batch: int = 2, input_size: tuple[int, int] | None = None,

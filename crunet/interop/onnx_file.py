@@ -17,7 +17,7 @@ from torch import nn
 from crunet.data.sources import DataSpec, model_spec
 from crunet.errors import DataError, FileFormatError, MissingFileError
 
-META = "crunet."
+META = "crunet."  # the prefix of crunet's keys in an ONNX file's metadata
 
 
 @dataclass
