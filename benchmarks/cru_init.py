@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--test", type=int, default=10000)
     parser.add_argument("--stages", default="conv3,conv4")
+    parser.add_argument("--weighted", action="store_true", help="only the factorization weighted by the inputs")
     args = parser.parse_args()
     source = source_model(args.checkpoint)
     spec = data_spec(TrainConfig(model=source.name, augment="none"), source)
@@ -40,11 +41,13 @@ def main() -> None:
     images = calibration_images(open_split(None, "train", spec), args.images).double()
     print(f"| {source.name} (the original) | - | {top1(source, test):.2f} |", flush=True)
     stages = args.stages.split(",")
-    for calibrated in (False, True):
-        new, report = convert.factorize_model(source.double(), stages, max_iter=30,
-                                              calibration=images if calibrated else None)
+    variants = [("as is", {}), ("calibrated", {"calibration": images})]
+    if args.weighted:
+        variants = [("calibrated, weighted by inputs", {"calibration": images, "weight_by_inputs": True})]
+    for label, options in variants:
+        new, report = convert.factorize_model(source.double(), stages, max_iter=30, **options)
         errors = torch.cat([g.errors for g in report.groups])
-        print(f"| factorized ({convert.__file__}), {'calibrated' if calibrated else 'as is'} | "
+        print(f"| factorized ({convert.__file__}), {label} | "
               f"{float(errors.mean()):.3f} | {top1(new.float(), test):.2f} |", flush=True)
 
 

@@ -95,9 +95,13 @@ def cru_design(cfg: NetCfg, stages: Sequence[int], groups: int | None = None, sh
 
 def factorize_model(model: PreActResNet, stages: Sequence[str | int], groups: int | None = None,
                     share_every: int | None = None, max_iter: int = 100,
-                    restarts: int = 0, calibration: Tensor | None = None) -> tuple[PreActResNet, FactorizeReport]:
+                    restarts: int = 0, calibration: Tensor | None = None,
+                    weight_by_inputs: bool = False) -> tuple[PreActResNet, FactorizeReport]:
     """A CRU model initialized from the collective factorization of ``model``'s ``stages`` (model is unchanged);
-    with ``calibration`` images, its BNs are calibrated on them (see the module's docstring)."""
+    with ``calibration`` images, its BNs are calibrated on them (see the module's docstring). ``weight_by_inputs``
+    (with ``calibration``): each group's kernels are factorized whitened by the covariance of the channels their
+    shared 1x1 reads on those images (pooled over the group), so the error minimized is the output's, not the
+    weights' (as ``crunet.gbtd.dsfb_convert`` does for DSFB); the errors reported are then in that metric."""
     indices = sorted({stage_index(model, s) for s in stages})
     if not indices:
         raise ConfigError("name at least one stage to factorize")
@@ -107,8 +111,11 @@ def factorize_model(model: PreActResNet, stages: Sequence[str | int], groups: in
     new = new.to(dtype=next(model.parameters()).dtype)
     _copy_unchanged(model, new, indices)
     results = []
+    inputs = _reduce_input_covariances(model, indices, calibration) if weight_by_inputs and calibration is not None \
+        else {}
     for i in indices:
-        results.extend(_factorize_stage(model.stages[i], new.stages[i], stage_names(model)[i], max_iter, restarts))
+        results.extend(_factorize_stage(model.stages[i], new.stages[i], stage_names(model)[i], max_iter, restarts,
+                                        inputs))
     new.eval()
     if calibration is not None:
         _shift_into_positive(new, indices, calibration)
@@ -149,21 +156,38 @@ def _copy_unchanged(old: PreActResNet, new: PreActResNet, indices: Sequence[int]
         raise ValueError(f"cannot carry the unfactorized layers over: missing {left[:3]}, unexpected {unexpected[:3]}")
 
 
-def _factorize_stage(old_stage, new_stage, name: str, max_iter: int, restarts: int) -> list[GroupResult]:
+def _factorize_stage(old_stage, new_stage, name: str, max_iter: int, restarts: int,
+                     inputs: dict | None = None) -> list[GroupResult]:
     results = []
     for shared in new_stage.factors:
         members = [i for i, u in enumerate(new_stage.units) if u.factors is shared]
         kernels = [_unit_kernel(old_stage.units[i]) for i in members]
-        cf = collective_factorize(torch.stack([k for k, _ in kernels]), shared.groups,
-                                  shared.width // shared.groups, max_iter=max_iter, restarts=restarts)
+        stacked, unwhiten = torch.stack([k for k, _ in kernels]), None
+        measured = [inputs[old_stage.units[i]] for i in members if old_stage.units[i] in (inputs or {})]
+        if measured:
+            from crunet.gbtd.dsfb_convert import covariance_root
+
+            root = covariance_root(sum(measured) / len(measured))
+            stacked, unwhiten = torch.einsum("loiab,ic->locab", stacked, root), torch.linalg.inv(root)
+        cf = collective_factorize(stacked, shared.groups, shared.width // shared.groups, max_iter=max_iter,
+                                  restarts=restarts)
+        a3 = cf.a3 if unwhiten is None else torch.einsum("ci,rip->rcp", unwhiten, cf.a3)  # K(x) = K_white(L^-1 x)
         dtype = shared.reduce.dtype
         with torch.no_grad():
-            shared.reduce.copy_(a3_to_conv(cf.a3).to(dtype))
+            shared.reduce.copy_(a3_to_conv(a3).to(dtype))
             shared.spatial.copy_(core_to_conv(cf.core).to(dtype))
             for j, i in enumerate(members):
                 _init_unit(old_stage.units[i], new_stage.units[i], a4_to_matrix(cf.a4[j]), kernels[j][1])
         results.append(GroupResult(name, tuple(members), cf))
     return results
+
+
+def _reduce_input_covariances(model: PreActResNet, indices: Sequence[int], images: Tensor) -> dict:
+    """Per unit without a projection: E[v v^T] of the channels its first 1x1 reads (after BN1-ReLU) on ``images``;
+    the CRU's shared 1x1 reads the same. Units with a projection read theirs through it and keep the plain metric."""
+    units = [u for i in indices for u in model.stages[i].units if u.shortcut is None]
+    outputs = {u: _output_of(model, u.conv1.norm, images.to(next(model.parameters()).dtype)) for u in units}
+    return {u: (v := x.transpose(0, 1).flatten(1).double()) @ v.T / v.shape[1] for u, x in outputs.items()}
 
 
 def _unit_kernel(unit: ResidualUnit) -> tuple[Tensor, Tensor]:

@@ -111,14 +111,14 @@ def _convert_group(stage: int, bank: int, pairs, covariances: dict, method: str)
     d = kernels[0].shape[1]
     sigmas = [covariances.get(conv, torch.eye(d, dtype=torch.float64)) if method == "data"
               else torch.eye(d, dtype=torch.float64) for conv, _, _ in pairs]
-    pooled = _root(sum(sigmas) / len(sigmas))
+    pooled = covariance_root(sum(sigmas) / len(sigmas))
     shared_conv = pairs[0][2].shared
     s = shared_conv.rank
     whitened = torch.cat([w @ pooled for w in kernels])
     shared = _orthonormal_rows(_top_right(whitened, s) @ torch.linalg.inv(pooled))
     num = den = num_out = den_out = 0.0
     for (conv, bn, new), w, sigma in zip(pairs, kernels, sigmas, strict=True):
-        root = _root(sigma)
+        root = covariance_root(sigma)
         unique = _unique_filters(w, shared, root, new.unique_rank)
         basis = torch.cat((unique, shared)) if unique is not None else shared
         coeff = _least_squares(w, basis, root @ root.T)
@@ -136,7 +136,7 @@ def _convert_group(stage: int, bank: int, pairs, covariances: dict, method: str)
     return GroupError(stage, bank, num / den, num_out / den_out)
 
 
-def _root(sigma: Tensor) -> Tensor:
+def covariance_root(sigma: Tensor) -> Tensor:
     """A symmetric square root L of Sigma (plus a small ridge), so that ||X L|| is the error Sigma measures."""
     values, vectors = torch.linalg.eigh(sigma)
     values = values.clamp_min(0) + RIDGE * values.clamp_min(0).mean().clamp_min(1e-30)

@@ -120,3 +120,30 @@ def test_clear_errors():
     cru, _ = factorize_model(model, ["conv3"], max_iter=1)
     with pytest.raises(ValueError, match="already shares"):
         factorize_model(cru, ["conv3"])
+
+
+def test_weighting_by_the_inputs_keeps_an_exact_fit_exact(monkeypatch):
+    """Whitened by any input covariance, a collectively low-rank stage is still fitted exactly: the whitening is
+    undone in the shared 1x1 (A3 = L^-1 A3'), so the units' linear view is the original's."""
+    import crunet.gbtd.convert as convert
+
+    old = _model(1)
+    stage = old.stages[1]
+    with torch.no_grad():
+        for unit in stage.units[1:]:
+            unit.conv1.conv.weight.copy_(stage.units[0].conv1.conv.weight)
+            unit.conv2.conv.weight.copy_(stage.units[0].conv2.conv.weight)
+        for unit in stage.units:
+            for bn in (unit.conv2.norm.bn, unit.conv3.norm.bn):
+                bn.running_mean.zero_(), bn.running_var.fill_(1 - bn.eps), bn.weight.fill_(1), bn.bias.zero_()
+    scales = torch.linspace(0.5, 2.0, 8, dtype=torch.float64)
+    monkeypatch.setattr(convert, "_reduce_input_covariances",
+                        lambda model, indices, images: {u: torch.diag(scales) for u in stage.units})
+    monkeypatch.setattr(convert, "_shift_into_positive", lambda *args: None)  # the linear view only
+    new, report = factorize_model(old, ["conv3"], groups=2, max_iter=300, restarts=4,
+                                  calibration=torch.randn(4, 1, 8, 8, dtype=torch.float64), weight_by_inputs=True)
+    assert float(report.groups[0].factors.total_errors[-1]) < 1e-6
+    for old_unit, new_unit in zip(stage.units, new.stages[1].units, strict=True):
+        w_old, _ = operator(old_unit, shortcut=True)
+        w_new, _ = operator(new_unit, shortcut=True)
+        assert _rel(w_new, w_old) < 1e-6
