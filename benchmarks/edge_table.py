@@ -83,8 +83,11 @@ def time_sessions(files: dict[str, Path], shape: tuple[int, ...], threads: tuple
     return times
 
 
-def summary(values: list[float], digits: int = 1) -> str:
-    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+def summary(values: list[float]) -> str:
+    """Median (min-max), to 3 significant digits of the median."""
+    mid = statistics.median(values)
+    digits = max(0, 2 - int(np.floor(np.log10(abs(mid))))) if mid else 1
+    return f"{mid:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 def small_row(name: str, runs: Path, tmp: Path, args) -> dict:
@@ -140,7 +143,8 @@ def table(rows: list[dict], threads: tuple[int, ...]) -> str:
     for r in rows:
         acc = [f"{r[k]:.2f}" if k in r else "-" for k in ("top1_ckpt", "top1_fp32", "top1_int8")]
         fp32, int8, n = r["fp32_bytes"], r["int8_bytes"], r["params"]
-        lines.append(f"| `{r['model']}` | {n:,} | {fp32:,} ({fp32 / 4 / n:.3f}) | {int8:,} ({int8 / n:.3f}) | "
+        weights = "" if r["trained"] else " (random weights)"
+        lines.append(f"| `{r['model']}`{weights} | {n:,} | {fp32:,} ({fp32 / 4 / n:.3f}) | {int8:,} ({int8 / n:.3f}) | "
                      + " | ".join(acc) + " |")
     lines += ["", "| model | threads | fp32 batch-1 ms | int8 batch-1 ms | int8/fp32 | fp32 batch-32 img/s | "
               "int8 batch-32 img/s | int8/fp32 |", "|" + "---|" * 8]
@@ -149,8 +153,8 @@ def table(rows: list[dict], threads: tuple[int, ...]) -> str:
             f, q = r["times"][("fp32", t)], r["times"][("int8", t)]
             lat = statistics.median(q["b1_ms"]) / statistics.median(f["b1_ms"])
             thr = statistics.median(q["b32_img_s"]) / statistics.median(f["b32_img_s"])
-            lines.append(f"| `{r['model']}` | {t} | {summary(f['b1_ms'], 2)} | {summary(q['b1_ms'], 2)} | {lat:.2f} | "
-                         f"{summary(f['b32_img_s'], 0)} | {summary(q['b32_img_s'], 0)} | {thr:.2f} |")
+            lines.append(f"| `{r['model']}` | {t} | {summary(f['b1_ms'])} | {summary(q['b1_ms'])} | {lat:.2f} | "
+                         f"{summary(f['b32_img_s'])} | {summary(q['b32_img_s'])} | {thr:.2f} |")
     return "\n".join(lines)
 
 
@@ -175,7 +179,14 @@ def main() -> None:
     parser.add_argument("--iters32", type=int, default=3, help="batch-32 runs per repeat and session")
     parser.add_argument("--calibration-images", type=int, default=256)
     parser.add_argument("--json", default=None, help="also write the rows here (default benchmarks/edge-PART.json)")
+    parser.add_argument("--from-json", default=None, help="print the table of rows written before; measure nothing")
     args = parser.parse_args()
+    if args.from_json:
+        rows = json.loads(Path(args.from_json).read_text())
+        for r in rows:
+            r["times"] = {(k.split("/")[0], int(k.split("/")[1])): v for k, v in r["times"].items()}
+        print(table(rows, tuple(args.threads)))
+        return
     models = args.models or (SMALL if args.part == "small" else LARGE)
     rows = []
     with tempfile.TemporaryDirectory(prefix="edge-") as tmp:
