@@ -1,4 +1,4 @@
-"""What a trained ResNet-32 keeps when converted, before any training (issue 31 item 2): each sharing group's
+"""What a trained ResNet-32 keeps when converted, before any training: each sharing group's
 relative errors and the converted network's test top-1, for the DSFB designs at their published ranks (svd and
 data-aware bases) and for the thinned ResNet-32 at DSFB S16U1's parameters (filters of largest norm).
 

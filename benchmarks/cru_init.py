@@ -1,5 +1,5 @@
 """A trained ResNeXt factorized into a CRU network (``factorize_model``, conv3 and conv4, R = D as CRU-Net): test
-top-1 before any fine-tuning, with and without calibration images (issue 31 item 3).
+top-1 before any fine-tuning, with and without calibration images.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/cru_init.py CHECKPOINT [--images 256] [--test 10000]
 

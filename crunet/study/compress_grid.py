@@ -1,4 +1,4 @@
-"""Issue 31's benchmark, ``crunet study run compress``: given a trained ResNet-32 (the teacher), is sharing (DSFB
+"""The compress benchmark, ``crunet study run compress``: given a trained ResNet-32 (the teacher), is sharing (DSFB
 S16U1) a better way to shrink it than thinning (ResNet-32 at the same parameters)?
 
 Arms, all at tier 3's recipe less its bf16 (shifts plus flips, float32: on a CPU without AVX-512, bf16 autocast is
@@ -32,7 +32,7 @@ TEACHER = "runs/compress/teacher-resnet32_cifar/last.pt"  # resnet32_cifar, 20 e
 SHARED, PLAIN = "dsfb_resnet32_s16u1", "resnet32_cifar"
 THIN_SIZE = "0.425"  # ResNet-32 at widths (10, 21, 42): 199,433 parameters against DSFB S16U1's 196,970
 FINE_TUNE_EPOCHS = (2, 5)
-FINE_TUNE_LR = "0.05"  # the first probe's rate (issue 31): a converted network fine-tunes, it does not restart
+FINE_TUNE_LR = "0.05"  # crunet compress's default: a converted network fine-tunes, it does not restart
 SHARED_LR = "0.8"  # tier 3's rate for DSFB S16U1 (the learning-rate check); ResNet-32 keeps the default 0.2
 SEEDS = range(3)
 INIT_METHODS = ("svd", "data", "norm")

@@ -38,7 +38,7 @@ def cells(results: Path) -> dict[tuple[str, int], list[float]]:
 
 def report(results: Path) -> str:
     found = cells(results)
-    lines = ["# Sharing as compression: DSFB S16U1 against a thin ResNet-32, from a trained ResNet-32 (issue 31)", "",
+    lines = ["# Sharing as compression: DSFB S16U1 against a thin ResNet-32, from a trained ResNet-32", "",
              "Regenerate: `.venv/bin/python -m crunet.study.compress_report`; the rows: `crunet study run compress` "
              "(docs/compress.md). Test top-1 (%) on Fashion-MNIST (float32), mean ± sd over seeds (n), by training "
              "epochs spent after the teacher.", "", "| arm | epochs | n | test top-1 |", "|---|---:|---:|---:|"]

@@ -277,7 +277,7 @@ def tier3(results: Path | None = None, models: set[str] | None = None) -> list[R
 
 
 def compress(results: Path | None = None, models: set[str] | None = None) -> list[RunSpec]:
-    """Issue 31's benchmark: sharing against thinning as ways to compress a trained network (compress_grid.py)."""
+    """The compress benchmark: sharing against thinning as ways to shrink a trained network (compress_grid.py)."""
     from crunet.study.compress_grid import compress as runs
 
     return runs(results, models)

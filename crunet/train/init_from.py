@@ -117,4 +117,4 @@ def compress_config(checkpoint: str, to: str, method: str | None = None, teacher
     return TrainConfig.given(**values)
 
 
-COMPRESS_LR = 0.05  # the probe of issue 31: a converted network fine-tunes at a quarter of the from-scratch rate
+COMPRESS_LR = 0.05  # a converted network fine-tunes, it does not restart: a quarter of the from-scratch rate

@@ -1,5 +1,5 @@
-"""The compress grid (issue 31's benchmark): its arms in order, cheapest first, and its study options (kd, init)
-turning into the trainer's teacher and conversion, refused in one line."""
+"""The compress grid (the benchmark of docs/compress.md): its arms in order, cheapest first, and its study options
+(kd, init) turning into the trainer's teacher and conversion, refused in one line."""
 
 import pytest
 
