@@ -159,7 +159,8 @@ def check_decode(kind: str, decode: str, augment: str) -> None:
     if decode not in DECODES:
         raise ConfigError(f"--decode must be one of {', '.join(DECODES)}, got {decode!r}")
     if decode == "device" and kind in IN_MEMORY_KINDS:
-        raise ConfigError(f"--decode device decodes image files (class folders, Places365); {kind} is images "
+        form = "IDX" if kind in IDX_KINDS else "CIFAR"
+        raise ConfigError(f"--decode device decodes image files (class folders, Places365); {kind} is {form} images "
                           f"already decoded in memory (kept on the GPU with --device cuda): leave --decode out")
     if decode == "device" and augment == "paper":
         raise ConfigError("--augment paper (HLS noise) runs in Pillow, in the workers: with --decode device use "
