@@ -2,10 +2,11 @@
 each shared tensor once), top-1 of the checkpoint and of both files on the full test set, and onnxruntime's latency
 at batch 1 and throughput at batch 32 with 1 and 2 threads, float32 and int8 timed in the same process.
 
-Small models (``--small``): the checkpoints ``RUNS/M/best.pt`` of ``crunet train --model M --epochs 5`` on
-Fashion-MNIST; a model without one is reported with random weights (sizes and speed only). Each file is written and
+Small models (``--part small``): the checkpoints ``RUNS/M/best.pt`` of ``crunet train --model M --epochs 5`` on
+Fashion-MNIST, once the run has finished (``summary.json``); a model without one is reported with random weights
+(sizes and speed only). Each file is written and
 evaluated by the command line itself (``crunet export``, ``crunet eval``), as a user would. Large models
-(``--large``, 224x224, random weights, int8 calibrated on random images): sizes and speed only.
+(``--part large``, 224x224, random weights, int8 calibrated on random images): sizes and speed only.
 
 Timing: per repeat, each (file, threads) session runs ``--iters`` batches of 1 (latency: the median of those) and
 ``--iters32`` batches of 32 (throughput), sessions interleaved; reported: median and the spread (min-max) over the
@@ -96,7 +97,9 @@ def small_row(name: str, runs: Path, tmp: Path, args) -> dict:
     from crunet.interop.quantize import quantize_int8
 
     fp32, int8 = tmp / f"{name}.onnx", tmp / f"{name}-int8.onnx"
-    ckpt = next((runs / name / f for f in ("best.pt", "last.pt") if (runs / name / f).is_file()), None)
+    finished = (runs / name / "summary.json").is_file()  # a run still training is not the recipe's model
+    ckpt = next((runs / name / f for f in ("best.pt", "last.pt") if (runs / name / f).is_file()), None) if finished \
+        else None
     row = {"model": name, "trained": bool(ckpt)}
     if ckpt:
         from crunet.interop.weights import read_weights

@@ -1,7 +1,7 @@
 """int8 ONNX files: onnxruntime's static quantization (QDQ format, int8 weights per output channel, uint8
-activations with ranges calibrated by min/max) of a float32 file ``export_onnx`` wrote, calibrated on training
-images fed as in training (``calibration_batches``: the file's own channels, size and normalization, the evaluation
-transform, a fixed draw).
+activations with ranges calibrated by min/max; the first convolution kept float32) of a float32
+file ``export_onnx`` wrote, calibrated on training images fed as in training (``calibration_batches``: the file's
+own channels, size and normalization, the evaluation transform, a fixed draw).
 
 A shared tensor stays one initializer: the quantizer quantizes each initializer once, whatever reads it.
 """
@@ -25,7 +25,8 @@ from crunet.io.atomic import atomic_path
 
 DEFAULT_IMAGES = 256
 QUANTIZED_OPS = None  # onnxruntime's QDQ list: Conv, Gemm, BatchNormalization, Relu, Pad, Slice, Reshape...
-QUANTIZATION = "int8 static QDQ: weights int8 per channel, activations uint8 per tensor (min/max over {n} images)"
+QUANTIZATION = ("int8 static QDQ: weights int8 per channel, activations uint8 per tensor (min/max over {n} images); "
+                "first convolution float32")
 
 
 def calibration_batches(info: OnnxInfo, data: str | os.PathLike | None, images: int = DEFAULT_IMAGES,
@@ -85,7 +86,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
             quantize_static(str(fp32_path), str(raw), _Reader("x", iter(counted)), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=QUANTIZED_OPS,
-                            extra_options={"QuantizeBias": False})
+                            nodes_to_exclude=_kept_float(str(fp32_path)), extra_options={"QuantizeBias": False})
         finally:
             root.setLevel(level)
         if not counted.images:
@@ -100,6 +101,17 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     with atomic_path(out_path) as tmp_out:
         onnx.save(model, str(tmp_out))
     return out_path
+
+
+def _kept_float(path: str) -> list[str]:
+    """The first convolution (on the image) stays float32: it holds a sliver of the weights, and quantizing it cost
+    crunet_small 0.9 points of top-1 on Fashion-MNIST (92.96 -> 92.06; kept float: 92.93), whatever the calibration
+    (min/max, percentile, entropy; 256 or 1024 images); the classifier's quantization costs nothing measurable."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    image = graph.input[0].name
+    return [n.name for n in graph.node if n.op_type == "Conv" and image in n.input]
 
 
 def compact_names(graph) -> None:
