@@ -1,4 +1,4 @@
-"""The table an edge user wants (issue 32): per model, parameters, the float32 and int8 ONNX files (small graph:
+"""The table an edge user wants: per model, parameters, the float32 and int8 ONNX files (small graph:
 each shared tensor once), top-1 of the checkpoint and of both files on the full test set, and onnxruntime's latency
 at batch 1 and throughput at batch 32 with 1 and 2 threads, float32 and int8 timed in the same process.
 
