@@ -17,7 +17,8 @@ from crunet.layers.shared_basis import SharedBasis, SharedBasisConv, SharedBasis
 SIZE = (3, 32, 32)  # every model's smallest input (total stride 32): the borders are most of every feature map
 MODELS = ["dsfb_resnet32_s8u1", "dsfb_resnet32_s16u1", "dsfb_resnet32_s16u1_double", "dsfb_resnet56_s8u1",
           "dsfb_resnet56_s16u1", "dsfb_resnet56_s16u1_double", "dsfb_resnet34_s48u1_double", "dsfb_resnet50_shared",
-          "dsfb_resnet50_sharedpp", "dsfb_resnet101_shared", "dsfb_mobilenetv2_shared", "dsfb_mobilenetv2_sharedpp"]
+          "dsfb_resnet50_sharedpp", "dsfb_resnet101_shared", "dsfb_mobilenetv2_shared", "dsfb_mobilenetv2_sharedpp",
+          "dsfb_resnet34_cifar100_s8u1", "dsfb_resnet34_cifar100_s16u1", "dsfb_resnet34_cifar100_s32u1"]
 PAIRS = [("dsfb_resnet32_s16u1", "resnet32_cifar"), ("dsfb_resnet56_s16u1_double", "resnet56_cifar"),
          ("dsfb_resnet50_shared", "resnet50"),
          ("dsfb_mobilenetv2_shared", "mobilenetv2")]
