@@ -142,15 +142,21 @@ def check_augment(kind: str, augment: str, pad: int) -> str:
     if augment not in AUGMENTS:
         raise ConfigError(f"--augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
     if in_memory and augment in ("rrc", "paper"):
-        raise ConfigError(f"--augment {augment} applies to image files; {kind} (images in memory) takes --augment "
-                          f"light (flips, and shifts with --pad) or none")
+        raise ConfigError(f"--augment {augment} applies to image files; {kind} ({_form(kind)} images in memory) takes "
+                          f"--augment light (flips, and shifts with --pad) or none")
     if not in_memory and augment == "light":
         raise ConfigError(f"--augment light applies to in-memory data (Fashion-MNIST, MNIST, CIFAR); {kind} data "
                           f"takes --augment rrc (its default), paper or none")
     if pad and augment != "light":
         raise ConfigError(f"--pad {pad} applies with --augment light on in-memory data only (it shifts the images); "
-                          f"this run uses --augment {augment} on {kind} data: leave --pad out")
+                          f"this run uses --augment {augment} on {kind} data"
+                          f"{f' ({_form(kind)} images)' if in_memory else ''}: leave --pad out")
     return augment
+
+
+def _form(kind: str) -> str:
+    """The file format of an in-memory kind, for messages."""
+    return "IDX" if kind in IDX_KINDS else "CIFAR"
 
 
 def check_decode(kind: str, decode: str, augment: str) -> None:
@@ -159,9 +165,8 @@ def check_decode(kind: str, decode: str, augment: str) -> None:
     if decode not in DECODES:
         raise ConfigError(f"--decode must be one of {', '.join(DECODES)}, got {decode!r}")
     if decode == "device" and kind in IN_MEMORY_KINDS:
-        form = "IDX" if kind in IDX_KINDS else "CIFAR"
-        raise ConfigError(f"--decode device decodes image files (class folders, Places365); {kind} is {form} images "
-                          f"already decoded in memory (kept on the GPU with --device cuda): leave --decode out")
+        raise ConfigError(f"--decode device decodes image files (class folders, Places365); {kind} is {_form(kind)} "
+                          f"images already decoded in memory (kept on the GPU with --device cuda): leave --decode out")
     if decode == "device" and augment == "paper":
         raise ConfigError("--augment paper (HLS noise) runs in Pillow, in the workers: with --decode device use "
                           "--augment rrc or none, or leave --decode out")
