@@ -45,6 +45,8 @@ HELP = {
                 "model takes it, else the model config's size)",
     "pad": "with --augment light on IDX data: random shifts of up to N pixels (default 0: flips only)",
     "crops": "evaluation crops per image: 1 or 10",
+    "in_chans": "the model's input channels (default: the data's); 3 on grey in-memory data (Fashion-MNIST, MNIST) "
+                "repeats the grey channel, as a CIFAR look-alike of it holds it",
     "cifar100_labels": "CIFAR-100's labels: fine (100 classes, the default) or coarse (20 superclasses)",
     "decode": "where image files are decoded: " + "; ".join(f"{name}: {what}" for name, what in DECODES.items())
               + " (default cpu)",
@@ -95,7 +97,7 @@ def add_config_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -
             kind = {"lr": float, "momentum": float, "weight_decay": float, "warmup_epochs": float, "gamma": float,
                     "label_smoothing": float, "ema_decay": float, "clip_grad": float, "kd_temperature": float,
                     "kd_weight": float, "crop_pct": float}.get(f.name)
-            kind = kind or (int if isinstance(default, int) or f.name == "img_size" else str)
+            kind = kind or (int if isinstance(default, int) or f.name in ("img_size", "in_chans") else str)
             p.add_argument(flag, type=kind, help=HELP.get(f.name))
 
 

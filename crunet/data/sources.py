@@ -228,12 +228,23 @@ def _tensor_loader(kind: str, data, train: bool, spec: DataSpec) -> TensorLoader
         images, labels, notes, classes = split.images, split.labels, split.notes, split.classes
     else:
         images, labels = idx.load_idx_split(idx.find_fashion_mnist(data), "train" if train else "test")
+    images = _as_channels(images, spec.in_chans, kind)
     aug = train and spec.augment != "none"
     loader = TensorLoader(images, labels, spec.mean, spec.std, pad=spec.pad if aug else 0, flip=aug,
                           crops=1 if train else spec.crops, resize=None if train else spec.resize, size=spec.size,
                           seed=spec.seed)
     loader.notes, loader.classes = notes, classes
     return loader
+
+
+def _as_channels(images, in_chans: int, kind: str):
+    """Grey images repeated to the model's ``in_chans``; any other mismatch is refused."""
+    have = images.shape[1]
+    if have == in_chans:
+        return images
+    if have != 1:
+        raise ConfigError(f"--in-chans {in_chans}: {kind} images have {have} channels; leave --in-chans out")
+    return images.repeat(1, in_chans, 1, 1)  # laid out as read CIFAR images are: batches compute alike
 
 
 def check_labels(loader, num_classes: int, split: str) -> None:

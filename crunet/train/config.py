@@ -51,6 +51,7 @@ class TrainConfig:
     augment: str = "auto"  # auto, light, rrc, paper, none: crunet.data.sources.AUGMENTS says what each does
     pad: int = 0  # augment light: random shifts of up to pad pixels (0: flips only, best for 5 epochs)
     img_size: int | None = None
+    in_chans: int | None = None  # None: the data's (1 for IDX, 3 otherwise); 3 on grey data repeats its channel
     crops: int = 1
     mean: list[float] | None = None  # input normalization, one value per channel; None: the model's pretrained_cfg
     std: list[float] | None = None
@@ -145,6 +146,8 @@ class TrainConfig:
                 _check_number(key, getattr(self, key), low, high)
         if self.img_size is not None:
             _check_number("img_size", self.img_size, 8, 8192)
+        if self.in_chans is not None:
+            _check_number("in_chans", self.in_chans, 1, 64)
         if self.crops not in (1, 10):
             raise ConfigError(f"--crops must be 1 or 10, got {self.crops}")
         if not isinstance(self.step_epochs, (list, tuple)) or any(

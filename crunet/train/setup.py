@@ -9,7 +9,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from crunet.data import IDX_KINDS, StepSampler, check_augment, check_labels, detect_kind, num_classes_of, open_split
+from crunet.data import (
+    IDX_KINDS,
+    IN_MEMORY_KINDS,
+    StepSampler,
+    check_augment,
+    check_labels,
+    detect_kind,
+    num_classes_of,
+    open_split,
+)
 from crunet.data.classes import class_names
 from crunet.errors import ConfigError
 from crunet.train.checkpoint import Checkpointer, CheckpointPolicy
@@ -103,7 +112,9 @@ def open_data(cfg: TrainConfig, model: nn.Module | None, info: DistInfo):
     kind = detect_kind(cfg.data)
     cfg.augment = check_augment(kind, cfg.augment, cfg.pad)
     idx_data = kind in IDX_KINDS
-    probe = model or create(cfg, 10 if idx_data else 1000, 1 if idx_data else 3)
+    # in-memory data sets have 10 classes but CIFAR-100: a 10-class probe is the model itself, so a colour model
+    # starts from the same weights on grey IDX data (--in-chans 3) as on its CIFAR look-alike
+    probe = model or create(cfg, 10 if kind in IN_MEMORY_KINDS else 1000, cfg.in_chans or (1 if idx_data else 3))
     spec = data_spec(cfg, probe)
     train_data, val_data = open_split(cfg.data, "train", spec), open_split(cfg.data, "val", spec)
     for note in getattr(train_data, "notes", []) if info.main else []:  # CIFAR files not the published ones
