@@ -55,6 +55,7 @@ class DataSpec:
     seed: int = 0
     decode: str = "cpu"  # one of DECODES
     cifar100_labels: str = "fine"  # CIFAR-100: fine (100 classes) or coarse (20)
+    repeat_grey: bool = False  # --in-chans given: grey in-memory images repeated to in_chans channels
 
 
 def model_spec(pretrained_cfg: dict, in_chans: int, size: int | None = None, **options) -> DataSpec:
@@ -228,7 +229,7 @@ def _tensor_loader(kind: str, data, train: bool, spec: DataSpec) -> TensorLoader
         images, labels, notes, classes = split.images, split.labels, split.notes, split.classes
     else:
         images, labels = idx.load_idx_split(idx.find_fashion_mnist(data), "train" if train else "test")
-    images = _as_channels(images, spec.in_chans, kind)
+    images = _as_channels(images, spec.in_chans, kind) if spec.repeat_grey else images
     aug = train and spec.augment != "none"
     loader = TensorLoader(images, labels, spec.mean, spec.std, pad=spec.pad if aug else 0, flip=aug,
                           crops=1 if train else spec.crops, resize=None if train else spec.resize, size=spec.size,

@@ -15,7 +15,8 @@ def data_spec(cfg: TrainConfig, model: nn.Module) -> DataSpec:
     size = cfg.img_size or in_memory_image_size(cfg.data, model)
     return model_spec({**model.pretrained_cfg, **run_normalization(cfg)}, model.in_chans, size, augment=cfg.augment,
                       pad=cfg.pad, crops=cfg.crops, strict=cfg.strict_data, workers=cfg.workers, seed=cfg.seed,
-                      decode=cfg.decode, cifar100_labels=cfg.cifar100_labels)
+                      decode=cfg.decode, cifar100_labels=cfg.cifar100_labels,
+                      repeat_grey=cfg.in_chans is not None)
 
 
 def run_normalization(cfg: TrainConfig) -> dict:

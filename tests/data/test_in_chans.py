@@ -29,6 +29,9 @@ def test_a_colour_model_on_grey_idx_data_trains_exactly_as_on_its_cifar_lookalik
     resolved = json.loads((tmp_path / "idx" / "config.json").read_text())["resolved"]
     assert resolved["in_chans"] == 3 and resolved["img_size"] == 32
     assert _metrics(tmp_path / "idx") == _metrics(tmp_path / "cifar")
+    capsys.readouterr()  # crunet eval of the checkpoint repeats the grey channel as training did
+    assert main(["eval", str(tmp_path / "idx" / "last.pt"), "--out", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["count"] == 128
 
 
 def test_in_chans_that_the_data_cannot_meet_is_one_line(tmp_path, fmnist, capsys):
