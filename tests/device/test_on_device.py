@@ -41,7 +41,10 @@ from crunet.train.ema import ModelEma
 OUT_TOL = 1e-4
 GRAD_TOL = 1e-3
 EVAL_GRAD_TOL = 1e-4
-COMPILE_TOL = 1e-3
+# inductor's float32 kernels differ by instruction set: on an AVX2-only EPYC (2026-12-07) the compiled DSFB S16U1
+# training step's worst gradient was 1.40e-3 from fp64 (fp64 sensitivity 1.6e-6), at this commit's parent too; 1e-3
+# held on the AVX-512 machine
+COMPILE_TOL = 2e-3
 SENSITIVITY_REL = 1e-7  # about fp32's unit roundoff (6e-8)
 KINK_BAND = 1e-5  # fp32's forward error at a ReLU input: <= 4.3e-6 of its largest entry (CPU, channels_last)
 MODELS = ["crunet_small", "dsfb_resnet32_s16u1", "tiny_crunet56"]
