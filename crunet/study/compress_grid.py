@@ -16,8 +16,13 @@ cheapest first (K = 2, then K = 5, then E), seed-major within each length, so a 
 cheap comparison complete. Fine-tuning runs at ``FINE_TUNE_LR`` (sharing and thinning alike); from-scratch runs at
 their family's tier-3 rate.
 
-The study options this grid adds: ``kd=1`` (distil from ``TEACHER``), ``init=svd|data|norm`` (start from
-``TEACHER`` converted; ``crunet.train.init_from``).
+The study options this grid adds: ``kd=1`` (distil from the teacher), ``init=svd|data|norm`` (start from the teacher
+converted; ``crunet.train.init_from``).
+
+Two scales, one design: ``compress`` trains on all 60,000 images (about 60 core-hours on a 2-core AVX2 CPU, a GPU's
+job); ``compress-small`` on the first ``SMALL_SUBSET`` of a fixed shuffle, validated on as many test images, the
+teacher too (``subset=`` in every option, so its rows never stand in for the full scale's). Each scale has its
+teacher (``teacher_path``), trained by hand first (docs/compress.md).
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ from crunet.study.grid import FM, TIER3_EPOCHS, RunSpec, _grid
 from crunet.train.config import TrainConfig
 
 TEACHER = "runs/compress/teacher-resnet32_cifar/last.pt"  # resnet32_cifar, 20 epochs, shifts + flips, float32
+SMALL_SUBSET = 3000  # compress-small: 1/20 of the training images, so that every arm's seeds fit a 2-core CPU session
+# compress-small's batch: at 128, 3,000 images are 23 steps an epoch, and the half-epoch warmup reaches tier 3's rates
+# in 11 steps (its own in 234): both the teacher and DSFB diverged in their first epoch (validation loss 24). At 32,
+# with every rate scaled by 32/128 (Goyal et al. 2017), the warmup climbs as tier 3's does, per step.
+SMALL_BATCH, REFERENCE_BATCH = 32, 128
+SCALES = {"compress": 0, "compress-small": SMALL_SUBSET}  # grid -> training images (0: all)
 SHARED, PLAIN = "dsfb_resnet32_s16u1", "resnet32_cifar"
 THIN_SIZE = "0.425"  # ResNet-32 at widths (10, 21, 42): 199,433 parameters against DSFB S16U1's 196,970
 FINE_TUNE_EPOCHS = (2, 5)
@@ -38,38 +49,52 @@ SEEDS = range(3)
 INIT_METHODS = ("svd", "data", "norm")
 
 
-def recipe_option(epochs: int, extra: str) -> str:
-    """Tier 3's recipe in float32: ``epochs`` epochs, random 2-pixel shifts plus flips, then the arm's changes."""
-    return f"epochs={epochs},pad=2,amp=none,{extra}"
+def teacher_path(subset: int = 0) -> str:
+    """The teacher checkpoint of the scale that trains on ``subset`` images (0: all)."""
+    return TEACHER if not subset else TEACHER.replace("/last.pt", f"-n{subset}/last.pt")
 
 
-def arm_options(epochs: int) -> dict[str, list[tuple[str, str]]]:
-    """(model, option) of every arm at one training length."""
+def recipe_option(epochs: int, extra: str, subset: int = 0) -> str:
+    """Tier 3's recipe in float32: ``epochs`` epochs, random 2-pixel shifts plus flips, on ``subset`` images (0: all),
+    then the arm's changes (after ``subset=``: ``kd`` and ``init`` read it to find their scale's teacher)."""
+    scale = f"subset={subset},batch={SMALL_BATCH}," if subset else ""
+    return f"epochs={epochs},pad=2,amp=none,{scale}{extra}"
+
+
+def arm_options(epochs: int, subset: int = 0) -> dict[str, list[tuple[str, str]]]:
+    """(model, option) of every arm at one training length, on ``subset`` images (0: all)."""
     if epochs in FINE_TUNE_EPOCHS:
         tune = f"lr={FINE_TUNE_LR},kd=1"
-        return {"b_svd": [(SHARED, recipe_option(epochs, f"orth_unique=1,{tune},init=svd"))],
-                "b_data": [(SHARED, recipe_option(epochs, f"orth_unique=1,{tune},init=data"))],
-                "e": [(PLAIN, recipe_option(epochs, f"size={THIN_SIZE},{tune},init=norm"))]}
-    return {"a": [(SHARED, recipe_option(epochs, f"orth_unique=1,lr={SHARED_LR}"))],
-            "c": [(SHARED, recipe_option(epochs, f"orth_unique=1,lr={SHARED_LR},kd=1"))],
-            "d": [(PLAIN, recipe_option(epochs, f"size={THIN_SIZE},kd=1"))]}
+        return {"b_svd": [(SHARED, recipe_option(epochs, f"orth_unique=1,{tune},init=svd", subset))],
+                "b_data": [(SHARED, recipe_option(epochs, f"orth_unique=1,{tune},init=data", subset))],
+                "e": [(PLAIN, recipe_option(epochs, f"size={THIN_SIZE},{tune},init=norm", subset))]}
+    return {"a": [(SHARED, recipe_option(epochs, f"orth_unique=1,lr={SHARED_LR}", subset))],
+            "c": [(SHARED, recipe_option(epochs, f"orth_unique=1,lr={SHARED_LR},kd=1", subset))],
+            "d": [(PLAIN, recipe_option(epochs, f"size={THIN_SIZE},kd=1", subset))]}
 
 
-def compress(results: Path | None = None, models: set[str] | None = None) -> list[RunSpec]:
-    """The benchmark's runs, cheapest first, seed-major within each training length."""
+def compress(results: Path | None = None, models: set[str] | None = None, subset: int = 0) -> list[RunSpec]:
+    """The benchmark's runs on ``subset`` images (0: all), cheapest first, seed-major within each training length."""
     runs: list[RunSpec] = []
     for epochs in (*FINE_TUNE_EPOCHS, TIER3_EPOCHS):
-        cells = [cell for arm in arm_options(epochs).values() for cell in arm]
+        cells = [cell for arm in arm_options(epochs, subset).values() for cell in arm]
         length = [r for model, option in cells for r in _grid(FM, (model,), SEEDS, (option,))]
         runs += sorted(length, key=lambda run: run.seed)
     return [r for r in runs if models is None or r.model in models]
 
 
 def apply_option(cfg: TrainConfig, name: str, value: str) -> None:
-    """The grid's own study options: ``kd=1`` (distil from the teacher), ``init=METHOD`` (start from it converted)."""
+    """The grid's own study options: ``kd=1`` (distil from the teacher), ``init=METHOD`` (start from it converted),
+    ``batch=N`` (N images a step, the rates scaled linearly from ``REFERENCE_BATCH``'s)."""
+    if name == "batch":
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"study option batch={value}: expected a whole number of images, 1 or more")
+        cfg.batch_size, cfg.lr_ref_batch = int(value), REFERENCE_BATCH
+        return
     if name == "kd" and value != "1" or name == "init" and value not in INIT_METHODS:
         raise ConfigError(f"study option {name}={value}: expected kd=1 or init=one of {', '.join(INIT_METHODS)}")
+    teacher = teacher_path(cfg.subset)  # a run without it is refused by the trainer, naming the file
     if name == "kd":
-        cfg.teacher = TEACHER  # a run without it is refused by the trainer, naming the file (docs/compress.md)
+        cfg.teacher = teacher
     else:
-        cfg.init_from, cfg.init_method = TEACHER, value
+        cfg.init_from, cfg.init_method = teacher, value

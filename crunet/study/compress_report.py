@@ -1,9 +1,10 @@
 """The compress benchmark's report (``results/compress.md``): test top-1 of every arm against the training epochs
 spent after the teacher, and at each budget whether sharing beats thinning (Welch's interval over seeds).
 
-    .venv/bin/python -m crunet.study.compress_report [--results results]
+    .venv/bin/python -m crunet.study.compress_report [--grid compress|compress-small] [--results results]
 
-Reads ``compress.csv`` (the grid's rows; arm (a) runs there too, in float32 as every arm). A cell with fewer than two
+Reads the grid's CSV (``compress.csv``, or ``compress-small.csv``: the same arms on 3,000 training images; arm (a)
+runs there too, in float32 as every arm) and writes the report beside it, named as the grid. A cell with fewer than two
 seeds has no interval; the report says how many seeds each has.
 """
 
@@ -13,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from crunet.io.atomic import atomic_open
-from crunet.study.compress_grid import FINE_TUNE_EPOCHS, arm_options
+from crunet.study.compress_grid import FINE_TUNE_EPOCHS, SCALES, arm_options
 from crunet.study.grid import TIER3_EPOCHS
 from crunet.study.results_csv import grid_csv, read_rows
 from crunet.study.seed_stats import difference_interval, mean_std
@@ -25,23 +26,26 @@ ARMS = {"a": "DSFB S16U1 from scratch, no teacher", "b_svd": "teacher converted 
 COMPARISONS = (("b_svd", "e"), ("b_data", "e"), ("c", "d"))
 
 
-def cells(results: Path) -> dict[tuple[str, int], list[float]]:
-    """(arm, epochs after the teacher) -> the test top-1 of its seeds."""
-    rows = read_rows(grid_csv(results, "compress"), ("key", "model", "option", "test_top1"))
+def cells(results: Path, grid: str = "compress") -> dict[tuple[str, int], list[float]]:
+    """(arm, epochs after the teacher) -> the test top-1 of its seeds in grid ``grid``'s CSV."""
+    rows = read_rows(grid_csv(results, grid), ("key", "model", "option", "test_top1"))
     found: dict[tuple[str, int], list[float]] = {}
     for epochs in (*FINE_TUNE_EPOCHS, TIER3_EPOCHS):
-        for arm, members in arm_options(epochs).items():
+        for arm, members in arm_options(epochs, SCALES[grid]).items():
             wanted = {(model, option) for model, option in members}
             found[(arm, epochs)] = [float(r["test_top1"]) for r in rows if (r["model"], r["option"]) in wanted]
     return found
 
 
-def report(results: Path) -> str:
-    found = cells(results)
+def report(results: Path, grid: str = "compress") -> str:
+    found = cells(results, grid)
+    scale = (f"the first {SCALES[grid]:,} training images of a fixed shuffle (the teacher's too), validated on "
+             f"{SCALES[grid]:,} test images" if SCALES[grid] else "all 60,000 training images, the 10,000 test images")
     lines = ["# Sharing as compression: DSFB S16U1 against a thin ResNet-32, from a trained ResNet-32", "",
-             "Regenerate: `.venv/bin/python -m crunet.study.compress_report`; the rows: `crunet study run compress` "
-             "(docs/compress.md). Test top-1 (%) on Fashion-MNIST (float32), mean ± sd over seeds (n), by training "
-             "epochs spent after the teacher.", "", "| arm | epochs | n | test top-1 |", "|---|---:|---:|---:|"]
+             f"Regenerate: `.venv/bin/python -m crunet.study.compress_report --grid {grid}`; the rows: `crunet study "
+             f"run {grid}` (docs/compress.md). Test top-1 (%) on Fashion-MNIST, {scale}, float32, mean ± sd over "
+             "seeds (n), by training epochs spent after the teacher.", "", "| arm | epochs | n | test top-1 |",
+             "|---|---:|---:|---:|"]
     for (arm, epochs), values in sorted(found.items(), key=lambda item: (item[0][1], item[0][0])):
         mean, sd = mean_std(values) if values else (float("nan"), float("nan"))
         lines.append(f"| ({arm[0]}) {ARMS[arm]} | {epochs} | {len(values)} | "
@@ -65,12 +69,14 @@ def report(results: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="write results/compress.md from the compress grid's rows")
+    parser = argparse.ArgumentParser(description="write results/GRID.md from the compress grid's rows")
+    parser.add_argument("--grid", choices=sorted(SCALES), default="compress")
     parser.add_argument("--results", default="results")
     args = parser.parse_args()
-    with atomic_open(Path(args.results) / "compress.md", "w") as f:
-        f.write(report(Path(args.results)))
-    print(f"wrote {Path(args.results) / 'compress.md'}")
+    out = Path(args.results) / f"{args.grid}.md"
+    with atomic_open(out, "w") as f:
+        f.write(report(Path(args.results), args.grid))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from crunet.study.results_csv import LR_CHECK, grid_csv, read_rows
 from crunet.train.config import TrainConfig
 
 OPTION_NAMES = ("lr", "orth_lambda", "orth_unique", "size", "amp", "holdout", "epochs", "pad", "subset",
-                "kd", "init")  # kd, init: the compress grid's (crunet.study.compress_grid)
+                "kd", "init", "batch")  # kd, init, batch: the compress grid's (crunet.study.compress_grid)
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class RunSpec:
                 kwargs["orth_unique"] = _flag(name, value)
             elif name == "size":
                 kwargs.update(size_overrides(self.model, float(value)))
-            elif name in ("kd", "init"):
+            elif name in ("kd", "init", "batch"):
                 from crunet.study.compress_grid import apply_option
 
                 apply_option(cfg, name, value)
@@ -283,7 +283,16 @@ def compress(results: Path | None = None, models: set[str] | None = None) -> lis
     return runs(results, models)
 
 
-GRIDS = {LR_CHECK: lr_check, "tier1": tier1, "tier2": tier2, "tier3": tier3, "compress": compress}
+def compress_small(results: Path | None = None, models: set[str] | None = None) -> list[RunSpec]:
+    """The compress benchmark on 3,000 training images, its own teacher too: every arm's seeds in a CPU session."""
+    from crunet.study.compress_grid import SCALES
+    from crunet.study.compress_grid import compress as runs
+
+    return runs(results, models, SCALES["compress-small"])
+
+
+GRIDS = {LR_CHECK: lr_check, "tier1": tier1, "tier2": tier2, "tier3": tier3, "compress": compress,
+         "compress-small": compress_small}
 
 
 def with_seeds(runs: list[RunSpec], seeds: int) -> list[RunSpec]:

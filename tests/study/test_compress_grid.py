@@ -47,3 +47,20 @@ def test_kd_and_init_become_the_teacher_and_the_conversion(tmp_path, monkeypatch
 def test_an_unknown_init_is_refused_in_one_line():
     with pytest.raises(ConfigError, match="expected kd=1 or init=one of svd, data, norm"):
         compress_grid.apply_option(None, "init", "qr")
+
+
+def test_the_small_scale_runs_the_same_arms_on_3000_images_from_its_own_teacher(tmp_path, monkeypatch):
+    monkeypatch.setattr(compress_grid, "TEACHER", str(tmp_path / "teacher" / "last.pt"))
+    full, small = grid("compress"), grid("compress-small")
+    assert [(r.model, r.seed) for r in small] == [(r.model, r.seed) for r in full]
+    assert all(parse_option(r.option)["subset"] == "3000" for r in small)
+    assert not {r.key for r in small} & {r.key for r in full}  # its rows never stand in for the full scale's
+    spec = next(r for r in small if "init=svd" in r.option)
+    cfg = spec.train_config(RECIPES["fashion-mnist"], str(tmp_path / "run"))
+    assert (cfg.subset, cfg.batch_size, cfg.lr_ref_batch) == (3000, 32, 128)
+    assert cfg.teacher == cfg.init_from == str(tmp_path / "teacher-n3000" / "last.pt")
+
+
+def test_a_bad_batch_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="study option batch=0: expected a whole number"):
+        compress_grid.apply_option(None, "batch", "0")

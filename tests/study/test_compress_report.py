@@ -24,3 +24,12 @@ def test_sharing_against_thinning_at_each_budget(tmp_path):
     line = next(x for x in text.splitlines() if x.startswith("| 2 | (b) teacher converted into DSFB (svd"))
     assert "| -1.03 |" in line and line.endswith("| sharing better |")
     assert "too few seeds (1 and 3)" in text  # the data-aware arm has one seed
+
+
+def test_the_small_scale_reads_its_own_csv_and_says_its_scale(tmp_path):
+    full, small = arm_options(20)["c"][0], arm_options(20, 3000)["c"][0]
+    append_row(tmp_path / "compress-small.csv", _row(*small, 0, 85.0))
+    append_row(tmp_path / "compress-small.csv", _row(*full, 1, 99.0))  # a full-scale row in the wrong file: not read
+    text = report(tmp_path, "compress-small")
+    assert "| (c) DSFB S16U1 from scratch, distilled | 20 | 1 | 85.00 |" in text
+    assert "first 3,000 training images" in text and "--grid compress-small" in text
