@@ -24,6 +24,15 @@ scale and shift that keep its eval-mode map, so that train mode on those images 
 
 The first unit of a stage reads ``in_chs`` channels while the shared A3 reads ``out_chs``: its kernel K is mapped
 through the projection P (out_chs x in_chs) as K P^+, which P lifts back exactly when P has full column rank.
+
+``factorize_into`` writes the factorization into a CRU network built elsewhere (``crunet train --init-from
+--init-method cru``), whose shared stages may be wider than the original's bottleneck D: ``crunet_small`` is
+``preresnext_small`` with conv3 and conv4 shared in groups of three at R = D' rank-1 terms, but D' = 80 and 160
+where the ResNeXt has D = 64 and 128 (its width was solved to match the ResNeXt's parameter count: what sharing
+saves is spent on wider bottlenecks). R = D' terms then fit each D-channel kernel (more terms than
+``factorize_model``'s R = D, so a closer fit); the extra 1x1 writes A4 into its first D outputs, and the last 1x1
+reads the D' - D others with zero weights. A CRU stage narrower than the original's (D' < D) cannot hold A4's D
+outputs before the ReLU that plays the original's third, and is refused.
 """
 
 from __future__ import annotations
@@ -105,22 +114,65 @@ def factorize_model(model: PreActResNet, stages: Sequence[str | int], groups: in
     indices = sorted({stage_index(model, s) for s in stages})
     if not indices:
         raise ConfigError("name at least one stage to factorize")
-    model = model.eval()
     cfg = cru_design(model.cfg, indices, groups, share_every)
     new = PreActResNet(cfg, model.num_classes, model.in_chans, f"{model.name}_cru", dict(model.pretrained_cfg))
     new = new.to(dtype=next(model.parameters()).dtype)
-    _copy_unchanged(model, new, indices)
+    return new, factorize_into(model, new, max_iter, restarts, calibration, weight_by_inputs)
+
+
+def factorize_into(model: PreActResNet, target: PreActResNet, max_iter: int = 100, restarts: int = 0,
+                   calibration: Tensor | None = None, weight_by_inputs: bool = False) -> FactorizeReport:
+    """Write into ``target`` the collective factorization of ``model``'s stages that ``target`` shares, as
+    ``factorize_model`` does. ``target`` is a CRU design of ``model`` (``check_cru_target``): its shared stages may
+    be wider than ``model``'s (R terms for a bottleneck of D <= R channels: the extra 1x1's outputs beyond D keep
+    ``target``'s init and the last 1x1 reads them with zero weights, so they start silent and can train)."""
+    indices = check_cru_target(model, target)
+    model, target = model.eval(), target.eval()
+    _copy_unchanged(model, target, indices)
     results = []
     inputs = _reduce_input_covariances(model, indices, calibration) if weight_by_inputs and calibration is not None \
         else {}
     for i in indices:
-        results.extend(_factorize_stage(model.stages[i], new.stages[i], stage_names(model)[i], max_iter, restarts,
+        results.extend(_factorize_stage(model.stages[i], target.stages[i], stage_names(model)[i], max_iter, restarts,
                                         inputs))
-    new.eval()
     if calibration is not None:
-        _shift_into_positive(new, indices, calibration)
-        calibrate_norms(new, calibration)
-    return new, FactorizeReport(count_parameters(model), count_parameters(new), tuple(results))
+        _shift_into_positive(target, indices, calibration)
+        calibrate_norms(target, calibration)
+    return FactorizeReport(count_parameters(model), count_parameters(target), tuple(results))
+
+
+def check_cru_target(model: torch.nn.Module, target: torch.nn.Module) -> list[int]:
+    """The indices of the stages ``target`` factorizes; a ConfigError unless ``target`` is a CRU design of the
+    unshared ``model``: the same stem and stages, where each stage it shares (with an extra 1x1) is unshared in
+    ``model`` and at least as wide, and each other stage is ``model``'s."""
+    a, b = getattr(model, "cfg", None), getattr(target, "cfg", None)
+    problem = _cru_mismatch(a, b) if isinstance(model, PreActResNet) and isinstance(target, PreActResNet) else \
+        "both must be pre-activation networks, PreActResNet"
+    if problem:
+        raise ConfigError(f"{getattr(target, 'name', 'the target')} is not a CRU design of "
+                          f"{getattr(model, 'name', 'the source')} ({problem}): convert a trained pre-activation "
+                          "ResNeXt into a CRU-Net of its stem, depths and shortcut widths whose shared stages are at "
+                          "least as wide (preresnext_small -> crunet_small)")
+    return [i for i, s in enumerate(b.stages) if s != a.stages[i]]
+
+
+def _cru_mismatch(a: NetCfg, b: NetCfg) -> str:
+    """What keeps ``b`` from being a CRU design of ``a``; empty if nothing."""
+    if (a.stem, a.stem_chs, len(a.stages)) != (b.stem, b.stem_chs, len(b.stages)):
+        return "another stem or number of stages"
+    changed = 0
+    for i, (s, t) in enumerate(zip(a.stages, b.stages, strict=True)):
+        if s == t:
+            continue
+        name = f"conv{i + 2}"
+        if (s.depth, s.out_chs, s.stride) != (t.depth, t.out_chs, t.stride):
+            return f"stage {name} has another depth, shortcut width or stride"
+        if s.shared or not t.shared or not t.extra_1x1:
+            return f"stage {name} differs without turning an unshared stage into a CRU stage with an extra 1x1"
+        if t.width < s.width:
+            return f"stage {name}'s bottleneck width {t.width} is below the source's {s.width}"
+        changed += 1
+    return "" if changed else "it shares no stage the source does not"
 
 
 def calibrate_norms(model: torch.nn.Module, images: Tensor) -> None:
@@ -216,11 +268,13 @@ def _init_unit(old: ResidualUnit, new: ResidualUnit, a4: Tensor, bias: Tensor) -
         set_identity_bn(new.norm1.bn)
     else:
         new.norm1.bn.load_state_dict(old.conv1.norm.bn.state_dict())
+    d = a4.shape[0]  # the original's bottleneck width: a wider CRU's channels beyond it start silent
     set_identity_bn(new.conv_mix.norm.bn)
-    new.conv_mix.conv.weight.copy_(a4[:, :, None, None].to(dtype))
+    new.conv_mix.conv.weight[:d] = a4[:, :, None, None].to(dtype)
     set_identity_bn(new.conv3.norm.bn)
-    new.conv3.norm.bn.bias.copy_(bias.to(dtype))
-    new.conv3.conv.weight.copy_(old.conv3.conv.weight)
+    new.conv3.norm.bn.bias[:d] = bias.to(dtype)
+    new.conv3.conv.weight.zero_()
+    new.conv3.conv.weight[:, :d] = old.conv3.conv.weight
 
 
 SHIFT_MARGIN = 0.5  # of a channel's spread on the calibration images, added below its lowest value: headroom for
