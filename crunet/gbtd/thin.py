@@ -24,10 +24,10 @@ def thin_from_resnet(source: nn.Module, target: nn.Module) -> None:
     _check_pair(source, target)
     a, b = source.cfg, target.cfg
     with torch.no_grad():
-        stem_scores = _scores(source.stem[0], source.stem[1])
+        stem_scores = filter_scores(source.stem[0], source.stem[1])
         streams, previous = [], None
         for g, (old_stage, new_stage) in enumerate(zip(source.stages, target.stages, strict=True)):
-            scores = sum(_scores(block.conv2, block.bn2) for block in old_stage.blocks)
+            scores = sum(filter_scores(block.conv2, block.bn2) for block in old_stage.blocks)
             if g == 0:
                 scores = scores + stem_scores
             kept = _stream(scores, b.widths[g], previous, a.widths[g - 1] if g else 0, b.widths[g - 1] if g else 0,
@@ -37,8 +37,8 @@ def thin_from_resnet(source: nn.Module, target: nn.Module) -> None:
                 _copy_block(block_old, block_new, into, kept)
             streams.append(kept)
             previous = kept
-        _copy_conv(source.stem[0], target.stem[0], streams[0], torch.arange(source.stem[0].in_channels))
-        _copy_bn(source.stem[1], target.stem[1], streams[0])
+        copy_conv(source.stem[0], target.stem[0], streams[0], torch.arange(source.stem[0].in_channels))
+        copy_bn(source.stem[1], target.stem[1], streams[0])
         target.head.fc.weight.copy_(source.head.fc.weight[:, streams[-1]])
         target.head.fc.bias.copy_(source.head.fc.bias)
 
@@ -54,13 +54,14 @@ def _check_pair(source: nn.Module, target: nn.Module) -> None:
                           "depths and shortcuts and narrows its widths (--model-kwargs '{\"widths\": [10, 21, 42]}')")
 
 
-def _scores(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tensor:
-    """Each output filter's L1 norm, times its BN's eval-mode scale."""
-    scale = bn.weight.abs() * torch.rsqrt(bn.running_var + bn.eps)
-    return conv.weight.detach().abs().flatten(1).sum(1) * scale
+def filter_scores(conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None) -> Tensor:
+    """Each output filter's L1 norm, times the eval-mode scale of ``bn`` (the BN its output goes through, if any)."""
+    norms = conv.weight.detach().abs().flatten(1).sum(1)
+    return norms if bn is None else norms * bn.weight.abs() * torch.rsqrt(bn.running_var + bn.eps)
 
 
-def _largest(scores: Tensor, k: int) -> Tensor:
+def largest(scores: Tensor, k: int) -> Tensor:
+    """The indices of the ``k`` largest ``scores``, ascending."""
     return scores.topk(k).indices.sort().values
 
 
@@ -69,28 +70,30 @@ def _stream(scores: Tensor, width: int, previous: Tensor | None, old_prev: int, 
     """The kept channels of a stage's stream, ascending: the largest, or under a zero-padding shortcut the previous
     stage's kept channels shifted, with the largest padding channels below and above them."""
     if not zero_padded:
-        return _largest(scores, width)
+        return largest(scores, width)
     low, new_low = (len(scores) - old_prev) // 2, (width - new_prev) // 2
-    below = _largest(scores[:low], new_low)
-    above = _largest(scores[low + old_prev:], width - new_prev - new_low) + low + old_prev
+    below = largest(scores[:low], new_low)
+    above = largest(scores[low + old_prev:], width - new_prev - new_low) + low + old_prev
     return torch.cat((below, previous + low, above))
 
 
 def _copy_block(old: BasicBlock, new: BasicBlock, into: Tensor, out: Tensor) -> None:
-    inner = _largest(_scores(old.conv1, old.bn1), new.conv1.out_channels)
-    _copy_conv(old.conv1, new.conv1, inner, into)
-    _copy_bn(old.bn1, new.bn1, inner)
-    _copy_conv(old.conv2, new.conv2, out, inner)
-    _copy_bn(old.bn2, new.bn2, out)
+    inner = largest(filter_scores(old.conv1, old.bn1), new.conv1.out_channels)
+    copy_conv(old.conv1, new.conv1, inner, into)
+    copy_bn(old.bn1, new.bn1, inner)
+    copy_conv(old.conv2, new.conv2, out, inner)
+    copy_bn(old.bn2, new.bn2, out)
     if isinstance(old.shortcut, nn.Sequential):
-        _copy_conv(old.shortcut[0], new.shortcut[0], out, into)
-        _copy_bn(old.shortcut[1], new.shortcut[1], out)
+        copy_conv(old.shortcut[0], new.shortcut[0], out, into)
+        copy_bn(old.shortcut[1], new.shortcut[1], out)
 
 
-def _copy_conv(old: nn.Conv2d, new: nn.Conv2d, out: Tensor, into: Tensor) -> None:
+def copy_conv(old: nn.Conv2d, new: nn.Conv2d, out: Tensor, into: Tensor) -> None:
+    """``new`` = ``old``'s filters ``out`` on its input channels ``into`` (an ungrouped convolution)."""
     new.weight.copy_(old.weight[out][:, into])
 
 
-def _copy_bn(old: nn.BatchNorm2d, new: nn.BatchNorm2d, keep: Tensor) -> None:
+def copy_bn(old: nn.BatchNorm2d, new: nn.BatchNorm2d, keep: Tensor) -> None:
+    """``new`` = ``old``'s entries for the channels ``keep``."""
     for name in ("weight", "bias", "running_mean", "running_var"):
         getattr(new, name).copy_(getattr(old, name)[keep])
