@@ -1,5 +1,6 @@
-"""``crunet compress CHECKPOINT --to MODEL --epochs K``: a trained network converted into a shared (or thinner)
-design, then fine-tuned with the original as its teacher; a normal run directory (``crunet.train.init_from``)."""
+"""``crunet compress CHECKPOINT --to MODEL --epochs K``: a trained network converted into a shared (DSFB from a
+ResNet, CRU from a ResNeXt) or thinner design, then fine-tuned with the original as its teacher; a normal run
+directory (``crunet.train.init_from``)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,20 @@ OWN = ("model", "init_from", "init_method", "teacher")  # set by the command's o
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "compress", help="convert a trained network into a shared design and fine-tune it with the original as teacher",
-        description="Convert a trained ResNet into its DSFB design (or a thinner copy of it) and fine-tune the result "
+        description="Convert a trained ResNet into its DSFB design, a trained pre-activation ResNeXt into its CRU "
+                    "design, or either into a thinner copy of itself, and fine-tune the result "
                     "by distillation from the original; writes a normal run directory (RUN_DIR/init.json: the "
                     "conversion's errors and its accuracy before training). Resume it with crunet train --resume.",
         argument_default=argparse.SUPPRESS)
     p.add_argument("checkpoint", help="the trained network: a crunet training checkpoint (RUN_DIR/best.pt)")
     p.add_argument("--to", required=True, metavar="MODEL",
                    help="the design to convert into: the checkpoint's DSFB design (resnet32_cifar -> "
-                        "dsfb_resnet32_s16u1), or its own model narrowed with --model-kwargs '{\"widths\": [...]}'")
+                        "dsfb_resnet32_s16u1) or CRU design (preresnext_small -> crunet_small), or its own model "
+                        "narrowed with --model-kwargs (resnet32_cifar: '{\"widths\": [...]}')")
     p.add_argument("--method", help="svd or data (DSFB bases fitted to the weights, or to the outputs on "
-                                    "--init-images training images; default svd), norm (thinner copies: the filters "
-                                    "of largest norm; their default)")
+                                    "--init-images training images; default svd), cru (the collective factorization "
+                                    "into CRU stages; their default), norm (thinner copies: the filters of largest "
+                                    "norm; their default)")
     p.add_argument("--no-teacher", action="store_true", help="fine-tune on the labels alone (no distillation)")
     add_config_options(p, skip=OWN)
     p.set_defaults(func=run, lr=COMPRESS_LR)

@@ -65,10 +65,12 @@ HELP = {
                "classes; it runs frozen, in eval mode, on the same batches (default: none)",
     "kd_temperature": "distillation temperature T: the soft term is KL(teacher/T || student/T) * T^2",
     "kd_weight": "the soft term's weight w: loss = (1 - w) * label loss + w * soft term",
-    "init_from": "start from this trained crunet checkpoint converted into --model (its DSFB design, or a thinner "
-                 "copy): crunet compress",
-    "init_method": "with --init-from: svd or data (the DSFB bases fitted to the weights, or to the outputs on "
-                   "--init-images images), norm (a thinner copy: the filters of largest norm)",
+    "init_from": "start from this trained crunet checkpoint converted into --model (its DSFB or CRU design, or a "
+                 "thinner copy): crunet compress",
+    "init_method": "with --init-from: svd or data (a ResNet into its DSFB design: the bases fitted to the weights, or "
+                   "to the outputs on --init-images images), cru (a pre-activation ResNeXt into its CRU design, "
+                   "preresnext_small -> crunet_small: the collective factorization), norm (a thinner copy: the "
+                   "filters of largest norm)",
     "init_images": "with --init-from: training images for the BN calibration and the data-aware bases",
 }
 

@@ -79,7 +79,7 @@ def dsfb_from_resnet(source: nn.Module, target: nn.Module, method: str = "svd",
 def _check_pair(source: nn.Module, target: nn.Module) -> None:
     a, b = getattr(source, "cfg", None), getattr(target, "cfg", None)
     same = ("depths", "widths", "stem", "shortcut", "block")
-    if a is None or b is None or not hasattr(b, "sharing") or any(getattr(a, f) != getattr(b, f) for f in same):
+    if a is None or b is None or not hasattr(b, "sharing") or any(getattr(a, f, None) != getattr(b, f) for f in same):
         raise ConfigError(f"{getattr(target, 'name', 'the target')} is not the shared design of "
                           f"{getattr(source, 'name', 'the source')} (same depths, widths, stem and shortcuts): "
                           "convert a ResNet into its own DSFB design, e.g. resnet32_cifar -> dsfb_resnet32_s16u1")

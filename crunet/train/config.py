@@ -78,7 +78,8 @@ class TrainConfig:
     kd_weight: float = 0.5
     # conversion (crunet.train.init_from, crunet compress): start from a trained network converted into --model
     init_from: str | None = None  # a crunet checkpoint; None: a random init
-    init_method: str = "svd"  # svd or data (into its DSFB design), norm (a thinner copy: filters of largest norm)
+    init_method: str = "svd"  # svd or data (into its DSFB design), cru (a ResNeXt into its CRU design), norm (a
+    # thinner copy: filters of largest norm)
     init_images: int = 256  # training images for the BN calibration and the data-aware bases
 
     def apply_preset(self) -> TrainConfig:
@@ -137,7 +138,7 @@ class TrainConfig:
         self._check_recipe_options()
         choices = {"schedule": ("cosine", "step", "plateau", "constant"), "amp": ("none", "bf16", "fp16"),
                    "augment": tuple(AUGMENTS), "decode": tuple(DECODES), "progress": ("auto", "bar", "lines", "none"),
-                   "cifar100_labels": ("fine", "coarse"), "init_method": ("svd", "data", "norm")}
+                   "cifar100_labels": ("fine", "coarse"), "init_method": ("svd", "data", "norm", "cru")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed and not (key in UNSET_DEFAULTS and getattr(self, key) is None):
                 raise ConfigError(f"{_flag(key)} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
