@@ -21,9 +21,12 @@ from crunet.study.seed_stats import difference_interval, mean_std
 
 ARMS = {"a": "DSFB S16U1 from scratch, no teacher", "b_svd": "teacher converted into DSFB (svd bases)",
         "b_data": "teacher converted into DSFB (data-aware bases)", "c": "DSFB S16U1 from scratch, distilled",
-        "d": "thin ResNet-32 from scratch, distilled", "e": "thin ResNet-32 from the teacher's largest filters"}
+        "d": "thin ResNet-32 from scratch, distilled", "e": "thin ResNet-32 from the teacher's largest filters",
+        "a_cru": "CRU from scratch, no teacher", "b_cru": "ResNeXt teacher factorized into CRU",
+        "c_cru": "CRU from scratch, distilled", "d_cru": "thin ResNeXt from scratch, distilled",
+        "e_cru": "thin ResNeXt from the teacher's largest channels"}
 # at each budget: (sharing arm, thinning arm) compared as test error, sharing minus thinning
-COMPARISONS = (("b_svd", "e"), ("b_data", "e"), ("c", "d"))
+COMPARISONS = (("b_svd", "e"), ("b_data", "e"), ("c", "d"), ("b_cru", "e_cru"), ("c_cru", "d_cru"))
 
 
 def cells(results: Path, grid: str = "compress") -> dict[tuple[str, int], list[float]]:
@@ -37,18 +40,24 @@ def cells(results: Path, grid: str = "compress") -> dict[tuple[str, int], list[f
     return found
 
 
+def label(arm: str) -> str:
+    """The arm's letter in the issue's list, with ``cru`` for the CRU pair's: b_svd -> b, b_cru -> b cru."""
+    return arm[0] + (" cru" if arm.endswith("_cru") else "")
+
+
 def report(results: Path, grid: str = "compress") -> str:
     found = cells(results, grid)
     scale = (f"the first {SCALES[grid]:,} training images of a fixed shuffle (the teacher's too), validated on "
              f"{SCALES[grid]:,} test images" if SCALES[grid] else "all 60,000 training images, the 10,000 test images")
-    lines = ["# Sharing as compression: DSFB S16U1 against a thin ResNet-32, from a trained ResNet-32", "",
+    lines = ["# Sharing as compression: DSFB S16U1 against a thin ResNet-32 (from a trained ResNet-32), and CRU "
+             "against a thin ResNeXt (from a trained preresnext_small)", "",
              f"Regenerate: `.venv/bin/python -m crunet.study.compress_report --grid {grid}`; the rows: `crunet study "
              f"run {grid}` (docs/compress.md). Test top-1 (%) on Fashion-MNIST, {scale}, float32, mean ± sd over "
              "seeds (n), by training epochs spent after the teacher.", "", "| arm | epochs | n | test top-1 |",
              "|---|---:|---:|---:|"]
     for (arm, epochs), values in sorted(found.items(), key=lambda item: (item[0][1], item[0][0])):
         mean, sd = mean_std(values) if values else (float("nan"), float("nan"))
-        lines.append(f"| ({arm[0]}) {ARMS[arm]} | {epochs} | {len(values)} | "
+        lines.append(f"| ({label(arm)}) {ARMS[arm]} | {epochs} | {len(values)} | "
                      + (f"{mean:.2f} ± {sd:.2f}" if len(values) > 1 else f"{mean:.2f}" if values else "-") + " |")
     lines += ["", "Sharing minus thinning, test error (points; negative: sharing better), Welch's 95% interval:", "",
               "| budget (epochs) | sharing | thinning | difference | interval | verdict |",
@@ -63,7 +72,7 @@ def report(results: Path, grid: str = "compress") -> str:
             diff = (mean_std(errors_a)[0] - mean_std(errors_b)[0]) if a and b else float("nan")
             verdict = ("sharing better" if high < 0 else "thinning better" if low > 0 else
                        "undecided" if low == low else f"too few seeds ({len(a)} and {len(b)})")
-            lines.append(f"| {epochs} | ({share[0]}) {ARMS[share]} | ({thin}) {ARMS[thin]} | {diff:+.2f} | "
+            lines.append(f"| {epochs} | ({label(share)}) {ARMS[share]} | ({label(thin)}) {ARMS[thin]} | {diff:+.2f} | "
                          f"{low:+.2f} to {high:+.2f} | {verdict} |")
     return "\n".join(lines) + "\n"
 

@@ -26,7 +26,7 @@ from crunet.study.results_csv import LR_CHECK, grid_csv, read_rows
 from crunet.train.config import TrainConfig
 
 OPTION_NAMES = ("lr", "orth_lambda", "orth_unique", "size", "amp", "holdout", "epochs", "pad", "subset",
-                "kd", "init", "batch")  # kd, init, batch: the compress grid's (crunet.study.compress_grid)
+                "kd", "init", "batch", "bottlenecks")  # the last four: the compress grid's (crunet.study.compress_grid)
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,12 @@ class RunSpec:
                 kwargs["orth_unique"] = _flag(name, value)
             elif name == "size":
                 kwargs.update(size_overrides(self.model, float(value)))
+            elif name == "bottlenecks":
+                from crunet.study.compress_grid import source_bottlenecks
+
+                if value != "source":
+                    raise ConfigError(f"study option bottlenecks={value}: expected bottlenecks=source")
+                kwargs.update(source_bottlenecks(self.model))
             elif name in ("kd", "init", "batch"):
                 from crunet.study.compress_grid import apply_option
 

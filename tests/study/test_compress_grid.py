@@ -11,7 +11,9 @@ from crunet.study.grid import RECIPES, grid, parse_option, size_overrides
 
 
 def test_the_arms_run_cheapest_first_seed_major_with_three_seeds():
-    runs = grid("compress")
+    every = grid("compress")
+    runs = [r for r in every if r.model in (compress_grid.SHARED, compress_grid.PLAIN)]
+    assert runs == every[:27]  # the DSFB pair's runs first, the CRU pair's after them
     epochs = [int(parse_option(r.option)["epochs"]) for r in runs]
     assert epochs == sorted(epochs) and set(epochs) == {2, 5, 20}
     cells = {(r.model, r.option) for r in runs}
@@ -29,6 +31,25 @@ def test_thinning_and_sharing_arms_hold_about_the_same_parameters():
     thin = create_model(compress_grid.PLAIN, num_classes=10, in_chans=1,
                         **size_overrides(compress_grid.PLAIN, float(compress_grid.THIN_SIZE)))
     assert abs(count_parameters(thin) / shared - 1) < 0.02
+    cru = create_model(compress_grid.CRU, num_classes=10, in_chans=1,
+                       **compress_grid.source_bottlenecks(compress_grid.CRU))
+    thin = create_model(compress_grid.RESNEXT, num_classes=10, in_chans=1,
+                        **size_overrides(compress_grid.RESNEXT, float(compress_grid.CRU_THIN_SIZE)))
+    source = count_parameters(create_model(compress_grid.RESNEXT, num_classes=10, in_chans=1))
+    assert count_parameters(cru) == 288_810 < 0.82 * source  # factorize_model's own design: a real compression
+    assert abs(count_parameters(thin) / count_parameters(cru) - 1) < 0.02
+
+
+def test_the_cru_pair_runs_five_arms_from_its_own_teacher(tmp_path, monkeypatch):
+    monkeypatch.setattr(compress_grid, "TEACHER", str(tmp_path / "teacher-resnet32_cifar" / "last.pt"))
+    runs = [r for r in grid("compress-small") if r.model in (compress_grid.CRU, compress_grid.RESNEXT)]
+    assert len(runs) == 21 and {r.seed for r in runs} == {0, 1, 2}
+    spec = next(r for r in runs if "init=cru" in r.option)
+    cfg = spec.train_config(RECIPES["fashion-mnist"], str(tmp_path / "run"))
+    assert cfg.teacher == cfg.init_from == str(tmp_path / "teacher-preresnext_small-n3000" / "last.pt")
+    assert [s.width for s in cfg.model_kwargs["stages"]] == [32, 64, 128]
+    with pytest.raises(ConfigError, match="resnet32_cifar is not a CRU design of preresnext_small"):
+        compress_grid.source_bottlenecks("resnet32_cifar")
 
 
 def test_kd_and_init_become_the_teacher_and_the_conversion(tmp_path, monkeypatch):
@@ -45,7 +66,7 @@ def test_kd_and_init_become_the_teacher_and_the_conversion(tmp_path, monkeypatch
 
 
 def test_an_unknown_init_is_refused_in_one_line():
-    with pytest.raises(ConfigError, match="expected kd=1 or init=one of svd, data, norm"):
+    with pytest.raises(ConfigError, match="expected kd=1 or init=one of svd, data, norm, cru"):
         compress_grid.apply_option(None, "init", "qr")
 
 

@@ -33,3 +33,13 @@ def test_the_small_scale_reads_its_own_csv_and_says_its_scale(tmp_path):
     text = report(tmp_path, "compress-small")
     assert "| (c) DSFB S16U1 from scratch, distilled | 20 | 1 | 85.00 |" in text
     assert "first 3,000 training images" in text and "--grid compress-small" in text
+
+
+def test_the_cru_pair_is_compared_as_the_dsfb_pair_is(tmp_path):
+    arms = arm_options(5)
+    for seed, (shared, thin) in enumerate(((90.0, 91.0), (90.2, 91.1), (89.9, 90.9))):
+        append_row(tmp_path / "compress.csv", _row(*arms["b_cru"][0], seed, shared))
+        append_row(tmp_path / "compress.csv", _row(*arms["e_cru"][0], seed, thin))
+    line = next(x for x in report(tmp_path).splitlines() if x.startswith("| 5 | (b cru) ResNeXt teacher factorized"))
+    assert "| (e cru) thin ResNeXt from the teacher's largest channels | +0.97 |" in line
+    assert line.endswith("| thinning better |")
