@@ -75,7 +75,7 @@ def _export_onnx(args: argparse.Namespace, weights, model, size, params: int) ->
         check_calibration_kind(calibration, metadata.get("data_kind"), model.name, model.in_chans)
     with tempfile.TemporaryDirectory(prefix="crunet-export-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx" if args.int8 else Path(args.out)
-        export_onnx(model, fp32, size, args.opset, args.graph, metadata, _normalization(weights))
+        export_onnx(model, fp32, size, args.opset, args.graph, metadata, weights.normalization)
         if not args.no_check:
             _check(model, fp32, size)
         out = Path(args.out)
@@ -120,16 +120,6 @@ def _metadata(weights) -> dict[str, str]:
         except CrunetError:  # trained on data this machine does not have: the kind stays unknown
             pass
     return meta
-
-
-def _normalization(weights) -> dict | None:
-    """The run's own mean, std and crop (a recipe's), where it had them."""
-    if weights.config is None:
-        return None
-    from crunet.train.config import TrainConfig
-    from crunet.train.inputs import run_normalization
-
-    return run_normalization(TrainConfig.from_dict(weights.config))
 
 
 def _check(model, path: Path, size) -> None:

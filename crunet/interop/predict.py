@@ -1,11 +1,11 @@
 """Predict the classes of image files: top-k class names and probabilities, in batches, with 1 or 10 crops.
 
 The model comes from a ``crunet train`` checkpoint (its weights, its input size and normalization, and the class
-names of the data it was trained on) or a weights file (safetensors from ``crunet export`` / ``convert-mxnet``: the
-model's own ``pretrained_cfg``). Images are decoded in DataLoader workers with the evaluation transform of
-``crunet eval`` (short side to ``size / crop_pct``, centre crop or ten crops); an image that cannot be decoded is
-skipped and reported, never fatal. The ``crunet predict`` command is a thin shell over ``load_predictor``,
-``find_images``, ``predict`` and ``write_predictions``.
+names of the data it was trained on) or a weights file (safetensors from ``crunet export``: the same, which it keeps;
+from ``convert-mxnet``: the model's own ``pretrained_cfg``). Images are decoded in DataLoader workers with the
+evaluation transform of ``crunet eval`` (short side to ``size / crop_pct``, centre crop or ten crops); an image that
+cannot be decoded is skipped and reported, never fatal. The ``crunet predict`` command is a thin shell over
+``load_predictor``, ``find_images``, ``predict`` and ``write_predictions``.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def load_predictor(source: str | os.PathLike, model_name: str | None = None, cro
     weights = read_weights(source, model_name, use_ema)
     model = weights.build()
     trained_at = weights.img_size or (weights.config or {}).get("img_size")  # None: the model's own input size
-    run_norm = {k: v for k, v in (weights.config or {}).items() if k in ("mean", "std", "crop_pct") and v is not None}
-    spec = model_spec({**model.pretrained_cfg, **run_norm}, model.in_chans, trained_at, crops=crops, resize=resize)
+    spec = model_spec({**model.pretrained_cfg, **weights.normalization}, model.in_chans, trained_at, crops=crops,
+                      resize=resize)
     transform, size = eval_transform(spec), spec.size
     names = classes or _stored_classes(weights) or [str(i) for i in range(model.num_classes)]
     if len(names) != model.num_classes:

@@ -4,15 +4,15 @@
 A crunet safetensors file holds the model's ``state_dict()``, so each shared tensor once (its owner, the stage's
 ``SharedFactors``, is the only key), and metadata naming the model, its classes, input channels and design overrides
 (``model_kwargs``, JSON), so that ``load_weights(path)`` rebuilds the model without being told which one it is; a file
-exported from a training checkpoint also carries the class names and the input size it trained at
-(``Weights.provenance``).
+exported from a training checkpoint also carries the class names, the input size it trained at and the run's own
+normalization (``Weights.provenance``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +21,7 @@ from torch import nn
 from crunet.errors import FileFormatError
 from crunet.io.atomic import atomic_path
 from crunet.io.checkpoint import checkpoint_weights, load_checkpoint, load_model_state, model_kwargs
+from crunet.io.normalization import config_normalization, parse_normalization
 
 FORMAT = "crunet-weights-v1"
 
@@ -41,6 +42,7 @@ class Weights:
     classes: list[str] | None = None  # the names of the classes it trained on, when the file knows them
     img_size: int | None = None  # the input size it trained at, when the file knows it
     config: dict | None = None  # a training checkpoint's TrainConfig; None for a weights file
+    normalization: dict = field(default_factory=dict)  # the run's own mean, std, crop_pct; empty: pretrained_cfg's
 
     def build(self, **overrides) -> nn.Module:
         """A fresh model with these weights loaded strictly (every key, every shape), in eval mode."""
@@ -51,10 +53,11 @@ class Weights:
         return model.eval()
 
     def provenance(self) -> dict[str, str]:
-        """The metadata a weights file exported from this one keeps for ``crunet predict``: the class names (JSON)
-        and the input size it trained at."""
+        """The metadata a weights file exported from this one keeps for ``crunet predict`` and ``--teacher``: the
+        class names (JSON), the input size it trained at and the run's own normalization (JSON)."""
         found = {"classes": json.dumps(list(self.classes)) if self.classes else None,
-                 "img_size": str(self.img_size) if self.img_size else None}
+                 "img_size": str(self.img_size) if self.img_size else None,
+                 "normalization": json.dumps(self.normalization) if self.normalization else None}
         return {k: v for k, v in found.items() if v}
 
 
@@ -117,14 +120,15 @@ def read_weights(path: str | os.PathLike, model_name: str | None = None, use_ema
         size = meta.get("img_size", "")
         return Weights(str(path), name, {**shapes, **kwargs, **_json_meta(path, meta, "model_kwargs", dict)}, state,
                        classes=_json_meta(path, meta, "classes", list) or None,
-                       img_size=int(size) if size.isdigit() else None)
+                       img_size=int(size) if size.isdigit() else None, normalization=_normalization_meta(path, meta))
     ckpt = load_checkpoint(path)
     weights = checkpoint_weights(ckpt, path, use_ema)
     if model_name and model_name != ckpt.get("model_name"):
         raise WeightsError(f"{path} holds {ckpt.get('model_name')!r}, not {model_name!r}")
     return Weights(str(path), ckpt["model_name"], model_kwargs(ckpt), weights,
                    classes=list(ckpt["classes"]) if ckpt.get("classes") else None,
-                   img_size=ckpt.get("img_size") or None, config=dict(ckpt.get("config", {})))
+                   img_size=ckpt.get("img_size") or None, config=dict(ckpt.get("config", {})),
+                   normalization=config_normalization(ckpt.get("config")))
 
 
 def _json_meta(path: Path, meta: dict[str, str], key: str, kind: type):
@@ -136,6 +140,13 @@ def _json_meta(path: Path, meta: dict[str, str], key: str, kind: type):
     if value is not None and not isinstance(value, kind):
         raise WeightsError(f"{path}: its {key} metadata is not a JSON {'object' if kind is dict else 'list'}")
     return value or kind()
+
+
+def _normalization_meta(path: Path, meta: dict[str, str]) -> dict:
+    try:
+        return parse_normalization(meta.get("normalization"))
+    except ValueError as err:
+        raise WeightsError(f"{path}: its normalization metadata {err}") from None
 
 
 def load_weights(path: str | os.PathLike, model_name: str | None = None, use_ema: bool = False,

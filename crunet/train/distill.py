@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from crunet.errors import ConfigError, FileFormatError, MissingFileError
 from crunet.io.checkpoint import checkpoint_weights, load_checkpoint, load_model_state, model_kwargs
+from crunet.io.normalization import config_normalization, parse_normalization
 
 SAFETENSORS_FORMAT = "crunet-weights-v1"  # what crunet.interop.weights writes (interop is this tier's sibling)
 
@@ -83,8 +84,8 @@ def load_teacher(path: str, num_classes: int, in_chans: int, mean: tuple[float, 
     with torch.random.fork_rng(devices=[]):  # its random init, overwritten at once, must not move the run's RNG
         model = create_model(name, **kwargs)
     load_model_state(model, state, str(source), name)
-    t_mean, t_std = norm or (tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"]))
-    return Teacher(model, *_renormalization(mean, std, t_mean, t_std, in_chans))
+    own = {**model.pretrained_cfg, **norm}
+    return Teacher(model, *_renormalization(mean, std, tuple(own["mean"]), tuple(own["std"]), in_chans))
 
 
 def _renormalization(mean, std, t_mean, t_std, chans: int) -> tuple[Tensor | None, Tensor | None]:
@@ -96,14 +97,14 @@ def _renormalization(mean, std, t_mean, t_std, chans: int) -> tuple[Tensor | Non
     return (s / ts).view(1, -1, 1, 1), ((m - tm) / ts).view(1, -1, 1, 1)
 
 
-def _read(path: Path) -> tuple[str, dict, dict, list[str] | None, tuple | None]:
-    """(model name, create_model keywords, weights, class names, (mean, std) it trained with or None)."""
+def _read(path: Path) -> tuple[str, dict, dict, list[str] | None, dict]:
+    """(model name, create_model keywords, weights, class names, the run's own normalization: empty when it used
+    the model's pretrained_cfg)."""
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     ckpt = load_checkpoint(path)
-    config = ckpt.get("config", {})
-    norm = (tuple(config["mean"]), tuple(config["std"])) if config.get("mean") and config.get("std") else None
-    return (ckpt["model_name"], model_kwargs(ckpt), checkpoint_weights(ckpt, path), ckpt.get("classes"), norm)
+    return (ckpt["model_name"], model_kwargs(ckpt), checkpoint_weights(ckpt, path), ckpt.get("classes"),
+            config_normalization(ckpt.get("config")))
 
 
 def _read_safetensors(path: Path):
@@ -124,4 +125,8 @@ def _read_safetensors(path: Path):
         names = json.loads(meta.get("classes") or "null")
     except json.JSONDecodeError as err:
         raise FileFormatError(f"--teacher {path}: its metadata is not JSON ({err})") from None
-    return meta["model"], kwargs, state, names, None
+    try:
+        norm = parse_normalization(meta.get("normalization"))
+    except ValueError as err:
+        raise FileFormatError(f"--teacher {path}: its normalization metadata {err}") from None
+    return meta["model"], kwargs, state, names, norm

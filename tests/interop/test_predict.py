@@ -18,7 +18,7 @@ from crunet.cli.main import main
 from crunet.data.classes import FASHION_MNIST_CLASSES, MNIST_CLASSES, class_names
 from crunet.data.transforms import EvalCrops
 from crunet.interop.predict import find_images, load_predictor, predict, write_predictions
-from crunet.interop.weights import save_weights
+from crunet.interop.weights import read_weights, save_weights
 from crunet.train.checkpoint import save_checkpoint
 from crunet.train.config import TrainConfig
 from tests.helpers import write_idx
@@ -127,6 +127,19 @@ def test_weights_file_with_a_class_file_and_one_channel_model(tmp_path):
     assert sorted(results[0].classes) == sorted(names) and sum(results[0].probs) == pytest.approx(1, abs=1e-4)
     with pytest.raises(ValueError, match="3 class names for a model with 10 classes"):
         load_predictor(tmp_path / "w.safetensors", classes=["a", "b", "c"])
+
+
+def test_an_exported_weights_file_keeps_the_runs_normalization_and_predicts_as_the_checkpoint(tmp_path, folder_data):
+    run = {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "crop_pct": 0.8}  # a recipe's, not crunet_small's
+    _checkpoint(tmp_path / "best.pt", str(folder_data), classes=CLASSES, **run)
+    out = tmp_path / "w.safetensors"
+    export = ["export", "--checkpoint", str(tmp_path / "best.pt"), "--format", "safetensors", "--out", str(out)]
+    assert main(export) == 0
+    assert read_weights(out).normalization == read_weights(tmp_path / "best.pt").normalization == run
+    files = find_images([_images(tmp_path / "in", bad=False)])
+    from_checkpoint, from_file = (load_predictor(p) for p in (tmp_path / "best.pt", out))
+    assert from_file.transform == from_checkpoint.transform == EvalCrops(28, 35, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    assert predict(from_file, files, topk=3) == predict(from_checkpoint, files, topk=3)
 
 
 def test_csv_and_json_outputs(tmp_path, folder_data):

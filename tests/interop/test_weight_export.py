@@ -12,6 +12,7 @@ from torch import nn
 
 import crunet
 from crunet.cli.main import main
+from crunet.errors import FileFormatError
 from crunet.interop.export import check_onnx, example_input, export_onnx, export_torchscript
 from crunet.interop.weights import WeightsError, load_weights, read_weights, save_weights
 from crunet.train.checkpoint import save_checkpoint
@@ -66,6 +67,27 @@ def test_loading_refuses_a_file_of_another_model(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(WeightsError, match="not a safetensors file"):
         read_weights(tmp_path / "junk.safetensors")
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{mean: 0.5}", "is not JSON"),
+    ('[0.5, 0.5]', "must be a JSON object of mean, std, crop_pct"),
+    ('{"mean": [0.5], "scale": 2}', "must be a JSON object"),
+    ('{"mean": [0.5, 0.5]}', "mean must be 1 or 3 finite numbers"),
+    ('{"std": [0.5, 0.0, 0.5]}', "std must be 1 or 3 finite numbers above 0"),
+    ('{"mean": [0.5, 0.5, 0.5], "std": [0.5]}', "has 3 means and 1 stds"),
+    ('{"crop_pct": 1.5}', r"crop_pct must be a number in \(0, 1\]"),
+])
+def test_a_malformed_normalization_entry_is_refused_in_one_line(tmp_path, entry, message):
+    from crunet.train.distill import load_teacher
+
+    model = crunet.create_model("crunet_small", num_classes=10, in_chans=1)
+    path = save_weights(model, tmp_path / "w.safetensors", extra={"normalization": entry})
+    with pytest.raises(WeightsError, match=f"w.safetensors: its normalization metadata {message}") as err:
+        read_weights(path)
+    assert "\n" not in str(err.value)
+    with pytest.raises(FileFormatError, match=f"--teacher .*w.safetensors: its normalization metadata {message}"):
+        load_teacher(str(path), 10, 1, (0.5,), (0.5,))
 
 
 @pytest.mark.slow
@@ -131,6 +153,22 @@ def _hubconf():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_an_onnx_file_exported_from_an_exported_weights_file_keeps_the_runs_normalization(tmp_path, capsys):
+    pytest.importorskip("onnxscript")
+    from crunet.interop.onnx_file import read_onnx_info
+
+    model = crunet.create_model("crunet_small", num_classes=10, in_chans=1)
+    config = {"mean": [0.3], "std": [0.6], "crop_pct": 0.9}  # a recipe's, not crunet_small's
+    ckpt = save_checkpoint({"config": config, "model_name": "crunet_small", "num_classes": 10, "in_chans": 1,
+                            "model": model.state_dict(), "ema": {}}, tmp_path / "last.pt")
+    weights = tmp_path / "w.safetensors"
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "safetensors", "--out", str(weights)]) == 0
+    onnx = tmp_path / "m.onnx"
+    assert main(["export", "--checkpoint", str(weights), "--format", "onnx", "--no-check", "--out", str(onnx)]) == 0
+    info = read_onnx_info(onnx)
+    assert (info.mean, info.std, info.crop_pct) == ((0.3,), (0.6,), 0.9)
 
 
 def test_hubconf_exposes_every_registered_builder():

@@ -87,6 +87,23 @@ def test_a_safetensors_teacher_gives_the_checkpoints_logits(teacher_ckpt, tmp_pa
     assert torch.equal(load_teacher(str(path), 10, 1, mean, std)(x), model(x))
 
 
+def test_a_teacher_exported_to_safetensors_keeps_its_runs_normalization(tmp_path):
+    from crunet.cli.main import main
+
+    model = crunet.create_model("resnet32_cifar", num_classes=10, in_chans=1, **TINY_RESNET)
+    config = TrainConfig(model="resnet32_cifar", model_kwargs=TINY_RESNET, mean=[0.3], std=[0.6]).to_dict()
+    save_checkpoint({"config": config, "model_name": "resnet32_cifar", "num_classes": 10, "in_chans": 1,
+                     "model": model.state_dict(), "ema": {}}, tmp_path / "best.pt")
+    out = tmp_path / "teacher.safetensors"
+    export = ["export", "--checkpoint", str(tmp_path / "best.pt"), "--format", "safetensors", "--out", str(out)]
+    assert main(export) == 0
+    from_checkpoint, from_file = (load_teacher(str(p), 10, 1, (0.2,), (0.5,)) for p in (tmp_path / "best.pt", out))
+    assert torch.allclose(from_checkpoint.scale, torch.tensor(0.5 / 0.6))  # the run's std, not the model's
+    assert torch.equal(from_file.scale, from_checkpoint.scale) and torch.equal(from_file.shift, from_checkpoint.shift)
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(from_file(x), from_checkpoint(x))
+
+
 def test_resume_with_a_teacher_and_ema_is_exact_and_logs_both_terms(run_config, tiny_model, teacher_ckpt, tmp_path):
     settings = dict(teacher=str(teacher_ckpt), kd_temperature=2.0, kd_weight=0.5, subset=128, ema_decay=0.9)
     torch.manual_seed(1)
