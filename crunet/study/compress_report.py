@@ -55,7 +55,8 @@ def report(results: Path, grid: str = "compress") -> str:
              f"run {grid}` (docs/compress.md). Test top-1 (%) on Fashion-MNIST, {scale}, float32, mean ± sd over "
              "seeds (n), by training epochs spent after the teacher.", "", "| arm | epochs | n | test top-1 |",
              "|---|---:|---:|---:|"]
-    for (arm, epochs), values in sorted(found.items(), key=lambda item: (item[0][1], item[0][0])):
+    order = list(ARMS)  # by budget, then the DSFB pair's arms before the CRU pair's
+    for (arm, epochs), values in sorted(found.items(), key=lambda item: (item[0][1], order.index(item[0][0]))):
         mean, sd = mean_std(values) if values else (float("nan"), float("nan"))
         lines.append(f"| ({label(arm)}) {ARMS[arm]} | {epochs} | {len(values)} | "
                      + (f"{mean:.2f} ± {sd:.2f}" if len(values) > 1 else f"{mean:.2f}" if values else "-") + " |")
