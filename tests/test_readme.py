@@ -89,6 +89,23 @@ def test_every_number_of_the_verdicts_is_in_the_generated_report():
         assert figure in text and commit in text, (figure, commit)
 
 
+def compression_verdict() -> str:
+    """The README's answer to issue 31's question: its paragraph in "The GBTD toolkit and compression"."""
+    body = section(readme(), "## The GBTD toolkit and compression")
+    return " ".join(next(p for p in body.split("\n\n") if p.startswith("**Is sharing a better way")).split())
+
+
+def test_every_number_of_the_compression_verdict_is_in_its_report():
+    text = compression_verdict()
+    report = " ".join((ROOT / "results" / "compress-small.md").read_text().split())
+    assert "results/compress-small.md" in text and "3 seeds" in text
+    missing = [n for n in NUMBER.findall(text) if n not in set(NUMBER.findall(report))]
+    assert not missing, f"the compression verdict quotes numbers results/compress-small.md does not hold: {missing}"
+    for pattern in (MEAN_SD, INTERVAL):
+        phrases = [p for p in pattern.findall(text) if p not in report]
+        assert not phrases, f"not in results/compress-small.md: {phrases}"
+
+
 def test_the_number_extraction_sees_what_a_verdict_quotes():
     found = NUMBER.findall("crunet_small 7.26 ± 0.12 %, +0.38 points (-0.20 to +0.72), 365,338 parameters, 3 seeds")
     assert found == ["7.26", "0.12", "+0.38", "-0.20", "+0.72", "365,338"]
