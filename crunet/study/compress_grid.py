@@ -22,11 +22,11 @@ cheapest first (K = 2, then K = 5, then E), seed-major within each length, so a 
 cheap comparison complete. Fine-tuning runs at ``FINE_TUNE_LR`` (sharing and thinning alike); from-scratch runs at
 their family's tier-3 rate.
 
-The study options this grid adds: ``kd=1`` (distil from the teacher), ``init=svd|data|norm`` (start from the teacher
-converted; ``crunet.train.init_from``).
+The study options this grid adds: ``kd=1`` (distil from the teacher), ``init=svd|data|norm|cru`` (start from the
+teacher converted; ``crunet.train.init_from``), ``batch=N`` and ``bottlenecks=source`` (below).
 
-Two scales, one design: ``compress`` trains on all 60,000 images (about 60 core-hours on a 2-core AVX2 CPU, a GPU's
-job); ``compress-small`` on the first ``SMALL_SUBSET`` of a fixed shuffle, validated on as many test images, the
+Two scales, one design: ``compress`` trains on all 60,000 images (an estimated 45 core-hours on a 2-core AVX2 CPU, a
+GPU's job); ``compress-small`` on the first ``SMALL_SUBSET`` of a fixed shuffle, validated on as many test images, the
 teacher too (``subset=`` in every option, so its rows never stand in for the full scale's). Each scale has its
 teacher (``teacher_path``), trained by hand first (docs/compress.md).
 """
