@@ -23,7 +23,7 @@ cheap comparison complete. Fine-tuning runs at ``FINE_TUNE_LR`` (sharing and thi
 their family's tier-3 rate.
 
 The study options this grid adds: ``kd=1`` (distil from the teacher), ``init=svd|data|norm|cru`` (start from the
-teacher converted; ``crunet.train.init_from``), ``batch=N`` and ``bottlenecks=source`` (below).
+teacher converted; ``crunet.train.init_from``), ``bottlenecks=source`` (above) and ``batch=N`` (``SMALL_BATCH``).
 
 Two scales, one design: ``compress`` trains on all 60,000 images (an estimated 45 core-hours on a 2-core AVX2 CPU, a
 GPU's job); ``compress-small`` on the first ``SMALL_SUBSET`` of a fixed shuffle, validated on as many test images, the
