@@ -8,20 +8,17 @@ from torch import nn
 from crunet.data import CIFAR_KINDS, IN_MEMORY_KINDS, DataSpec, detect_kind
 from crunet.data.idx import find_fashion_mnist, idx_image_size
 from crunet.data.sources import model_spec
+from crunet.io.normalization import config_normalization
 from crunet.train.config import TrainConfig
 
 
 def data_spec(cfg: TrainConfig, model: nn.Module) -> DataSpec:
     size = cfg.img_size or in_memory_image_size(cfg.data, model)
-    return model_spec({**model.pretrained_cfg, **run_normalization(cfg)}, model.in_chans, size, augment=cfg.augment,
+    own = config_normalization(vars(cfg))  # the run's mean, std and crop_pct (a recipe's or given), as checkpoints keep
+    return model_spec({**model.pretrained_cfg, **own}, model.in_chans, size, augment=cfg.augment,
                       pad=cfg.pad, crops=cfg.crops, strict=cfg.strict_data, workers=cfg.workers, seed=cfg.seed,
                       decode=cfg.decode, cifar100_labels=cfg.cifar100_labels,
                       repeat_grey=cfg.in_chans is not None)
-
-
-def run_normalization(cfg: TrainConfig) -> dict:
-    """The run's own mean, std and evaluation crop_pct (a recipe's or given), over the model's pretrained_cfg."""
-    return {key: getattr(cfg, key) for key in ("mean", "std", "crop_pct") if getattr(cfg, key) is not None}
 
 
 def in_memory_image_size(data: str | None, model: nn.Module) -> int | None:
