@@ -33,7 +33,8 @@ def add_parser(subparsers) -> None:
                                     "into CRU stages; their default), norm (thinner copies: the filters of largest "
                                     "norm; their default)")
     p.add_argument("--no-teacher", action="store_true", help="fine-tune on the labels alone (no distillation)")
-    add_config_options(p, skip=OWN)
+    add_config_options(p, skip=OWN, own_help={"lr": f"learning rate (default {COMPRESS_LR}: a converted network "
+                                                      "fine-tunes, a quarter of the from-scratch rate)"})
     p.set_defaults(func=run, lr=COMPRESS_LR)
 
 

@@ -1,8 +1,11 @@
 """``crunet factorize``: turn chosen stages of a trained unshared model into CRU stages by collective factorization.
 
 Input: a ``crunet train`` checkpoint (a torch file holding ``model_name`` and the ``model`` state_dict), or a
-safetensors state_dict with ``--model NAME`` (classes and input channels are read from the weights). Output: a
-safetensors file with the CRU model's design in its metadata, loadable with ``crunet.gbtd.saving.load_model``.
+safetensors weights file (``--model NAME`` when it does not name its model). Output: a crunet weights file
+(``crunet.interop.weights``) of the source model with its CRU stages as design overrides, and the source's class
+names, input size and normalization: ``crunet eval``, ``predict``, ``export`` and ``load_weights`` read it as they
+read any other. The conversion is not calibrated (``crunet compress`` calibrates it on training images and
+fine-tunes it).
 """
 
 from __future__ import annotations
@@ -10,8 +13,7 @@ from __future__ import annotations
 import argparse
 
 from crunet.gbtd.convert import factorize_model
-from crunet.gbtd.saving import save_model
-from crunet.interop.weights import load_weights
+from crunet.interop.weights import read_weights, save_weights
 
 
 def add_parser(subparsers) -> None:
@@ -23,22 +25,26 @@ def add_parser(subparsers) -> None:
     p.add_argument("--share-every", type=int, default=None, help="units per sharing group (default: whole stage)")
     p.add_argument("--iterations", type=int, default=100, help="maximum ALS sweeps per sharing group")
     p.add_argument("--restarts", type=int, default=2, help="extra ALS runs from random starts; the best is kept")
-    p.add_argument("--out", required=True, help="where to write the CRU model (.safetensors)")
+    p.add_argument("--out", required=True, help="where to write the CRU model (a .safetensors weights file)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_weights(args.checkpoint, args.model)
+    weights = read_weights(args.checkpoint, args.model)
+    model = weights.build()
     name = model.name
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     new, report = factorize_model(model, stages, args.groups, args.share_every, args.iterations, args.restarts)
-    save_model(new, args.out)
-    print(f"{name}: {report.params_before:,} params -> {new.name}: {report.params_after:,} params "
+    # the CRU design is the source's with new stages: a registered name and overrides that rebuild it anywhere
+    new.name, new.design_overrides = name, {**getattr(model, "design_overrides", {}), "stages": new.cfg.stages}
+    save_weights(new, args.out, extra=weights.provenance())
+    print(f"{name}: {report.params_before:,} params -> its CRU design: {report.params_after:,} params "
           f"({report.params_after / report.params_before:.1%})")
     for g in report.groups:
         errors = ", ".join(f"{e:.3f}" for e in g.errors.tolist())
         print(f"  {g.stage} units {g.units[0] + 1}-{g.units[-1] + 1}: relative reconstruction error per unit "
               f"[{errors}] after {len(g.factors.total_errors) - 1} ALS sweeps (start {g.factors.total_errors[0]:.3f},"
               f" end {g.factors.total_errors[-1]:.3f})")
-    print(f"wrote {args.out}: crunet.gbtd.saving.load_model() reads it; fine-tune it before use")
+    print(f"wrote {args.out} ({name} with CRU stages: crunet eval, predict and export read it). It is not "
+          f"calibrated nor fine-tuned: crunet compress does both")
     return 0

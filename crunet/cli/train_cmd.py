@@ -58,6 +58,21 @@ HELP = {
               "(the newest valid checkpoint of --out; a fresh start if there is none: for pre-emptible jobs)",
     "checkpoint_every": "mid-epoch checkpoints every N steps (500), M minutes (30m), or both (500,30m); 0: epoch "
                         "ends only. SIGTERM/SIGINT/SIGUSR1 always write one at the next step boundary",
+    "epochs": "training epochs",
+    "momentum": "SGD momentum",
+    "nesterov": "Nesterov momentum",
+    "decay_norm_and_bias": "apply weight decay to BatchNorm weights and biases too",
+    "gamma": "the step schedule's lr factor at each --step-epochs milestone",
+    "plateau_patience": "with --schedule plateau: epochs without a better validation top-1 before the lr drops",
+    "label_smoothing": "label smoothing of the cross-entropy",
+    "workers": "data loading processes for image folders (in-memory data sets need none)",
+    "seed": "random seed of the init, the shuffles and the augmentation",
+    "sync_bn": "synchronize BatchNorm statistics across processes (torchrun)",
+    "grad_checkpointing": "recompute activations in the backward pass (less memory, slower steps)",
+    "log_every": "with --progress lines: a line every N steps",
+    "tensorboard": "write TensorBoard logs to RUN_DIR/tb (when tensorboard is installed)",
+    "plot": "draw the training curves, RUN_DIR/curves.png (when matplotlib is installed)",
+    "device": "auto (CUDA when available, else the CPU), cpu, cuda or cuda:N",
     "progress": "auto (a bar on a terminal, lines otherwise), bar, lines, none",
     "compile": "torch.compile the model for the training steps (GPU: faster after the first, slow, step); "
                "checkpoints, EMA and evaluation use the eager module",
@@ -77,30 +92,47 @@ HELP = {
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model (default: crunet_small on Fashion-MNIST)",
-                              description="Train a model. With no arguments: crunet_small on Fashion-MNIST.",
+                              description="Train a model. With no arguments: crunet_small on Fashion-MNIST. "
+                                          "A --recipe fills the options not given; the defaults below apply to "
+                                          "the options neither names.",
                               argument_default=argparse.SUPPRESS)  # only the options given reach TrainConfig.given
     add_config_options(p)
     p.set_defaults(func=run)
 
 
-def add_config_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """Every TrainConfig field as an option (``crunet compress`` takes them too, less ``skip``)."""
+def add_config_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = (),
+                       own_help: dict[str, str] | None = None) -> None:
+    """Every TrainConfig field as an option (``crunet compress`` takes them too, less ``skip``, with ``own_help``
+    where its default differs)."""
+    helps = {**HELP, **(own_help or {})}
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
-        flag, default = "--" + f.name.replace("_", "-"), f.default
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        text = with_default(helps.get(f.name), default)
         if isinstance(default, bool) or f.name == "channels_last":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=HELP.get(f.name))
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
         elif f.name in ("step_epochs", "step_gammas", "mean", "std"):
-            p.add_argument(flag, type=int if f.name == "step_epochs" else float, nargs="+", help=HELP.get(f.name))
+            p.add_argument(flag, type=int if f.name == "step_epochs" else float, nargs="+", help=text)
         elif f.name == "model_kwargs":
-            p.add_argument(flag, type=_json_object, metavar="JSON", help=HELP.get(f.name))
+            p.add_argument(flag, type=_json_object, metavar="JSON", help=text)
         else:
             kind = {"lr": float, "momentum": float, "weight_decay": float, "warmup_epochs": float, "gamma": float,
                     "label_smoothing": float, "ema_decay": float, "clip_grad": float, "kd_temperature": float,
                     "kd_weight": float, "crop_pct": float}.get(f.name)
             kind = kind or (int if isinstance(default, int) or f.name in ("img_size", "in_chans") else str)
-            p.add_argument(flag, type=kind, help=HELP.get(f.name))
+            p.add_argument(flag, type=kind, help=text)
+
+
+def with_default(text: str | None, default) -> str | None:
+    """``text`` with the option's default appended, unless the text already says it or there is none to say
+    (options are parsed with ``argparse.SUPPRESS``, so argparse cannot show them)."""
+    if "default" in (text or "") or default is None or default in ({}, []):
+        return text
+    shown = ("on" if default else "off") if isinstance(default, bool) else \
+        " ".join(map(str, default)) if isinstance(default, list) else default
+    return f"{text} (default {shown})" if text else f"default {shown}"
 
 
 def _json_object(text: str) -> dict:

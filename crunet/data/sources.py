@@ -222,7 +222,7 @@ def open_split(data: str | os.PathLike | None, split: str, spec: DataSpec):
 
 def _tensor_loader(kind: str, data, train: bool, spec: DataSpec) -> TensorLoader:
     """An in-memory split; a CIFAR one also carries its class names and its notes (files other than the published
-    ones). A subset() keeps neither."""
+    ones), and so do its subsets and held-out parts."""
     notes, classes = [], None
     if kind in CIFAR_KINDS:
         split = cifar.read_split(find_cifar(data), "train" if train else "test", spec.cifar100_labels)

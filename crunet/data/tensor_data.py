@@ -91,6 +91,8 @@ class TensorLoader:
         out = TensorLoader(source.images[index], source.labels[index], (0,), (1,), self.pad, self.flip, self.crops,
                            self.resize, self.size, self.seed)
         out.mean, out.std = self.mean.to(out.device), self.std.to(out.device)
+        # the data set's class names and notes hold for any part of it: a subset missing a class keeps its label
+        out.classes, out.notes = getattr(source, "classes", None), getattr(source, "notes", [])
         return out
 
 

@@ -50,3 +50,26 @@ def test_an_option_that_cannot_apply_to_idx_data_is_refused(fmnist, tmp_path, ca
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 1 and flag in err[0] and "IDX" in err[0], err
     assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize("command", ["train", "compress"])
+def test_help_says_every_default(command):
+    """The options are parsed with argparse.SUPPRESS (so that a recipe can tell given from default), so argparse
+    cannot show the defaults: each option's help says its own, and says it right."""
+    import dataclasses
+
+    from crunet.cli.main import build_parser
+
+    sub = build_parser([command])._subparsers._group_actions[0].choices[command]
+    helps = {a.dest: a.help or "" for a in sub._actions}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in helps:
+            continue  # compress sets these itself (--to, the checkpoint)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if default is None or default in ({}, []):
+            continue
+        assert "default" in helps[f.name], f"--{f.name}: its help names no default"
+    assert "(default 5)" in helps["epochs"] and "(default on)" in helps["nesterov"]
+    assert "(default off)" in helps["sync_bn"] and "(default 30 60 80)" in helps["step_epochs"]
+    lr = sub.parse_args(["x", "--to", "y"] if command == "compress" else []).__dict__.get("lr")
+    assert (lr, "default 0.05" in helps["lr"]) == ((0.05, True) if command == "compress" else (None, False))

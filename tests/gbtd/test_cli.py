@@ -6,8 +6,8 @@ from safetensors.torch import save_file
 
 import crunet
 from crunet.cli.main import main
-from crunet.gbtd.saving import load_model
 from crunet.gbtd.summary import stage_summaries
+from crunet.interop.weights import load_weights, read_weights
 
 
 def _row(out, stage):
@@ -58,7 +58,8 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt")
     save_file(model.state_dict(), str(folder / "w.safetensors"))
     torch.save({"format": "crunet-checkpoint-v1", "model_name": "preresnext_small", "num_classes": 10,
-                "in_chans": 1, "model": model.state_dict()}, folder / "last.pt")
+                "in_chans": 1, "model": model.state_dict(), "classes": [f"class {i}" for i in range(10)],
+                "img_size": 28, "config": {"mean": [0.5], "std": [0.25]}}, folder / "last.pt")
     return model, folder
 
 
@@ -71,12 +72,31 @@ def test_factorize_writes_a_cru_model_and_reports(trained, capsys, source):
     assert main(["factorize", *args, "--stages", "conv3", "--iterations", "3", "--restarts", "0",
                  "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    cru = load_model(out).eval()
+    cru = load_weights(out).eval()  # an ordinary crunet weights file: the source model with CRU stages
+    assert cru.name == "preresnext_small" and [s.shared for s in cru.cfg.stages] == [False, True, False]
     assert cru.stages[1].factors and all(u.factors is cru.stages[1].factors[0] for u in cru.stages[1].units)
     before, after = sum(p.numel() for p in model.parameters()), sum(p.numel() for p in cru.parameters())
     assert f"{before:,} params" in text and f"{after:,} params" in text
     assert "conv3 units 1-3: relative reconstruction error per unit [" in text
     assert cru(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    written = read_weights(out)
+    if source == "checkpoint":  # what predict and eval answer with travels on
+        assert written.classes == [f"class {i}" for i in range(10)] and written.img_size == 28
+        assert written.normalization == {"mean": [0.5], "std": [0.25]}
+    else:
+        assert (written.classes, written.img_size, written.normalization) == (None, None, {})
+
+
+def test_a_factorized_file_is_read_and_exported_by_the_commands(trained, tmp_path, capsys):
+    _, folder = trained
+    out = tmp_path / "cru.safetensors"
+    assert main(["factorize", "--checkpoint", str(folder / "last.pt"), "--stages", "conv3,conv4", "--iterations",
+                 "2", "--restarts", "0", "--out", str(out)]) == 0
+    assert main(["export", "--checkpoint", str(out), "--format", "torchscript", "--out",
+                 str(tmp_path / "cru.pt")]) == 0
+    scripted = torch.jit.load(str(tmp_path / "cru.pt"))
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.allclose(scripted(x), load_weights(out)(x), atol=1e-5)
 
 
 def test_factorize_user_errors_are_one_line(trained, capsys, tmp_path):

@@ -29,6 +29,18 @@ def test_held_out_images_leave_the_training_set_and_are_the_same_in_every_run():
         train_set.hold_out(100, evaluation)
 
 
+def test_parts_of_a_named_data_set_keep_every_class_it_names():
+    """CIFAR's loaders carry the data set's class names: a subset or held-out part that lacks the last classes
+    still builds the model for all of them (num_classes_of), and keeps the notes on the files."""
+    from crunet.data.sources import num_classes_of
+
+    named = _loader(100)
+    named.classes, named.notes = [f"c{i}" for i in range(12)], ["a note"]
+    rest, held = named.hold_out(30, _loader(10))
+    for part in (rest, held, named.subset(5), rest.subset(3)):
+        assert part.classes == named.classes and part.notes == ["a note"]
+        assert num_classes_of(part) == 12  # the labels alone say at most 10
+
 def test_shared_parameters_are_the_factors_and_bases():
     from crunet.models import create_model
 
