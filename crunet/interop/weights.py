@@ -22,6 +22,7 @@ from crunet.errors import FileFormatError
 from crunet.io.atomic import atomic_path
 from crunet.io.checkpoint import checkpoint_weights, load_checkpoint, load_model_state, model_kwargs
 from crunet.io.normalization import config_normalization, parse_normalization
+from crunet.io.safetensors_file import is_safetensors
 
 FORMAT = "crunet-weights-v1"
 
@@ -107,7 +108,7 @@ def read_weights(path: str | os.PathLike, model_name: str | None = None, use_ema
     channels come from the metadata, or else from the classifier and first-convolution shapes.
     """
     path = Path(path)
-    if _is_safetensors(path):
+    if is_safetensors(path):
         state, meta = read_safetensors(path)
         name = model_name or meta.get("model")
         if not name:
@@ -153,17 +154,6 @@ def load_weights(path: str | os.PathLike, model_name: str | None = None, use_ema
                  **overrides) -> nn.Module:
     """A fresh model with the file's weights loaded strictly (every key, every shape), in eval mode."""
     return read_weights(path, model_name, use_ema).build(**overrides)
-
-
-def _is_safetensors(path: Path) -> bool:
-    if path.suffix == ".safetensors":
-        return True
-    try:
-        with open(path, "rb") as f:  # an 8-byte little-endian header length, then a JSON header
-            head = f.read(9)
-    except OSError:
-        return False
-    return len(head) == 9 and head[8:9] == b"{"
 
 
 def _shape_kwargs(state: dict[str, torch.Tensor]) -> dict[str, int]:

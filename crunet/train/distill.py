@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from crunet.errors import ConfigError, FileFormatError, MissingFileError
 from crunet.io.checkpoint import checkpoint_weights, load_checkpoint, load_model_state, model_kwargs
 from crunet.io.normalization import config_normalization, parse_normalization
+from crunet.io.safetensors_file import is_safetensors
 
 SAFETENSORS_FORMAT = "crunet-weights-v1"  # what crunet.interop.weights writes (interop is this tier's sibling)
 
@@ -100,7 +101,7 @@ def _renormalization(mean, std, t_mean, t_std, chans: int) -> tuple[Tensor | Non
 def _read(path: Path) -> tuple[str, dict, dict, list[str] | None, dict]:
     """(model name, create_model keywords, weights, class names, the run's own normalization: empty when it used
     the model's pretrained_cfg)."""
-    if path.suffix == ".safetensors":
+    if is_safetensors(path):
         return _read_safetensors(path)
     ckpt = load_checkpoint(path)
     return (ckpt["model_name"], model_kwargs(ckpt), checkpoint_weights(ckpt, path), ckpt.get("classes"),
