@@ -25,6 +25,7 @@ from crunet.data import eval_shard
 from crunet.errors import ConfigError, MissingFileError
 from crunet.io.atomic import atomic_open
 from crunet.io.checkpoint import checkpoint_weights, load_checkpoint, load_model_state, model_kwargs
+from crunet.io.normalization import config_normalization
 from crunet.train.config import TrainConfig
 from crunet.train.dist import DistInfo
 from crunet.train.evaluate import validate
@@ -130,7 +131,7 @@ def record_start(report: dict, model: nn.Module, val_data, cfg: TrainConfig, inf
 def compress_config(checkpoint: str, to: str, method: str | None = None, teacher: bool = True,
                     **options) -> TrainConfig:
     """The run of ``crunet compress``: ``checkpoint``'s network converted into ``to`` (``method``: by default
-    ``default_method``'s) and fine-tuned on the checkpoint's data and normalization, with it as
+    ``default_method``'s) and fine-tuned on the checkpoint's data and normalization (mean, std, crop_pct), with it as
     teacher unless ``teacher`` is False. ``options``: any other TrainConfig field, given (``lr`` defaults to
     ``COMPRESS_LR``: fine-tuning, not training from scratch)."""
     from crunet.models import create_model
@@ -141,7 +142,7 @@ def compress_config(checkpoint: str, to: str, method: str | None = None, teacher
             cfg = getattr(create_model(to, **options.get("model_kwargs", {})), "cfg", None)
         method = default_method(cfg)
     trained = saved.get("config", {})
-    same_input = {k: trained[k] for k in ("mean", "std") if trained.get(k)}  # the converted weights expect them
+    same_input = config_normalization(trained)  # the converted weights expect the input the original saw
     values = {"data": trained.get("data"), "lr": COMPRESS_LR, **same_input, **options, "model": to,
               "init_from": str(checkpoint), "init_method": method, "teacher": str(checkpoint) if teacher else None}
     return TrainConfig.given(**values)

@@ -58,3 +58,18 @@ def test_a_pair_that_cannot_convert_is_one_line(teacher, fmnist, tmp_path, capsy
     assert len(err.splitlines()) == 1 and "not the shared design of resnet32_cifar" in err
     assert main(["compress", str(tmp_path / "none.pt"), "--to", "dsfb_resnet32_s16u1"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_compressed_run_feeds_the_input_the_original_run_saw(tmp_path):
+    import torch
+
+    from crunet.io.checkpoint import FORMAT
+    from crunet.train.init_from import compress_config
+
+    path = tmp_path / "teacher.pt"
+    config = {"data": "somewhere", "mean": [0.1], "std": [0.2], "crop_pct": 0.875, "lr": 0.4}
+    torch.save({"format": FORMAT, "model_name": "resnet32_cifar", "config": config}, path)
+    cfg = compress_config(str(path), "resnet32_cifar", "norm")
+    assert (cfg.data, cfg.mean, cfg.std, cfg.crop_pct, cfg.lr) == ("somewhere", [0.1], [0.2], 0.875, 0.05)
+    given = compress_config(str(path), "resnet32_cifar", "norm", crop_pct=1.0, lr=0.01)
+    assert (given.crop_pct, given.lr, given.mean) == (1.0, 0.01, [0.1])  # what the user gives wins
