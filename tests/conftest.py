@@ -8,12 +8,6 @@ import torch
 from tests.helpers import write_idx
 
 
-# Under pytest-xdist (`-n 2`) every worker is a process of its own: one torch thread per core it can have, since
-# OpenMP threads that outnumber the cores spin against each other (tests that want one thread still set it).
-if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
-
-
 def pytest_addoption(parser):
     parser.addoption("--device", default=os.environ.get("CRUNET_TEST_DEVICE", "cpu"),
                      help="the torch device tests/device runs on: cpu (default), cuda, cuda:N "
