@@ -71,6 +71,7 @@ def test_crunet_small_is_the_cru_design_of_preresnext_small_with_wider_bottlenec
     assert count_parameters(PreActResNet(factorized, num_classes=10, in_chans=1)) == 288_810
 
 
+@pytest.mark.slow
 def test_converted_crunet_small_is_far_closer_to_the_resnext_than_a_random_one(trained_looking):
     """Measured on a preresnext_small with random weights and trained-looking BNs, 32 images: relative output error
     0.35 converted (30 sweeps), 1.0 from crunet_small's own init."""

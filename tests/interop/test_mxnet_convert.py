@@ -186,7 +186,8 @@ def test_released_names_follow_the_released_code():
     assert not any("c3x3-b" in v for k, v in names116.items() if k.startswith("stages.2."))  # nothing between W1, W2
 
 
-@pytest.mark.parametrize(("name", "num_classes"), [("crunet56", 1000), ("crunet116", 365)])
+@pytest.mark.parametrize(("name", "num_classes"), [("crunet56", 1000),
+                                                   pytest.param("crunet116", 365, marks=pytest.mark.slow)])
 def test_convert_maps_every_parameter_and_statistic(tmp_path, name, num_classes):
     prefix, state = write_released(tmp_path, name, num_classes)
     model = convert_checkpoint(prefix, name)

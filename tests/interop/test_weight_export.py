@@ -139,6 +139,7 @@ def test_cli_export_from_training_checkpoint_and_from_safetensors(tmp_path, caps
     assert "no EMA weights" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_export_onnx_checks_against_pytorch(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     model = randomized(crunet.create_model("crunet_small", num_classes=10))
@@ -155,6 +156,7 @@ def _hubconf():
     return module
 
 
+@pytest.mark.slow
 def test_an_onnx_file_exported_from_an_exported_weights_file_keeps_the_runs_normalization(tmp_path, capsys):
     pytest.importorskip("onnxscript")
     from crunet.interop.onnx_file import read_onnx_info

@@ -90,6 +90,7 @@ def test_width_solver_finds_the_nearest_width():
         solve_width(design, 10**9, max_width=64, num_classes=10, in_chans=1)
 
 
+@pytest.mark.slow
 def test_the_package_imports_without_torchvision_or_timm():
     code = ("import sys; sys.modules['torchvision'] = None; sys.modules['timm'] = None; import crunet; "
             "print(crunet.create_model('crunet_small').name)")

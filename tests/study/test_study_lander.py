@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from crunet.study.grid import tier3_option
 from crunet.study.results_csv import append_row
 
@@ -26,6 +28,7 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
 
 
+@pytest.mark.slow
 def test_a_landed_row_is_committed_with_its_report_and_nothing_else(tmp_path):
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)

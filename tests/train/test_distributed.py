@@ -27,6 +27,7 @@ def torchrun(*args, cwd):
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(fmnist, tmp_path):
     result = torchrun(WORKER, fmnist, tmp_path / "ddp", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
