@@ -1,5 +1,6 @@
 """A trained ResNeXt factorized into a CRU network (``factorize_model``, conv3 and conv4, R = D as CRU-Net): test
-top-1 before any fine-tuning, with and without calibration images.
+top-1 before any fine-tuning, with and without calibration images, beside the original with the middle ReLU of those
+stages' units made the identity (the one a CRU unit cannot keep, whatever the factorization).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/cru_init.py CHECKPOINT [--images 256] [--test 10000]
 
@@ -10,6 +11,7 @@ version's initialization on the same network. Prints one markdown row per varian
 from __future__ import annotations
 
 import argparse
+import copy
 
 import torch
 
@@ -27,6 +29,16 @@ def top1(model: torch.nn.Module, loader) -> float:
     return finish_eval(sums)["top1"]
 
 
+def linear_middle(model: torch.nn.Module, stages: list[str]) -> torch.nn.Module:
+    """A copy of ``model`` whose units in ``stages`` skip the ReLU after their second BN: the one ReLU a CRU unit has
+    no place for (its shared 1x1 and kxk run back to back). What losing it costs alone, with no factorization error."""
+    model = copy.deepcopy(model)
+    for i in (convert.stage_index(model, s) for s in stages):
+        for unit in model.stages[i].units:
+            unit.conv2.norm.act = torch.nn.Identity()
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
@@ -41,6 +53,8 @@ def main() -> None:
     images = calibration_images(open_split(None, "train", spec), args.images).double()
     print(f"| {source.name} (the original) | - | {top1(source, test):.2f} |", flush=True)
     stages = args.stages.split(",")
+    print(f"| the original, its middle ReLU the identity in {', '.join(stages)} (no factorization) | - | "
+          f"{top1(linear_middle(source, stages), test):.2f} |", flush=True)
     variants = [("as is", {}), ("calibrated", {"calibration": images})]
     if args.weighted:
         variants = [("calibrated, weighted by inputs", {"calibration": images, "weight_by_inputs": True})]
