@@ -232,6 +232,11 @@ T3_DSFB_SHARED_ONLY_VS_RESNET = Comparison("DSFB S16U1 (shared-only regularizer)
 T3_DSFB_CIFAR_VS_RESNET_2E = Comparison(
     f"DSFB S16U1 (CIFAR-10 regularizer) vs its unshared ResNet-32, at 2E ({2 * TIER3_EPOCHS} epochs)",
     (DSFB, CIFAR_REGULARIZER_LONG), ("resnet32_cifar", TIER3_LONG))
+T3_CRU_VS_RESNEXT_2E = Comparison(f"CRU vs ResNeXt units at equal size, at 2E ({2 * TIER3_EPOCHS} epochs)",
+                                  ("crunet_small", TIER3_LONG), ("preresnext_small", TIER3_LONG))
+T3_RELEASED_VS_RESNEXT_2E = Comparison(
+    f"Released-pattern CRU (last stage plain ResNeXt) vs ResNeXt, at 2E ({2 * TIER3_EPOCHS} epochs)",
+    ("crunet_small_plain_last", TIER3_LONG), ("preresnext_small", TIER3_LONG))
 T3_NONE_VS_CIFAR = Comparison("DSFB S16U1: no regularizer vs the CIFAR-10 one", (DSFB, NO_REGULARIZER),
                               (DSFB, CIFAR_REGULARIZER))
 T3_NONE_VS_SHARED_ONLY = Comparison("DSFB S16U1: no regularizer vs the shared-only one", (DSFB, NO_REGULARIZER),
@@ -239,6 +244,8 @@ T3_NONE_VS_SHARED_ONLY = Comparison("DSFB S16U1: no regularizer vs the shared-on
 TIER3_COMPARISONS = (
     T3_CRU_VS_RESNEXT,
     T3_RELEASED_VS_RESNEXT,
+    T3_CRU_VS_RESNEXT_2E,
+    T3_RELEASED_VS_RESNEXT_2E,
     Comparison("Released-pattern CRU vs CRU in every stage", ("crunet_small_plain_last", TIER3_BASE),
                ("crunet_small", TIER3_BASE)),
     Comparison("CRU vs ResNet units", ("crunet_small", TIER3_BASE), ("preresnet_small", TIER3_BASE)),
@@ -270,7 +277,10 @@ class Claim:
 CLAIMS = (
     Claim("CRU-Net: at equal size, CRU units beat ResNeXt units", CRU_VS_RESNEXT,
           ((TIER3_RECIPE, T3_CRU_VS_RESNEXT),
-           (f"{TIER3_RECIPE}, the released sharing pattern (last stage plain)", T3_RELEASED_VS_RESNEXT)), "better"),
+           (f"{TIER3_RECIPE}, the released sharing pattern (last stage plain)", T3_RELEASED_VS_RESNEXT),
+           (f"{2 * TIER3_EPOCHS} epochs (2E), shifts, bf16", T3_CRU_VS_RESNEXT_2E),
+           (f"{2 * TIER3_EPOCHS} epochs (2E), shifts, bf16, the released sharing pattern", T3_RELEASED_VS_RESNEXT_2E)),
+          "better"),
     Claim("DSFB: a shared basis matches the unshared ResNet-32", DSFB_VS_RESNET,
           ((TIER3_RECIPE, T3_DSFB_SHARED_ONLY_VS_RESNET),
            (f"{TIER3_RECIPE}, the CIFAR-10 regularizer", T3_DSFB_CIFAR_VS_RESNET),

@@ -257,7 +257,7 @@ def tier3_option(epochs: int, extra: str = "") -> str:
 
 # tier 3's options, less their rates: the grid runs them and the report (cells.py) reads them by these names
 TIER3_BASE = tier3_option(TIER3_EPOCHS)  # every tier-3 option, less its rate, is this one plus at most one change
-TIER3_LONG = tier3_option(2 * TIER3_EPOCHS)  # the 2E runs of CONVERGENCE_CHECK_MODEL and ResNet-32
+TIER3_LONG = tier3_option(2 * TIER3_EPOCHS)  # the 2E runs of CONVERGENCE_CHECK_MODEL, ResNet-32 and the CRU claim
 CIFAR_REGULARIZER = tier3_option(TIER3_EPOCHS, "orth_unique=1")  # DSFB with the source's CIFAR-10 regularizer
 CIFAR_REGULARIZER_LONG = tier3_option(2 * TIER3_EPOCHS, "orth_unique=1")  # DSFB's 2E run
 NO_REGULARIZER = tier3_option(TIER3_EPOCHS, "orth_lambda=0")
@@ -269,8 +269,9 @@ def tier3(results: Path | None = None, models: set[str] | None = None) -> list[R
     one and none; each family at its rate. The E-versus-2E check comes first (the cheapest family's 2E run and its
     runs at E): it decides whether E is long enough before the rest of the grid is spent on it. Then seed-major. Then,
     added later: DSFB with the CIFAR-10 regularizer and ResNet-32 at 2E (seed 0, once E proved short), the pair whose
-    gap was still closing at E; and seeds 3 and 4 of the CRU claim's cells, seed-major, whose verdict three seeds left
-    undecided."""
+    gap was still closing at E; seeds 3 and 4 of the CRU claim's cells, seed-major, whose verdict three seeds left
+    undecided; and the CRU claim's cells at 2E, seeds 0 to 2, seed-major (their gap shrank from 5 epochs to E: is E
+    long enough for it? About 11 core-hours where bf16 is native, ten times that where it is emulated: a GPU's job)."""
     runs = (_grid(FM, (CONVERGENCE_CHECK_MODEL,), (0,), (TIER3_LONG,))
             + _grid(FM, CRU_CLAIM_MODELS + ("resnet32_cifar",), range(3), (TIER3_BASE,))
             + _grid(FM, ("dsfb_resnet32_s16u1",), range(3), (CIFAR_REGULARIZER, TIER3_BASE, NO_REGULARIZER))
@@ -278,10 +279,11 @@ def tier3(results: Path | None = None, models: set[str] | None = None) -> list[R
     dsfb_pair_at_2e = (_grid(FM, ("dsfb_resnet32_s16u1",), (0,), (CIFAR_REGULARIZER_LONG,))
                        + _grid(FM, ("resnet32_cifar",), (0,), (TIER3_LONG,)))
     more_cru_seeds = sorted(_grid(FM, CRU_CLAIM_MODELS, (3, 4), (TIER3_BASE,)), key=lambda run: run.seed)
+    cru_claim_at_2e = sorted(_grid(FM, CRU_CLAIM_MODELS, range(3), (TIER3_LONG,)), key=lambda run: run.seed)
     rates = family_rates(results)
     return (sorted(_at_family_rates(runs, rates, models),
                    key=lambda run: (run.model != CONVERGENCE_CHECK_MODEL, run.seed))
-            + _at_family_rates(dsfb_pair_at_2e + more_cru_seeds, rates, models))
+            + _at_family_rates(dsfb_pair_at_2e + more_cru_seeds + cru_claim_at_2e, rates, models))
 
 
 def compress(results: Path | None = None, models: set[str] | None = None) -> list[RunSpec]:

@@ -41,15 +41,21 @@ def test_tier3_has_its_cells_at_their_seed_counts(checked_rates):
         ("dsfb_resnet32_s16u1", e): 3, ("dsfb_resnet32_s16u1", f"{e},orth_lambda=0"): 3,
         (CONVERGENCE_CHECK_MODEL, f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16"): 1,
         ("dsfb_resnet32_s16u1", f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16,orth_unique=1"): 1,
-        ("resnet32_cifar", f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16"): 1}
+        ("resnet32_cifar", f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16"): 1,
+        ("preresnext_small", f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16"): 3,
+        ("crunet_small", f"lr=0.4,epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16"): 3,
+        ("crunet_small_plain_last", f"lr=0.4,epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16"): 3}
     assert TIER3_EPOCHS >= 20 and runs[0].option.startswith(f"epochs={2 * TIER3_EPOCHS}")  # the longest run first
     assert [r.model for r in runs[:3]] == [CONVERGENCE_CHECK_MODEL] * 3  # the E-versus-2E check before the rest
-    assert [r.seed for r in runs[3:-8]] == sorted(r.seed for r in runs[3:-8])
-    # added after the rest had run: the DSFB pair at 2E (DSFB, the longer one, first), then the CRU claim's seeds 3-4
-    assert [(r.model, r.seed) for r in runs[-8:-6]] == [("dsfb_resnet32_s16u1", 0), ("resnet32_cifar", 0)]
-    assert all(r.option.startswith(f"epochs={2 * TIER3_EPOCHS}") for r in runs[-8:-6])
-    assert [(r.model, r.seed) for r in runs[-6:]] == [(model, seed) for seed in (3, 4) for model in (
-        "preresnext_small", "crunet_small", "crunet_small_plain_last")]
+    assert [r.seed for r in runs[3:-17]] == sorted(r.seed for r in runs[3:-17])
+    # added after the rest had run: the DSFB pair at 2E (DSFB, the longer one, first), then the CRU claim's seeds 3-4,
+    # then the CRU claim at 2E, seeds 0-2 (issue 33)
+    claim = ("preresnext_small", "crunet_small", "crunet_small_plain_last")
+    assert [(r.model, r.seed) for r in runs[-17:-15]] == [("dsfb_resnet32_s16u1", 0), ("resnet32_cifar", 0)]
+    assert all(r.option.startswith(f"epochs={2 * TIER3_EPOCHS}") for r in runs[-17:-15])
+    assert [(r.model, r.seed) for r in runs[-15:-9]] == [(model, seed) for seed in (3, 4) for model in claim]
+    assert [(r.model, r.seed) for r in runs[-9:]] == [(model, seed) for seed in range(3) for model in claim]
+    assert all(r.option.endswith(f"epochs={2 * TIER3_EPOCHS},pad=2,amp=bf16") for r in runs[-9:])
 
 
 @pytest.mark.parametrize("option", ["lr", "width=2", "lr=", "=3"])

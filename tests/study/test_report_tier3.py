@@ -190,6 +190,24 @@ def test_the_dsfb_pair_at_2e_is_read_one_run_a_side_against_the_pooled_sd(tier3)
         "| not resolved † | not yet (one run a side) | not contradicted † |")
 
 
+def test_the_cru_claim_at_2e_is_read_over_its_seeds_and_joins_the_claim(tier3):
+    claim = "| CRU-Net: at equal size, CRU units beat ResNeXt units | 40 epochs (2E), shifts, bf16 |"
+    assert claim not in render_markdown(tier3)  # no 2E run of the pair yet
+    for seed, (cru, rex) in enumerate([(93.5, 93.4), (93.7, 93.6), (93.3, 93.2)]):
+        _record(tier3, _row("crunet_small", seed, cru, cru, lr="0.4", epochs=2 * TIER3_EPOCHS))
+        _record(tier3, _row("preresnext_small", seed, rex, rex, lr="0.4", epochs=2 * TIER3_EPOCHS))
+    md = render_markdown(tier3)
+    cru, rex = [6.5, 6.3, 6.7], [6.6, 6.4, 6.8]
+    _, p = welch(cru, rex)
+    low, high = difference_interval(cru, rex)
+    assert (f"| CRU vs ResNeXt units at equal size, at 2E (40 epochs) | `crunet_small` 2E (40 epochs) lr 0.4 | "
+            f"`preresnext_small` 2E (40 epochs) lr 0.4 | -0.10 | {low:+.2f} to {high:+.2f} | 0.20 | {p:.3f} | "
+            "3 vs 3 |") in md
+    row = next(line for line in md.splitlines() if line.startswith(claim))
+    assert f"| -0.10 ({low:+.2f} to {high:+.2f}) |" in row  # at E it read +0.50, ResNeXt ahead
+    assert "at 2E (40 epochs), the released" not in md and "Released-pattern" not in md  # that cell has not run
+
+
 def test_the_gap_plot_has_a_panel_per_claim_and_the_2e_comparisons_beside_theirs(tier3):
     from crunet.study.cells import CLAIMS, load_tier3
     from crunet.study.epoch_series import comparison_gaps
