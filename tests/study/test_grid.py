@@ -49,7 +49,7 @@ def test_tier3_has_its_cells_at_their_seed_counts(checked_rates):
     assert [r.model for r in runs[:3]] == [CONVERGENCE_CHECK_MODEL] * 3  # the E-versus-2E check before the rest
     assert [r.seed for r in runs[3:-17]] == sorted(r.seed for r in runs[3:-17])
     # added after the rest had run: the DSFB pair at 2E (DSFB, the longer one, first), then the CRU claim's seeds 3-4,
-    # then the CRU claim at 2E, seeds 0-2 (issue 33)
+    # then the CRU claim at 2E, seeds 0-2
     claim = ("preresnext_small", "crunet_small", "crunet_small_plain_last")
     assert [(r.model, r.seed) for r in runs[-17:-15]] == [("dsfb_resnet32_s16u1", 0), ("resnet32_cifar", 0)]
     assert all(r.option.startswith(f"epochs={2 * TIER3_EPOCHS}") for r in runs[-17:-15])
