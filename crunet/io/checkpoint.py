@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from crunet.errors import FileFormatError
+from crunet.io.safetensors_file import is_safetensors
 
 FORMAT = "crunet-checkpoint-v1"
 
@@ -26,6 +27,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if is_safetensors(path):
+        raise CheckpointError(f"{path} is a safetensors weights file, not a crunet training checkpoint: give the "
+                              "run's checkpoint (RUN_DIR/best.pt or last.pt), which records its data and settings")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a torn or foreign file

@@ -63,6 +63,12 @@ def test_corrupt_truncated_and_foreign_files_are_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(1)}, str(tmp_path / "weights.pt"))  # told by its bytes, whatever its name
+    with pytest.raises(CheckpointError, match=r"is a safetensors weights file, not a crunet training checkpoint: "
+                                              r"give the run's checkpoint \(RUN_DIR/best.pt"):
+        load_checkpoint(tmp_path / "weights.pt")
 
 
 class Evil:
