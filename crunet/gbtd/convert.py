@@ -111,6 +111,10 @@ def factorize_model(model: PreActResNet, stages: Sequence[str | int], groups: in
     (with ``calibration``): each group's kernels are factorized whitened by the covariance of the channels their
     shared 1x1 reads on those images (pooled over the group), so the error minimized is the output's, not the
     weights' (as ``crunet.gbtd.dsfb_convert`` does for DSFB); the errors reported are then in that metric."""
+    if not isinstance(model, PreActResNet):
+        raise ConfigError(f"{getattr(model, 'name', type(model).__name__)} is not a pre-activation network "
+                          "(PreActResNet, such as preresnext_small or preresnext50_32x4d): only their units have the "
+                          "CRU form; a BasicBlock ResNet converts into its DSFB design (crunet compress --to)")
     indices = sorted({stage_index(model, s) for s in stages})
     if not indices:
         raise ConfigError("name at least one stage to factorize")

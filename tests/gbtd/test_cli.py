@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 import crunet
 from crunet.cli.main import main
 from crunet.gbtd.summary import stage_summaries
-from crunet.interop.weights import load_weights, read_weights
+from crunet.interop.weights import load_weights, read_weights, save_weights
 
 
 def _row(out, stage):
@@ -107,7 +107,9 @@ def test_factorize_user_errors_are_one_line(trained, capsys, tmp_path):
         (["--checkpoint", str(folder / "last.pt"), "--stages", "conv9"], "no stage 'conv9'"),
         (["--checkpoint", str(folder / "w.safetensors"), "--model", "crunet_small"],
          "was written by a different model than crunet_small"),
+        (["--checkpoint", str(folder / "r32.safetensors")], "resnet32_cifar is not a pre-activation network"),
     ]
+    save_weights(crunet.create_model("resnet32_cifar", num_classes=10, in_chans=1), folder / "r32.safetensors")
     for args, message in cases:
         stages = [] if "--stages" in args else ["--stages", "conv3"]
         assert main(["factorize", *args, *stages, "--out", str(tmp_path / "x.safetensors")]) == 2
