@@ -9,9 +9,11 @@ import json
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint: top-1/top-5/loss with 1 or 10 crops")
-    p.add_argument("checkpoint", help="a crunet checkpoint (last.pt, best.pt), or an ONNX file crunet export wrote "
-                   "(float32 or int8; run in onnxruntime with the input size and normalization it records)")
-    p.add_argument("--data", default=None, help="data folder (default: the one the checkpoint was trained on)")
+    p.add_argument("checkpoint", help="a crunet checkpoint (last.pt, best.pt), a safetensors weights file (crunet "
+                   "export, crunet factorize), or an ONNX file crunet export wrote (float32 or int8; run in "
+                   "onnxruntime); each is fed at the input size and with the normalization it records")
+    p.add_argument("--data", default=None, help="data folder (default: the one the checkpoint was trained on; a "
+                   "weights file records none: Fashion-MNIST if its classes are Fashion-MNIST's, else give it)")
     p.add_argument("--crops", type=int, default=1, choices=(1, 10), help="1 centre crop or 10 crops")
     p.add_argument("--resize", type=int, default=None, help="short side before cropping (default: size / the "
                    "model's crop_pct, 256 for 224 at 0.875; Fashion-MNIST: the native 28)")
@@ -38,10 +40,38 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_onnx_file(args)
         print(json.dumps(result, indent=2))
         return 0
+    from crunet.io.safetensors_file import is_safetensors
+
+    if is_safetensors(args.checkpoint):
+        print(json.dumps(evaluate_weights_file(args), indent=2))
+        return 0
     options = EvalOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalOptions)})
     result = evaluate_checkpoint(args.checkpoint, options)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def evaluate_weights_file(args: argparse.Namespace) -> dict:
+    """A safetensors weights file on the evaluation split of ``--data``, fed at the input size and with the
+    normalization its metadata records (the model's own where it records none); JSON beside it."""
+    from pathlib import Path
+
+    from crunet.cli.main import CliError
+    from crunet.data.classes import FASHION_MNIST_CLASSES
+    from crunet.interop.weights import read_weights
+    from crunet.train.config import TrainConfig
+    from crunet.train.evaluate import EvalOptions, evaluate_as_trained
+
+    if args.ema:
+        raise CliError("--ema applies to training checkpoints; a weights file holds one set of weights")
+    weights = read_weights(args.checkpoint)
+    if args.data is None and weights.classes != list(FASHION_MNIST_CLASSES):
+        raise CliError(f"{args.checkpoint} does not record the data it trained on: give it with --data")
+    cfg = TrainConfig(model=weights.model_name, data=args.data, img_size=weights.img_size, **weights.normalization)
+    options = EvalOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalOptions)})
+    out = Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}-eval-{args.crops}crop.json")
+    return evaluate_as_trained(weights.build(), cfg, options, {"weights": args.checkpoint,
+                                                               "model": weights.model_name}, out)
 
 
 def evaluate_onnx_file(args: argparse.Namespace) -> dict:

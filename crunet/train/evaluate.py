@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crunet.data import eval_shard, open_split
+from crunet.data import check_labels, eval_shard, open_split
 from crunet.io.checkpoint import checkpoint_weights, load_checkpoint, load_model_state, model_kwargs
 from crunet.train.config import TrainConfig
 from crunet.train.dist import DistInfo, all_reduce_sum
@@ -91,17 +91,24 @@ def evaluate_checkpoint(checkpoint: str, options: EvalOptions | None = None) -> 
     cfg = TrainConfig.from_dict(state["config"])
     model = create_model(state["model_name"], **model_kwargs(state))
     load_model_state(model, checkpoint_weights(state, checkpoint, opt.ema), checkpoint, state["model_name"])
+    about = {"checkpoint": str(checkpoint), "model": state["model_name"]}
+    return evaluate_as_trained(model, cfg, opt, about, Path(checkpoint).with_name(f"eval-{opt.crops}crop.json"))
+
+
+def evaluate_as_trained(model: nn.Module, cfg: TrainConfig, opt: EvalOptions, about: dict, out: Path) -> dict:
+    """``model`` on the evaluation split of ``opt.data`` (else ``cfg.data``), fed at the input size and with the
+    normalization of its run ``cfg``; the metrics, after ``about``, also go to ``opt.out`` (else ``out``) as JSON."""
     cfg.data, cfg.crops, cfg.workers, cfg.strict_data = opt.data or cfg.data, opt.crops, opt.workers, opt.strict_data
     cfg.decode = "cpu"  # this runs on the CPU, where Pillow in the workers decodes faster than the main process
     spec = data_spec(cfg, model)
     spec.resize = opt.resize
     loader = open_split(cfg.data, "val", spec)
     loader = loader.subset(opt.subset) if opt.subset else loader
+    check_labels(loader, model.num_classes, "evaluation")
     sums = evaluate(model, loader.iterate(eval_shard(len(loader), opt.batch_size), 0, train=False),
                     device=torch.device("cpu"), amp=opt.amp, channels_last=uses_channels_last(cfg))
-    result = {"checkpoint": str(checkpoint), "model": state["model_name"], "data": cfg.data or "fashion-mnist",
-              "crops": opt.crops, "ema": opt.ema, **finish_eval(sums)}
-    path = Path(opt.out) if opt.out else Path(checkpoint).with_name(f"eval-{opt.crops}crop.json")
+    result = {**about, "data": cfg.data or "fashion-mnist", "crops": opt.crops, "ema": opt.ema, **finish_eval(sums)}
+    path = Path(opt.out) if opt.out else out
     path.write_text(json.dumps(result, indent=2) + "\n")
     result["json"] = str(path)
     return result

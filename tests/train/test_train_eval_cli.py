@@ -50,6 +50,25 @@ def test_eval_command_writes_json(trained, crops, capsys):
     assert json.loads(capsys.readouterr().out)["top1"] == result["top1"]
 
 
+def test_a_weights_file_evaluates_as_its_checkpoint(trained, fmnist, tmp_path, capsys):
+    from crunet.interop.weights import load_weights, save_weights
+
+    weights = tmp_path / "w.safetensors"
+    assert main(["export", "--checkpoint", str(trained / "last.pt"), "--format", "safetensors",
+                 "--out", str(weights)]) == 0
+    common = ["--subset", "40", "--data", str(fmnist)]
+    assert main(["eval", str(trained / "last.pt"), *common, "--out", str(tmp_path / "c.json")]) == 0
+    assert main(["eval", str(weights), *common]) == 0
+    ckpt, file = (json.loads(path.read_text()) for path in (tmp_path / "c.json", tmp_path / "w-eval-1crop.json"))
+    assert file["weights"] == str(weights) and (file["top1"], file["loss"]) == (ckpt["top1"], ckpt["loss"])
+    capsys.readouterr()
+    save_weights(load_weights(weights), tmp_path / "plain.safetensors")  # records no classes: name the data
+    assert main(["eval", str(tmp_path / "plain.safetensors"), "--subset", "40"]) == 2
+    assert "does not record the data it trained on: give it with --data" in capsys.readouterr().err
+    assert main(["eval", str(weights), "--ema", *common]) == 2
+    assert "--ema applies to training checkpoints" in capsys.readouterr().err
+
+
 def test_ten_crops_average_over_crops_and_ema_weights_evaluate(trained):
     from crunet.train.evaluate import EvalOptions, evaluate_checkpoint
 
