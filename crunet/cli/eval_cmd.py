@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the trainer's imports stay lazy: crunet eval of an ONNX file does not need them
+    from crunet.train.evaluate import EvalOptions
 
 
 def add_parser(subparsers) -> None:
@@ -42,16 +46,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from crunet.io.safetensors_file import is_safetensors
 
-    if is_safetensors(args.checkpoint):
-        print(json.dumps(evaluate_weights_file(args), indent=2))
-        return 0
     options = EvalOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalOptions)})
+    if is_safetensors(args.checkpoint):
+        print(json.dumps(evaluate_weights_file(args.checkpoint, options), indent=2))
+        return 0
     result = evaluate_checkpoint(args.checkpoint, options)
     print(json.dumps(result, indent=2))
     return 0
 
 
-def evaluate_weights_file(args: argparse.Namespace) -> dict:
+def evaluate_weights_file(path: str, options: EvalOptions) -> dict:
     """A safetensors weights file on the evaluation split of ``--data``, fed at the input size and with the
     normalization its metadata records (the model's own where it records none); JSON beside it."""
     from pathlib import Path
@@ -60,18 +64,16 @@ def evaluate_weights_file(args: argparse.Namespace) -> dict:
     from crunet.data.classes import FASHION_MNIST_CLASSES
     from crunet.interop.weights import read_weights
     from crunet.train.config import TrainConfig
-    from crunet.train.evaluate import EvalOptions, evaluate_as_trained
+    from crunet.train.evaluate import evaluate_as_trained
 
-    if args.ema:
+    if options.ema:
         raise CliError("--ema applies to training checkpoints; a weights file holds one set of weights")
-    weights = read_weights(args.checkpoint)
-    if args.data is None and weights.classes != list(FASHION_MNIST_CLASSES):
-        raise CliError(f"{args.checkpoint} does not record the data it trained on: give it with --data")
-    cfg = TrainConfig(model=weights.model_name, data=args.data, img_size=weights.img_size, **weights.normalization)
-    options = EvalOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalOptions)})
-    out = Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}-eval-{args.crops}crop.json")
-    return evaluate_as_trained(weights.build(), cfg, options, {"weights": args.checkpoint,
-                                                               "model": weights.model_name}, out)
+    weights = read_weights(path)
+    if options.data is None and weights.classes != list(FASHION_MNIST_CLASSES):
+        raise CliError(f"{path} does not record the data it trained on: give it with --data")
+    cfg = TrainConfig(model=weights.model_name, data=options.data, img_size=weights.img_size, **weights.normalization)
+    out = Path(path).with_name(f"{Path(path).stem}-eval-{options.crops}crop.json")
+    return evaluate_as_trained(weights.build(), cfg, options, {"weights": path, "model": weights.model_name}, out)
 
 
 def evaluate_onnx_file(args: argparse.Namespace) -> dict:
